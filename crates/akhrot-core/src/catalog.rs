@@ -607,3 +607,20 @@ mod tests {
         assert_eq!(base["t"]["y"].as_integer(), Some(3));
     }
 }
+
+#[cfg(test)]
+mod builtin_tests {
+    use super::*;
+
+    #[test]
+    fn builtin_catalog_loads_completely() {
+        let c = Catalog::builtin().expect("built-in catalog loads");
+        assert_eq!(c.len(), 37);
+        for p in c.iter() {
+            assert!(!p.services.is_empty(), "{} has services", p.code);
+            for (what, url) in p.urls() {
+                assert!(url.starts_with("https://"), "{}.{what} = {url}", p.code);
+            }
+        }
+    }
+}

@@ -1,1 +1,310 @@
+//! The Akhrot loopback API.
+//!
+//! [`Owner::start`] takes the data directory's owner lock, opens the vault, loads the catalog,
+//! binds `127.0.0.1`, and writes the admin credential and `server.json`; [`Owner::serve`] runs
+//! until the shutdown future resolves, then flushes and removes those files. `akhrot serve` and
+//! the desktop shell both use it, so there is exactly one vault owner per data directory.
 
+mod admin;
+mod agent;
+pub mod error;
+pub mod guard;
+mod ratelimit;
+mod render;
+
+use std::fs::File;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{delete, get, post};
+
+use akhrot_core::catalog::Catalog;
+use akhrot_core::paths::{self, Paths};
+use akhrot_core::vault::{Unlock, Vault};
+use akhrot_core::{SecretString, now_rfc3339};
+
+pub use ratelimit::RateLimiter;
+
+/// The port `akhrot serve` listens on unless told otherwise.
+pub const DEFAULT_PORT: u16 = 47420;
+/// Agent requests per minute per key unless told otherwise.
+pub const DEFAULT_RATE_LIMIT: u32 = 600;
+
+/// Shared by every request.
+pub struct AppState {
+    pub vault: Arc<Vault>,
+    pub catalog: Arc<Catalog>,
+    pub admin_token: SecretString,
+    pub port: u16,
+    pub base_url: String,
+    pub started_at: String,
+    pub allowed_hosts: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub limiter: RateLimiter,
+    pub skill_md: String,
+}
+
+/// What an owner is started with.
+#[derive(Debug, Clone)]
+pub struct OwnerOptions {
+    pub paths: Paths,
+    /// `0` picks a free port.
+    pub port: u16,
+    pub unlock: Unlock,
+    /// Requests per minute per agent key; `0` turns limiting off.
+    pub rate_limit_per_min: u32,
+    /// How long a token request waits for the user's answer.
+    pub approval_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "another Akhrot owner is already running for {data_dir}{}: use it (the `akhrot` commands talk to it), or stop it first",
+        .port.map(|p| format!(" (pid {}, port {p})", .pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()))).unwrap_or_default()
+    )]
+    AlreadyRunning {
+        data_dir: String,
+        pid: Option<u32>,
+        port: Option<u16>,
+    },
+    #[error("cannot listen on 127.0.0.1:{port}: {source}{}", if .source.kind() == std::io::ErrorKind::AddrInUse { " (another program uses that port; pick another with --port, or --port 0 for a free one)" } else { "" })]
+    Bind { port: u16, source: std::io::Error },
+    #[error(transparent)]
+    Core(#[from] akhrot_core::Error),
+}
+
+/// What `server.json` says about a running owner.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerInfo {
+    pub pid: u32,
+    pub port: u16,
+    pub base_url: String,
+    pub started_at: String,
+    pub version: String,
+}
+
+impl ServerInfo {
+    pub fn read(paths: &Paths) -> Option<Self> {
+        let text = std::fs::read_to_string(paths.server_file()).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
+pub struct Owner {
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    paths: Paths,
+    _lock: File,
+}
+
+impl Owner {
+    pub async fn start(opts: OwnerOptions) -> Result<Self, StartError> {
+        let started = std::time::Instant::now();
+        paths::ensure_private_dir(&opts.paths.data_dir)?;
+        let lock = take_owner_lock(&opts.paths)?;
+        let vault = Arc::new(Vault::open(&opts.paths, opts.unlock.clone())?);
+        let catalog = Arc::new(Catalog::load(&opts.paths.providers_d())?);
+        for issue in &catalog.issues {
+            tracing::warn!(%issue, "skipped a providers.d entry");
+        }
+        let listener =
+            tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, opts.port)))
+                .await
+                .map_err(|source| StartError::Bind {
+                    port: opts.port,
+                    source,
+                })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                port: opts.port,
+                source,
+            })?
+            .port();
+        let base_url = format!("http://127.0.0.1:{port}");
+        let admin_token = new_admin_token();
+        paths::write_private_file(&opts.paths.admin_token(), admin_token.expose().as_bytes())?;
+        let state = Arc::new(AppState {
+            skill_md: render_skill(&base_url, &catalog),
+            vault,
+            catalog,
+            admin_token,
+            port,
+            allowed_hosts: vec![
+                format!("127.0.0.1:{port}"),
+                format!("localhost:{port}"),
+                format!("[::1]:{port}"),
+            ],
+            allowed_origins: vec![
+                format!("http://127.0.0.1:{port}"),
+                format!("http://localhost:{port}"),
+                format!("http://[::1]:{port}"),
+            ],
+            base_url: base_url.clone(),
+            started_at: now_rfc3339(),
+            limiter: RateLimiter::new(opts.rate_limit_per_min),
+        });
+        let info = ServerInfo {
+            pid: std::process::id(),
+            port,
+            base_url,
+            started_at: state.started_at.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        };
+        let json = serde_json::to_vec_pretty(&info).unwrap_or_default();
+        paths::write_private_file(&opts.paths.server_file(), &json)?;
+        tracing::info!(
+            port,
+            vault = %state.vault.path().display(),
+            key_source = ?state.vault.key_source(),
+            providers = state.catalog.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "akhrot owner ready"
+        );
+        Ok(Self {
+            state,
+            listener,
+            paths: opts.paths,
+            _lock: lock,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.state.port
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.state.base_url
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then writes what is pending and removes the owner files.
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let vault = self.state.vault.clone();
+        let flusher = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                if let Err(e) = vault.flush_last_used() {
+                    tracing::warn!(error = %e, "could not record last-used times");
+                }
+            }
+        });
+        let app = router(self.state.clone());
+        let result = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        flusher.abort();
+        if let Err(e) = self.state.vault.flush_last_used() {
+            tracing::warn!(error = %e, "could not record last-used times");
+        }
+        if ServerInfo::read(&self.paths).is_some_and(|i| i.pid == std::process::id()) {
+            let _ = std::fs::remove_file(self.paths.server_file());
+            let _ = std::fs::remove_file(self.paths.admin_token());
+        }
+        tracing::info!("akhrot owner stopped");
+        result
+    }
+}
+
+fn take_owner_lock(paths: &Paths) -> Result<File, StartError> {
+    let path = paths.owner_lock();
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let file = opts
+        .open(&path)
+        .map_err(|e| akhrot_core::Error::Io(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let info = ServerInfo::read(paths);
+            Err(StartError::AlreadyRunning {
+                data_dir: paths.data_dir.display().to_string(),
+                pid: info.as_ref().map(|i| i.pid),
+                port: info.map(|i| i.port),
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(akhrot_core::Error::Io(format!("cannot lock {}: {e}", path.display())).into())
+        }
+    }
+}
+
+fn new_admin_token() -> SecretString {
+    use rand::RngCore;
+    let mut b = zeroize::Zeroizing::new([0u8; 32]);
+    rand::rngs::OsRng.fill_bytes(b.as_mut());
+    SecretString::new(format!("akhrot-admin-{}", hex::encode(b.as_ref())))
+}
+
+fn render_skill(base_url: &str, catalog: &Catalog) -> String {
+    let rows: Vec<String> = catalog
+        .iter()
+        .map(|p| {
+            let kind = match p.auth {
+                akhrot_core::catalog::AuthType::Oauth2 => "OAuth Bearer",
+                akhrot_core::catalog::AuthType::ApiKey => "API Key",
+                akhrot_core::catalog::AuthType::Mtproto => "MTProto Session",
+            };
+            format!("{} {} {} {}", p.name, p.code, kind, p.description)
+        })
+        .collect();
+    include_str!("skill.md")
+        .replace("{{BASE_URL}}", base_url)
+        .replace("{{PROVIDERS}}", &rows.join("\n"))
+}
+
+/// The whole API behind the loopback hygiene layer.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/ai/skill", get(agent::skill))
+        .route("/ai/context/summary", get(agent::summary))
+        .route("/ai/context/{provider}", get(agent::provider_context))
+        .route(
+            "/ai/context/{provider}/{service}",
+            get(agent::service_context),
+        )
+        .route("/tokens/fetch", post(agent::fetch_token))
+        .route("/admin/status", get(admin::status))
+        .route("/admin/keys", get(admin::list_keys).post(admin::create_key))
+        .route("/admin/keys/{name}", delete(admin::revoke_key))
+        .route("/admin/policies", post(admin::set_policy))
+        .route(
+            "/admin/connections",
+            get(admin::list_connections).post(admin::add_connection),
+        )
+        .route(
+            "/admin/connections/{provider}",
+            delete(admin::remove_connection),
+        )
+        .route("/admin/token", post(admin::token))
+        .route("/admin/providers", get(admin::list_providers))
+        .route("/admin/providers/{code}", get(admin::get_provider))
+        .fallback(|| async { admin::not_found() })
+        .method_not_allowed_fallback(|| async {
+            error::ApiError::new(
+                error::Code::MethodNotAllowed,
+                "this route does not take that method",
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::hygiene,
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,244 @@
+//! Admin routes: only the user's own CLI and UI hold the credential they need.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use akhrot_core::SecretString;
+use akhrot_core::catalog::Provider;
+use akhrot_core::vault::{ANY_PROVIDER, Mode};
+
+use crate::AppState;
+use crate::agent::token_json;
+use crate::error::{ApiError, Code, printable, success};
+use crate::guard::{AdminAuth, JsonBody};
+
+pub async fn status(State(state): State<Arc<AppState>>, _: AdminAuth) -> Response {
+    let connections: Vec<Value> = state
+        .vault
+        .list_connections()
+        .into_iter()
+        .map(|c| {
+            let name = state.catalog.get(&c.provider).map(|p| p.name.clone());
+            let mut v = serde_json::to_value(&c).unwrap_or_default();
+            v["providerName"] = json!(name);
+            v
+        })
+        .collect();
+    let agents = state.vault.list_agents();
+    success(json!({
+        "server": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "port": state.port,
+            "baseUrl": state.base_url,
+            "startedAt": state.started_at,
+            "rateLimitPerMinute": state.limiter.per_minute(),
+        },
+        "vault": {
+            "path": state.vault.path(),
+            "vaultId": state.vault.vault_id(),
+            "keySource": state.vault.key_source(),
+        },
+        "connections": connections,
+        "agents": {
+            "total": agents.len(),
+            "active": agents.iter().filter(|a| a.revoked_at.is_none()).count(),
+        },
+        "pendingApprovals": [],
+        "catalog": {
+            "providers": state.catalog.len(),
+            "issues": state.catalog.issues.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+        },
+    }))
+}
+
+pub async fn list_keys(State(state): State<Arc<AppState>>, _: AdminAuth) -> Response {
+    success(json!(state.vault.list_agents()))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateKey {
+    name: String,
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    allow_all: bool,
+}
+
+fn check_provider(state: &AppState, code: &str) -> Result<(), ApiError> {
+    if code == ANY_PROVIDER || state.catalog.get(code).is_some() {
+        Ok(())
+    } else {
+        Err(ApiError::provider_not_found(code))
+    }
+}
+
+pub async fn create_key(
+    State(state): State<Arc<AppState>>,
+    _: AdminAuth,
+    JsonBody(req): JsonBody<CreateKey>,
+) -> Result<Response, ApiError> {
+    for p in &req.allow {
+        check_provider(&state, p)?;
+    }
+    let (agent, key) = state
+        .vault
+        .create_agent(&req.name, &req.allow, req.allow_all)?;
+    tracing::info!(agent = %agent.name, "agent key created");
+    Ok(success(json!({ "key": key.expose(), "agent": agent })))
+}
+
+pub async fn revoke_key(
+    State(state): State<Arc<AppState>>,
+    _: AdminAuth,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let agent = state.vault.revoke_agent(&name)?;
+    tracing::info!(agent = %agent.name, "agent key revoked");
+    Ok(success(json!(agent)))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetPolicy {
+    agent: String,
+    provider: String,
+    mode: String,
+    /// For `allow`: seconds from now until the allow lapses back to `ask`.
+    for_seconds: Option<u64>,
+}
+
+pub async fn set_policy(
+    State(state): State<Arc<AppState>>,
+    _: AdminAuth,
+    JsonBody(req): JsonBody<SetPolicy>,
+) -> Result<Response, ApiError> {
+    check_provider(&state, &req.provider)?;
+    let mode = Mode::parse(&req.mode).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "mode `{}` is not one of allow, ask, deny",
+            printable(&req.mode)
+        ))
+    })?;
+    let until = req
+        .for_seconds
+        .map(|s| akhrot_core::now_unix().saturating_add(i64::try_from(s).unwrap_or(i64::MAX / 2)));
+    let agent = state
+        .vault
+        .set_policy(&req.agent, &req.provider, mode, until)?;
+    Ok(success(json!(agent)))
+}
+
+pub async fn list_connections(State(state): State<Arc<AppState>>, _: AdminAuth) -> Response {
+    success(json!(state.vault.list_connections()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddConnection {
+    provider: String,
+    account: Option<String>,
+    fields: BTreeMap<String, SecretString>,
+}
+
+fn provider_of(state: &AppState, code: &str) -> Result<Arc<Provider>, ApiError> {
+    state
+        .catalog
+        .get(code)
+        .cloned()
+        .ok_or_else(|| ApiError::provider_not_found(code))
+}
+
+pub async fn add_connection(
+    State(state): State<Arc<AppState>>,
+    _: AdminAuth,
+    JsonBody(req): JsonBody<AddConnection>,
+) -> Result<Response, ApiError> {
+    let p = provider_of(&state, &req.provider)?;
+    let account = req.account.as_deref().unwrap_or("default");
+    let (conn, replaced) = state.vault.put_key_connection(&p, account, req.fields)?;
+    tracing::info!(provider = %conn.provider, account = %conn.account, replaced, "connection stored");
+    Ok(success(json!({ "connection": conn, "replaced": replaced })))
+}
+
+#[derive(Deserialize)]
+pub struct AccountQuery {
+    account: Option<String>,
+}
+
+pub async fn remove_connection(
+    State(state): State<Arc<AppState>>,
+    _: AdminAuth,
+    Path(provider): Path<String>,
+    Query(q): Query<AccountQuery>,
+) -> Result<Response, ApiError> {
+    provider_of(&state, &provider)?;
+    let removed = state
+        .vault
+        .delete_connection(&provider, q.account.as_deref())?;
+    tracing::info!(provider = %removed.provider, account = %removed.account, "connection removed");
+    Ok(success(json!({ "removed": removed })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminToken {
+    provider: String,
+    account: Option<String>,
+}
+
+/// The user's own token request (`akhrot token`): no policy, the user is the owner.
+pub async fn token(
+    State(state): State<Arc<AppState>>,
+    _: AdminAuth,
+    JsonBody(req): JsonBody<AdminToken>,
+) -> Result<Response, ApiError> {
+    let p = provider_of(&state, &req.provider)?;
+    let (conn, creds) = state
+        .vault
+        .open_connection(&p.code, req.account.as_deref())?;
+    Ok(success(Value::Object(token_json(&p, &conn, &creds))))
+}
+
+pub async fn list_providers(State(state): State<Arc<AppState>>, _: AdminAuth) -> Response {
+    let list: Vec<Value> = state.catalog.iter().map(|p| provider_json(p)).collect();
+    success(json!(list))
+}
+
+pub async fn get_provider(
+    State(state): State<Arc<AppState>>,
+    _: AdminAuth,
+    Path(code): Path<String>,
+) -> Result<Response, ApiError> {
+    let p = provider_of(&state, &code)?;
+    Ok(success(provider_json(&p)))
+}
+
+fn provider_json(p: &Provider) -> Value {
+    json!({
+        "code": p.code,
+        "name": p.name,
+        "authType": p.auth.as_str(),
+        "description": p.description,
+        "consoleUrl": p.console_url,
+        "docsUrl": p.docs_url,
+        "fields": p.fields.iter().map(|f| json!({
+            "name": f.name, "label": f.label, "secret": f.secret,
+            "optional": f.optional, "hint": f.hint,
+        })).collect::<Vec<_>>(),
+        "custom": p.origin != akhrot_core::catalog::Origin::BuiltIn,
+    })
+}
+
+pub fn not_found() -> ApiError {
+    ApiError::new(
+        Code::NotFound,
+        "no such route; GET /ai/skill describes the API",
+    )
+}

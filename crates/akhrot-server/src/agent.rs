@@ -1,0 +1,320 @@
+//! The agent-facing API: the skill document, context, and token hand-out.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use akhrot_core::catalog::{AuthType, Provider};
+use akhrot_core::vault::{ConnectionInfo, Credentials, Mode};
+use akhrot_core::{now_unix, unix_to_rfc3339};
+
+use crate::AppState;
+use crate::error::{ApiError, Code, printable, success};
+use crate::guard::{AgentAuth, JsonBody};
+use crate::render;
+
+pub async fn skill(State(state): State<Arc<AppState>>) -> Response {
+    let mut resp = state.skill_md.clone().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/markdown; charset=utf-8"),
+    );
+    resp
+}
+
+pub async fn summary(State(state): State<Arc<AppState>>, AgentAuth(_): AgentAuth) -> Response {
+    let conns = state.vault.list_connections();
+    let mut connected = Vec::new();
+    let mut available = Vec::new();
+    for p in state.catalog.iter() {
+        let accounts: Vec<&str> = conns
+            .iter()
+            .filter(|c| c.provider == p.code)
+            .map(|c| c.account.as_str())
+            .collect();
+        if accounts.is_empty() {
+            available.push(Value::from(p.code.as_str()));
+        } else {
+            let services: Vec<&str> = p.services.iter().map(|s| s.code.as_str()).collect();
+            connected
+                .push(json!({ "provider": p.code, "services": services, "accounts": accounts }));
+        }
+    }
+    success(json!({ "connected": connected, "available": available }))
+}
+
+#[derive(Deserialize)]
+pub struct AccountQuery {
+    account: Option<String>,
+}
+
+fn provider_of(state: &AppState, code: &str) -> Result<Arc<Provider>, ApiError> {
+    state
+        .catalog
+        .get(code)
+        .cloned()
+        .ok_or_else(|| ApiError::provider_not_found(code))
+}
+
+/// Non-secret values of a connection that templates may show (domain, account SID, cloud id).
+fn known_values(conn: Option<&ConnectionInfo>) -> BTreeMap<String, String> {
+    conn.map(|c| c.public_fields.clone()).unwrap_or_default()
+}
+
+fn account_json(c: &ConnectionInfo) -> Value {
+    json!({
+        "account": c.account,
+        "status": c.status,
+        "scopes": c.scopes,
+        "expiresAt": c.expires_at.map(unix_to_rfc3339),
+    })
+}
+
+fn connect_json(state: &AppState, p: &Provider) -> Value {
+    match p.auth {
+        AuthType::Oauth2 => {
+            let url = format!("{}/oauth/sessions", state.base_url);
+            let body = json!({ "provider": p.code });
+            json!({
+                "method": "POST",
+                "url": url,
+                "body": body,
+                "curl": format!(
+                    "curl -s -X POST \"{url}\" -H \"Authorization: Bearer $AKHROT_API_KEY\" -H \"Content-Type: application/json\" -d '{body}'"
+                ),
+                "note": "Send the user to the returned `url` to approve; then poll GET /oauth/sessions/{sessionId} until `completed`.",
+            })
+        }
+        AuthType::ApiKey | AuthType::Mtproto => json!({
+            "command": format!("akhrot add {}", p.code),
+            "note": format!(
+                "{} credentials are added by the user, not by agents: ask the user to run `akhrot add {}` (or use Connections in the Akhrot window){}.",
+                p.name,
+                p.code,
+                p.console_url.as_deref().map(|u| format!("; they get the values at {u}")).unwrap_or_default()
+            ),
+        }),
+    }
+}
+
+pub async fn provider_context(
+    State(state): State<Arc<AppState>>,
+    AgentAuth(_): AgentAuth,
+    Path(code): Path<String>,
+    Query(q): Query<AccountQuery>,
+) -> Result<Response, ApiError> {
+    let p = provider_of(&state, &code)?;
+    let conns: Vec<ConnectionInfo> = state
+        .vault
+        .list_connections()
+        .into_iter()
+        .filter(|c| c.provider == p.code)
+        .collect();
+    let chosen = state.vault.find_connection(&p.code, q.account.as_deref());
+    let known = known_values(chosen.as_ref());
+    let services: Vec<Value> = p
+        .services
+        .iter()
+        .map(|s| {
+            json!({
+                "code": s.code,
+                "name": s.name,
+                "baseUrl": render::base_url(s, &known),
+                "docsUrl": s.docs_url,
+                "scopes": s.scopes,
+            })
+        })
+        .collect();
+    let mut out = json!({
+        "provider": p.code,
+        "name": p.name,
+        "description": p.description,
+        "authType": p.auth.as_str(),
+        "connected": !conns.is_empty(),
+        "accounts": conns.iter().map(account_json).collect::<Vec<_>>(),
+        "docsUrl": p.docs_url,
+        "services": services,
+        "usage": render::usage(&p, &known),
+        "getToken": render::get_token(&state.base_url, &p.code, q.account.as_deref()),
+    });
+    if p.auth == AuthType::Oauth2 {
+        out["scopes"] = json!(p.scopes);
+    } else {
+        out["fields"] = json!(
+            p.fields
+                .iter()
+                .map(|f| json!({
+                    "name": f.name,
+                    "label": f.label,
+                    "secret": f.secret,
+                    "optional": f.optional,
+                    "returnedAs": if f.token { "accessToken".to_string() } else { f.name.clone() },
+                    "hint": f.hint,
+                }))
+                .collect::<Vec<_>>()
+        );
+    }
+    if conns.is_empty() || p.auth == AuthType::Oauth2 {
+        out["connect"] = connect_json(&state, &p);
+    }
+    Ok(success(out))
+}
+
+pub async fn service_context(
+    State(state): State<Arc<AppState>>,
+    AgentAuth(_): AgentAuth,
+    Path((code, service)): Path<(String, String)>,
+    Query(q): Query<AccountQuery>,
+) -> Result<Response, ApiError> {
+    let p = provider_of(&state, &code)?;
+    let s = p.service(&service).ok_or_else(|| {
+        ApiError::new(
+            Code::NotFound,
+            format!(
+                "{} has no service `{}`; its services are: {}",
+                p.name,
+                printable(&service),
+                p.services
+                    .iter()
+                    .map(|s| s.code.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    })?;
+    let chosen = state.vault.find_connection(&p.code, q.account.as_deref());
+    let known = known_values(chosen.as_ref());
+    let mut headers: BTreeMap<String, String> = p
+        .inject
+        .effective_headers()
+        .iter()
+        .map(|(k, v)| (k.clone(), render::fill(v, &known)))
+        .collect();
+    headers.extend(s.headers.clone());
+    let out = json!({
+        "provider": p.code,
+        "service": s.code,
+        "name": s.name,
+        "connected": chosen.is_some(),
+        "account": chosen.as_ref().map(|c| c.account.clone()),
+        "baseUrl": render::base_url(s, &known),
+        "docsUrl": s.docs_url,
+        "scopes": s.scopes,
+        "headers": headers,
+        "usage": render::usage(&p, &known),
+        "examples": s.examples.iter().map(|e| render::example(&p, s, e, &known)).collect::<Vec<_>>(),
+        "getToken": render::get_token(&state.base_url, &p.code, q.account.as_deref()),
+    });
+    Ok(success(out))
+}
+
+#[derive(Deserialize)]
+pub struct FetchRequest {
+    provider: Option<Value>,
+    account: Option<Value>,
+    reason: Option<Value>,
+}
+
+fn opt_string(v: Option<Value>, field: &str, max: usize) -> Result<Option<String>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.chars().count() <= max => Ok(Some(s)),
+        Some(Value::String(_)) => Err(ApiError::bad_request(format!(
+            "`{field}` is longer than {max} characters"
+        ))),
+        Some(_) => Err(ApiError::bad_request(format!("`{field}` must be a string"))),
+    }
+}
+
+pub async fn fetch_token(
+    State(state): State<Arc<AppState>>,
+    AgentAuth(agent): AgentAuth,
+    JsonBody(req): JsonBody<FetchRequest>,
+) -> Result<Response, ApiError> {
+    let provider = opt_string(req.provider, "provider", 64)?
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            ApiError::bad_request("missing field `provider`, e.g. {\"provider\":\"openai\"}")
+        })?;
+    let account = opt_string(req.account, "account", 200)?;
+    let _reason = opt_string(req.reason, "reason", 500)?;
+    let p = provider_of(&state, &provider)?;
+    let (conn, creds) = state.vault.open_connection(&p.code, account.as_deref())?;
+    match state
+        .vault
+        .policy_for(&agent.id, &p.code)
+        .effective(now_unix())
+    {
+        Mode::Allow => {}
+        Mode::Deny => {
+            return Err(ApiError::new(
+                Code::ApprovalDenied,
+                format!(
+                    "the user does not allow agent `{}` to use {}",
+                    agent.name, p.name
+                ),
+            ));
+        }
+        Mode::Ask => {
+            return Err(ApiError::new(
+                Code::ApprovalDenied,
+                format!(
+                    "agent `{}` is not allowed to use {} yet; the user can allow it with `akhrot policy set --agent {} --provider {} allow`",
+                    agent.name, p.name, agent.name, p.code
+                ),
+            ));
+        }
+    }
+    tracing::debug!(agent = %agent.name, provider = %p.code, account = %conn.account, "token handed out");
+    Ok(success(Value::Object(token_json(&p, &conn, &creds))))
+}
+
+/// The token answer: `accessToken` and the connection's other values by field name.
+pub fn token_json(p: &Provider, conn: &ConnectionInfo, creds: &Credentials) -> Map<String, Value> {
+    let mut out = Map::new();
+    let token_field = p
+        .token_field()
+        .map(|f| f.name.as_str())
+        .unwrap_or("accessToken");
+    let access = creds
+        .get(token_field)
+        .or_else(|| creds.get("accessToken"))
+        .map(|s| s.expose().to_owned())
+        .unwrap_or_default();
+    out.insert("accessToken".into(), Value::String(access));
+    let token_type = match p.auth {
+        AuthType::Oauth2 => "Bearer",
+        AuthType::ApiKey => "api_key",
+        AuthType::Mtproto => "mtproto_session",
+    };
+    out.insert("tokenType".into(), json!(token_type));
+    out.insert("type".into(), json!(p.auth.as_str()));
+    out.insert("provider".into(), json!(p.code));
+    out.insert("account".into(), json!(conn.account));
+    out.insert(
+        "expiresAt".into(),
+        json!(conn.expires_at.map(unix_to_rfc3339)),
+    );
+    out.insert("scopes".into(), json!(conn.scopes));
+    if p.auth != AuthType::Oauth2 {
+        for f in p.fields.iter().filter(|f| !f.token) {
+            if let Some(v) = creds.get(&f.name) {
+                let v = v.expose();
+                let value = if f.name == "apiId" {
+                    v.parse::<u64>()
+                        .map(Value::from)
+                        .unwrap_or_else(|_| json!(v))
+                } else {
+                    json!(v)
+                };
+                out.insert(f.name.clone(), value);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,154 @@
+//! The contract's error envelope: `{"status":"error","error":{"code","message"}}`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use akhrot_core::Error as CoreError;
+use akhrot_core::keystore::KeystoreError;
+
+/// The error codes of the contract, plus a few of our own (documented in the README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    Unauthorized,
+    BadRequest,
+    ProviderNotFound,
+    IntegrationNotFound,
+    ApprovalDenied,
+    RateLimited,
+    ForbiddenHost,
+    /// Extension: no such route.
+    NotFound,
+    /// Extension: the route exists, the method does not.
+    MethodNotAllowed,
+    /// Extension: the named thing already exists.
+    Conflict,
+    /// Extension: a sealed value failed to open (vault modified outside Akhrot).
+    VaultIntegrity,
+    /// Extension: the vault database cannot be written or read right now.
+    VaultUnavailable,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Unauthorized => "UNAUTHORIZED",
+            Code::BadRequest => "BAD_REQUEST",
+            Code::ProviderNotFound => "PROVIDER_NOT_FOUND",
+            Code::IntegrationNotFound => "INTEGRATION_NOT_FOUND",
+            Code::ApprovalDenied => "APPROVAL_DENIED",
+            Code::RateLimited => "RATE_LIMITED",
+            Code::ForbiddenHost => "FORBIDDEN_HOST",
+            Code::NotFound => "NOT_FOUND",
+            Code::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Code::Conflict => "CONFLICT",
+            Code::VaultIntegrity => "VAULT_INTEGRITY",
+            Code::VaultUnavailable => "VAULT_UNAVAILABLE",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Code::Unauthorized => StatusCode::UNAUTHORIZED,
+            Code::BadRequest => StatusCode::BAD_REQUEST,
+            Code::ProviderNotFound | Code::IntegrationNotFound | Code::NotFound => {
+                StatusCode::NOT_FOUND
+            }
+            Code::ApprovalDenied | Code::ForbiddenHost => StatusCode::FORBIDDEN,
+            Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Code::Conflict | Code::VaultIntegrity => StatusCode::CONFLICT,
+            Code::VaultUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: Code,
+    pub message: String,
+    pub status: StatusCode,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            status: code.status(),
+            retry_after: None,
+        }
+    }
+
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(Code::BadRequest, message)
+    }
+
+    pub fn provider_not_found(code: &str) -> Self {
+        Self::new(
+            Code::ProviderNotFound,
+            format!(
+                "no provider `{}` in the catalog; GET /ai/context/summary lists the available codes",
+                printable(code)
+            ),
+        )
+    }
+}
+
+/// Echoes user input into a message safely: printable, short.
+pub fn printable(s: &str) -> String {
+    let mut out: String = s.chars().filter(|c| !c.is_control()).take(64).collect();
+    if s.chars().count() > 64 {
+        out.push('…');
+    }
+    out
+}
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        let code = match &e {
+            CoreError::BadRequest(_) => Code::BadRequest,
+            CoreError::ProviderNotFound(_) => Code::ProviderNotFound,
+            CoreError::IntegrationNotFound(_) => Code::IntegrationNotFound,
+            CoreError::NotFound(_) => Code::NotFound,
+            CoreError::Conflict(_) => Code::Conflict,
+            CoreError::Integrity(_) => Code::VaultIntegrity,
+            CoreError::Keystore(KeystoreError::Corrupt(_)) => Code::VaultIntegrity,
+            CoreError::Keystore(_) | CoreError::Storage(_) | CoreError::Io(_) => {
+                Code::VaultUnavailable
+            }
+            CoreError::Catalog(_) => Code::BadRequest,
+        };
+        if code == Code::VaultUnavailable {
+            tracing::error!(error = %e, "vault error");
+        }
+        ApiError::new(code, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "status": "error",
+            "error": { "code": self.code.as_str(), "message": self.message },
+        });
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+/// The success envelope.
+pub fn success(data: serde_json::Value) -> Response {
+    axum::Json(json!({ "status": "success", "data": data })).into_response()
+}

@@ -1,0 +1,212 @@
+//! Loopback hygiene and authentication.
+//!
+//! Every request passes [`hygiene`]: its `Host` must name this listener (DNS rebinding), a
+//! browser request must come from this origin (no web page may drive the API), writes must be
+//! JSON. Bodies are read by [`JsonBody`] with a size cap, and malformed JSON is a
+//! `BAD_REQUEST`. [`AgentAuth`] and [`AdminAuth`] check the two kinds of credential.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, header, request::Parts};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use subtle::ConstantTimeEq;
+
+use akhrot_core::vault::Agent;
+
+use crate::AppState;
+use crate::error::{ApiError, Code};
+
+/// Request bodies larger than this are refused.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Host, Origin and content-type checks, and the security headers of every answer.
+pub async fn hygiene(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if let Err(e) = check_request(&state, req.method(), req.headers()) {
+        return with_security_headers(e.into_response());
+    }
+    with_security_headers(next.run(req).await)
+}
+
+fn check_request(state: &AppState, method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !state
+        .allowed_hosts
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(host))
+    {
+        return Err(ApiError::new(
+            Code::ForbiddenHost,
+            format!(
+                "this API answers only requests addressed to 127.0.0.1:{0}, localhost:{0} or [::1]:{0}",
+                state.port
+            ),
+        ));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        if !state
+            .allowed_origins
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(origin))
+        {
+            return Err(ApiError::new(
+                Code::ForbiddenHost,
+                "cross-site browser requests are refused: web pages cannot use this API",
+            ));
+        }
+    }
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        if !matches!(site, "same-origin" | "none") {
+            return Err(ApiError::new(
+                Code::ForbiddenHost,
+                "cross-site browser requests are refused: web pages cannot use this API",
+            ));
+        }
+    }
+    if matches!(*method, Method::POST | Method::PUT | Method::PATCH) && !is_json(headers) {
+        return Err(ApiError::bad_request(
+            "send the body as JSON with `Content-Type: application/json`",
+        ));
+    }
+    Ok(())
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+}
+
+fn with_security_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    resp
+}
+
+/// A JSON body, at most [`MAX_BODY`] bytes; any problem is a `BAD_REQUEST` in the envelope.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
+            .await
+            .map_err(|_| {
+                ApiError::bad_request(format!("the request body is larger than {MAX_BODY} bytes"))
+                    .with_status(axum::http::StatusCode::PAYLOAD_TOO_LARGE)
+            })?;
+        if bytes.is_empty() {
+            return Err(ApiError::bad_request(
+                "the request body is empty; send a JSON object",
+            ));
+        }
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::bad_request(json_error_message(&e)))
+    }
+}
+
+/// A serde error as a message that never echoes a submitted value.
+pub fn json_error_message(e: &serde_json::Error) -> String {
+    let raw = e.to_string();
+    let mut clean = String::with_capacity(raw.len());
+    let mut in_quotes = false;
+    for c in raw.chars() {
+        if c == '"' {
+            if !in_quotes {
+                clean.push_str("\"…\"");
+            }
+            in_quotes = !in_quotes;
+        } else if !in_quotes {
+            clean.push(c);
+        }
+    }
+    let kind = match e.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "malformed JSON",
+        _ => "invalid request",
+    };
+    format!("{kind}: {clean}")
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let v = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// An agent, authenticated by its key and within its rate limit.
+pub struct AgentAuth(pub Agent);
+
+impl FromRequestParts<Arc<AppState>> for AgentAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(key) = bearer(parts) else {
+            return Err(ApiError::new(
+                Code::Unauthorized,
+                "send your agent key as `Authorization: Bearer akhrot_…`; the user creates one with `akhrot keys create --name <agent>`",
+            ));
+        };
+        let Some(agent) = state.vault.authenticate(key) else {
+            return Err(ApiError::new(
+                Code::Unauthorized,
+                "this agent key is not valid (malformed, unknown or revoked); ask the user for a new one",
+            ));
+        };
+        if let Err(wait) = state.limiter.check(&agent.id) {
+            let mut e = ApiError::new(
+                Code::RateLimited,
+                format!(
+                    "agent `{}` is sending requests too fast; retry in {wait} s",
+                    agent.name
+                ),
+            );
+            e.retry_after = Some(wait);
+            return Err(e);
+        }
+        Ok(AgentAuth(agent))
+    }
+}
+
+/// The user's own UI or CLI, holding the admin credential.
+pub struct AdminAuth;
+
+impl FromRequestParts<Arc<AppState>> for AdminAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let presented = bearer(parts).unwrap_or("");
+        let expected = state.admin_token.expose().as_bytes();
+        if presented.len() == expected.len() && bool::from(presented.as_bytes().ct_eq(expected)) {
+            return Ok(AdminAuth);
+        }
+        Err(ApiError::new(
+            Code::Unauthorized,
+            "this route needs the admin credential of the running owner (agent keys are refused here); use the `akhrot` command or the Akhrot window",
+        ))
+    }
+}
