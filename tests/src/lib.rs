@@ -1,1 +1,390 @@
+//! Harness for the end-to-end tests: starts the real `akhrot serve` binary on a free port with
+//! its own temporary data and config directories, and talks HTTP to it.
+//!
+//! The tests expect a real Secret Service on the session bus (run them through
+//! `scripts/with-keyring`, as `scripts/test` does).
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The `akhrot` binary built from this workspace.
+pub fn bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("AKHROT_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test> -> target/<profile>/akhrot
+    let p = exe.parent().unwrap().parent().unwrap().join("akhrot");
+    assert!(
+        p.exists(),
+        "{} does not exist: build it first (cargo build -p akhrot-cli)",
+        p.display()
+    );
+    p
+}
+
+/// A data dir and config dir that outlive server restarts within one test.
+pub struct Dirs {
+    pub root: tempfile::TempDir,
+}
+
+impl Dirs {
+    pub fn new() -> Self {
+        Self {
+            root: tempfile::Builder::new()
+                .prefix("akhrot-e2e")
+                .tempdir()
+                .unwrap(),
+        }
+    }
+    pub fn data(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+    pub fn config(&self) -> PathBuf {
+        self.root.path().join("config")
+    }
+    pub fn vault(&self) -> PathBuf {
+        self.data().join("vault.db")
+    }
+}
+
+impl Default for Dirs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A running `akhrot serve`.
+pub struct Server {
+    child: Option<Child>,
+    pub port: u16,
+    pub base: String,
+    pub data: PathBuf,
+    pub config: PathBuf,
+    http: ureq::Agent,
+}
+
+/// Options for starting a server.
+#[derive(Default, Clone)]
+pub struct Opts {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub env_remove: Vec<String>,
+}
+
+impl Opts {
+    pub fn arg(mut self, a: &str) -> Self {
+        self.args.push(a.to_owned());
+        self
+    }
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.to_owned(), v.to_owned()));
+        self
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+impl Server {
+    /// Starts a server in fresh directories that are removed when `dirs` drops.
+    pub fn start(dirs: &Dirs) -> Self {
+        Self::start_with(dirs, Opts::default()).unwrap()
+    }
+
+    /// Starts a server; `Err` carries its exit status and stderr if it did not come up.
+    pub fn start_with(dirs: &Dirs, opts: Opts) -> Result<Self, String> {
+        let mut cmd = Command::new(bin());
+        cmd.arg("--data-dir")
+            .arg(dirs.data())
+            .arg("--config-dir")
+            .arg(dirs.config())
+            .arg("serve")
+            .arg("--port")
+            .arg("0")
+            .args(&opts.args)
+            .env("RUST_LOG", "info")
+            .env_remove("AKHROT_PASSPHRASE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for k in &opts.env_remove {
+            cmd.env_remove(k);
+        }
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(l)) = lines.next() {
+                let _ = tx.send(l);
+            }
+            for _ in lines {}
+        });
+        let (etx, erx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            let _ = etx.send(s);
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => {
+                let url = line
+                    .split_whitespace()
+                    .find(|w| w.starts_with("http://"))
+                    .unwrap_or_else(|| panic!("unexpected first line: {line}"));
+                let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+                // Keep draining stderr in the background (the thread holds it).
+                std::mem::forget(erx);
+                Ok(Self {
+                    child: Some(child),
+                    port,
+                    base: format!("http://127.0.0.1:{port}"),
+                    data: dirs.data(),
+                    config: dirs.config(),
+                    http: agent(),
+                })
+            }
+            Err(_) => {
+                let status = child.wait().unwrap();
+                let err = erx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+                Err(format!("exit status {status}; stderr:\n{err}"))
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Sends SIGTERM and waits; returns the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return child.wait().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// A request with an optional bearer; returns (status, JSON body or the raw text as a string).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let auth = bearer.map(|b| format!("Bearer {b}"));
+        let result = match (method, body) {
+            ("GET", _) => {
+                let mut r = self.http.get(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            }
+            ("DELETE", _) => {
+                let mut r = self.http.delete(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            }
+            (m, b) => {
+                let mut r = match m {
+                    "POST" => self.http.post(&url),
+                    "PUT" => self.http.put(&url),
+                    "PATCH" => self.http.patch(&url),
+                    other => panic!("method {other}"),
+                };
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.send_json(b.cloned().unwrap_or(Value::Null))
+            }
+        };
+        let mut resp = result.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap();
+        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, v)
+    }
+
+    pub fn get(&self, path: &str, bearer: Option<&str>) -> (u16, Value) {
+        self.request("GET", path, bearer, None)
+    }
+
+    pub fn post(&self, path: &str, bearer: Option<&str>, body: &Value) -> (u16, Value) {
+        self.request("POST", path, bearer, Some(body))
+    }
+
+    pub fn admin_get(&self, path: &str) -> Value {
+        let (s, v) = self.get(path, Some(&self.admin_token()));
+        assert_eq!(s, 200, "{path}: {v}");
+        v["data"].clone()
+    }
+
+    pub fn admin_post(&self, path: &str, body: &Value) -> Value {
+        let (s, v) = self.post(path, Some(&self.admin_token()), body);
+        assert_eq!(s, 200, "{path}: {v}");
+        v["data"].clone()
+    }
+
+    /// Creates an agent key allowed for `allow` (or every provider with `["*"]`).
+    pub fn create_key(&self, name: &str, allow: &[&str]) -> String {
+        let all = allow == ["*"];
+        let allow: Vec<&str> = if all { vec![] } else { allow.to_vec() };
+        let d = self.admin_post(
+            "/admin/keys",
+            &serde_json::json!({ "name": name, "allow": allow, "allowAll": all }),
+        );
+        d["key"].as_str().unwrap().to_owned()
+    }
+
+    /// Stores an API-key/MTProto connection through the admin API.
+    pub fn add(&self, provider: &str, account: Option<&str>, fields: Value) -> Value {
+        let mut body = serde_json::json!({ "provider": provider, "fields": fields });
+        if let Some(a) = account {
+            body["account"] = Value::from(a);
+        }
+        self.admin_post("/admin/connections", &body)
+    }
+
+    /// Writes raw bytes to the listener and returns the raw answer (for Host/Origin tests).
+    pub fn raw(&self, request: &str) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Runs `akhrot <args>` against this server's directories.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        cli_in(&self.data, &self.config, args, stdin)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.terminate();
+        }
+    }
+}
+
+/// Runs `akhrot` with the given directories.
+pub fn cli_in(data: &Path, config: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(bin());
+    cmd.arg("--data-dir")
+        .arg(data)
+        .arg("--config-dir")
+        .arg(config)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The error code of an error envelope.
+pub fn code(v: &Value) -> &str {
+    assert_eq!(v["status"], "error", "not an error envelope: {v}");
+    v["error"]["code"].as_str().unwrap()
+}
+
+/// The keyring entry holding a vault's master key.
+pub fn keyring_entry(vault_id: &str) -> keyring::Entry {
+    keyring::Entry::new("akhrot", &format!("vault-{vault_id}")).unwrap()
+}
+
+/// Reads a vault's id from its database (read-only).
+pub fn vault_id(vault: &Path) -> String {
+    let c =
+        rusqlite::Connection::open_with_flags(vault, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let v: Vec<u8> = c
+        .query_row("SELECT value FROM meta WHERE key = 'vault_id'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    String::from_utf8(v).unwrap()
+}
+
+/// All bytes of the vault's files (db, WAL, SHM).
+pub fn vault_bytes(vault: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = vault.as_os_str().to_owned();
+        p.push(suffix);
+        if let Ok(b) = std::fs::read(PathBuf::from(p)) {
+            out.extend(b);
+        }
+    }
+    out
+}
+
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}

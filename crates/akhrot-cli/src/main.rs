@@ -1,1 +1,596 @@
-fn main() {}
+//! `akhrot`: the headless vault owner (`akhrot serve`) and the commands that talk to it.
+
+mod client;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use akhrot_core::SecretString;
+use akhrot_core::paths::Paths;
+use akhrot_core::vault::Unlock;
+use akhrot_server::{DEFAULT_PORT, DEFAULT_RATE_LIMIT, Owner, OwnerOptions};
+
+use client::{ApiFailure, Client, EXIT_NO_OWNER, NoOwner, enc};
+
+#[derive(Parser)]
+#[command(
+    name = "akhrot",
+    version,
+    about = "Akhrot: a local credential broker for AI agents",
+    long_about = "Akhrot keeps your OAuth tokens and API keys encrypted on this machine and hands them to \
+                  your local agents over a loopback API, as you allow.\n\n\
+                  `akhrot serve` (or the desktop app) owns the vault; the other commands talk to it.",
+    after_help = "Quick start:\n  akhrot serve &\n  akhrot keys create --name my-agent --allow openai\n  \
+                  akhrot add openai\n  akhrot token openai"
+)]
+struct Cli {
+    #[command(flatten)]
+    dirs: Dirs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Dirs {
+    /// Where the vault, the admin credential and logs live [default: $XDG_DATA_HOME/akhrot]
+    #[arg(long, global = true, env = "AKHROT_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Where configuration and providers.d/*.toml live [default: $XDG_CONFIG_HOME/akhrot]
+    #[arg(long, global = true, env = "AKHROT_CONFIG_DIR", value_name = "DIR")]
+    config_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the headless vault owner: the API and no tray (servers, CI, WSL)
+    Serve(ServeArgs),
+    /// Show connections and their state
+    Status(JsonFlag),
+    /// Create, list and revoke agent keys
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Set what an agent key may do with a provider
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Connect an API-key provider (or Telegram); secrets are read from stdin or a hidden prompt, never from arguments
+    #[command(
+        after_help = "Examples:\n  akhrot add openai                      # prompts, input hidden\n  \
+                            printf %s \"$OPENAI_API_KEY\" | akhrot add openai\n  \
+                            printf 'accountSid=AC123\\nauthToken=%s\\n' \"$TOKEN\" | akhrot add twilio"
+    )]
+    Add {
+        /// Provider code, e.g. openai, twilio, telegram
+        provider: String,
+        /// A label for this account, to keep several apart [default: default]
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Print a provider's access token, like `gh auth token`
+    Token {
+        provider: String,
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Remove a connection
+    Disconnect {
+        provider: String,
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Print shell completions (bash, zsh, fish, elvish, powershell)
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Port on 127.0.0.1; 0 picks a free one (it is printed and written to server.json)
+    #[arg(long, env = "AKHROT_PORT", default_value_t = DEFAULT_PORT)]
+    port: u16,
+    /// Seconds a token request waits for your approval
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    approval_timeout: u64,
+    /// Agent requests per minute per key; 0 turns the limit off
+    #[arg(long, default_value_t = DEFAULT_RATE_LIMIT, value_name = "PER_MIN")]
+    rate_limit: u32,
+    /// Protect the vault with a passphrase instead of the OS keyring (asked on the terminal;
+    /// AKHROT_PASSPHRASE also works). For machines without a keyring.
+    #[arg(long)]
+    passphrase: bool,
+}
+
+#[derive(Args)]
+struct JsonFlag {
+    /// Print one JSON array instead of a table
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Create an agent key; the key is printed once on stdout and never stored
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Allow this provider without asking (repeatable)
+        #[arg(long, value_name = "PROVIDER")]
+        allow: Vec<String>,
+        /// Allow every provider without asking
+        #[arg(long)]
+        allow_all: bool,
+    },
+    /// List agent keys (never the keys themselves)
+    List(JsonFlag),
+    /// Revoke an agent key by name or id; it stops working at once
+    Revoke { name: String },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Set an agent's policy for a provider (`*` for every provider)
+    Set {
+        #[arg(long)]
+        agent: String,
+        #[arg(long)]
+        provider: String,
+        #[arg(value_parser = ["allow", "ask", "deny"])]
+        mode: String,
+        /// With allow: only for this long (e.g. 30m, 1h, 2d), then back to ask
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: Option<String>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            if let Some(no) = e.downcast_ref::<NoOwner>() {
+                eprintln!("akhrot: {no}");
+                EXIT_NO_OWNER
+            } else if let Some(f) = e.downcast_ref::<ApiFailure>() {
+                eprintln!("akhrot: {f}");
+                1
+            } else {
+                eprintln!("akhrot: {e:#}");
+                1
+            }
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let paths = || Paths::resolve(cli.dirs.data_dir.clone(), cli.dirs.config_dir.clone());
+    match cli.command {
+        Command::Serve(args) => serve(paths()?, args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "akhrot", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Status(f) => status(&Client::connect(&paths()?)?, f.json),
+        Command::Keys(k) => keys(&Client::connect(&paths()?)?, k),
+        Command::Policy(PolicyCmd::Set {
+            agent,
+            provider,
+            mode,
+            duration,
+        }) => {
+            let c = Client::connect(&paths()?)?;
+            let mut body = json!({ "agent": agent, "provider": provider, "mode": mode });
+            if let Some(d) = duration {
+                if mode != "allow" {
+                    bail!("--for goes with allow");
+                }
+                body["forSeconds"] = json!(parse_duration(&d)?);
+            }
+            c.post("/admin/policies", &body)?;
+            eprintln!("Policy for `{agent}` on {provider}: {mode}.");
+            Ok(())
+        }
+        Command::Add { provider, account } => add(&Client::connect(&paths()?)?, &provider, account),
+        Command::Token { provider, account } => {
+            let c = Client::connect(&paths()?)?;
+            let mut body = json!({ "provider": provider });
+            if let Some(a) = account {
+                body["account"] = json!(a);
+            }
+            let data = Zeroizing::new(c.post("/admin/token", &body)?.to_string());
+            let v: Value = serde_json::from_str(&data)?;
+            let token = Zeroizing::new(v["accessToken"].as_str().unwrap_or_default().to_owned());
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", token.as_str())?;
+            Ok(())
+        }
+        Command::Disconnect { provider, account } => {
+            let c = Client::connect(&paths()?)?;
+            let mut path = format!("/admin/connections/{}", enc(&provider));
+            if let Some(a) = &account {
+                path.push_str(&format!("?account={}", enc(a)));
+            }
+            let v = c.delete(&path)?;
+            eprintln!(
+                "Disconnected {} (account `{}`).",
+                v["removed"]["provider"].as_str().unwrap_or(&provider),
+                v["removed"]["account"].as_str().unwrap_or("?")
+            );
+            Ok(())
+        }
+    }
+}
+
+fn serve(paths: Paths, args: ServeArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let unlock = match std::env::var("AKHROT_PASSPHRASE") {
+        Ok(p) if !p.is_empty() => Unlock::Passphrase(SecretString::new(p)),
+        _ if args.passphrase => {
+            let p = rpassword::prompt_password("Vault passphrase: ")
+                .context("cannot read the passphrase from the terminal")?;
+            Unlock::Passphrase(SecretString::new(p))
+        }
+        _ => Unlock::Keyring,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let owner = Owner::start(OwnerOptions {
+            paths: paths.clone(),
+            port: args.port,
+            unlock,
+            rate_limit_per_min: args.rate_limit,
+            approval_timeout: Duration::from_secs(args.approval_timeout),
+        })
+        .await?;
+        println!(
+            "akhrot: serving on {} (data dir {})",
+            owner.base_url(),
+            paths.data_dir.display()
+        );
+        let _ = std::io::stdout().flush();
+        owner.serve(shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down");
+}
+
+fn parse_duration(s: &str) -> Result<u64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow!("`{s}` is not a duration like 30m, 1h or 2d"))?;
+    let mult = match unit {
+        "s" => 1,
+        "m" | "" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => bail!("`{s}` is not a duration like 30m, 1h or 2d"),
+    };
+    Ok(n.saturating_mul(mult))
+}
+
+fn ago(t: Option<i64>) -> String {
+    match t {
+        None => "never".into(),
+        Some(t) => {
+            let d = akhrot_core::now_unix() - t;
+            match d {
+                d if d < 60 => "just now".into(),
+                d if d < 3600 => format!("{}m ago", d / 60),
+                d if d < 86400 => format!("{}h ago", d / 3600),
+                d => format!("{}d ago", d / 86400),
+            }
+        }
+    }
+}
+
+fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let s: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        println!("{}", s.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        line(r.clone());
+    }
+}
+
+fn status(c: &Client, as_json: bool) -> Result<()> {
+    let s = c.get("/admin/status")?;
+    let conns = s["connections"].as_array().cloned().unwrap_or_default();
+    if as_json {
+        let list: Vec<Value> = conns
+            .iter()
+            .map(|c| {
+                let mut c = c.clone();
+                c["kind"] = json!("connection");
+                c
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    println!(
+        "Akhrot {} on {} (pid {}), vault {} ({})",
+        s["server"]["version"].as_str().unwrap_or("?"),
+        s["server"]["baseUrl"].as_str().unwrap_or("?"),
+        s["server"]["pid"],
+        s["vault"]["path"].as_str().unwrap_or("?"),
+        s["vault"]["keySource"].as_str().unwrap_or("?")
+    );
+    println!(
+        "Agent keys: {} active. Pending approvals: {}.",
+        s["agents"]["active"],
+        s["pendingApprovals"]
+            .as_array()
+            .map(|a| a.len())
+            .unwrap_or(0)
+    );
+    for issue in s["catalog"]["issues"].as_array().into_iter().flatten() {
+        println!("providers.d problem: {}", issue.as_str().unwrap_or(""));
+    }
+    println!();
+    if conns.is_empty() {
+        println!(
+            "No connections yet. Add one with `akhrot add openai` (API keys) — OAuth providers connect from the app."
+        );
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = conns
+        .iter()
+        .map(|c| {
+            vec![
+                c["provider"].as_str().unwrap_or("").to_owned(),
+                c["account"].as_str().unwrap_or("").to_owned(),
+                c["authType"].as_str().unwrap_or("").to_owned(),
+                c["status"].as_str().unwrap_or("").to_owned(),
+                ago(c["updatedAt"].as_i64()),
+            ]
+        })
+        .collect();
+    print_table(&["PROVIDER", "ACCOUNT", "TYPE", "STATUS", "UPDATED"], &rows);
+    Ok(())
+}
+
+fn keys(c: &Client, cmd: KeysCmd) -> Result<()> {
+    match cmd {
+        KeysCmd::Create {
+            name,
+            allow,
+            allow_all,
+        } => {
+            let v = c.post(
+                "/admin/keys",
+                &json!({ "name": name, "allow": allow, "allowAll": allow_all }),
+            )?;
+            let key = Zeroizing::new(v["key"].as_str().unwrap_or_default().to_owned());
+            println!("{}", key.as_str());
+            eprintln!(
+                "Created agent key `{name}`. It is shown only this once: give it to the agent as AKHROT_API_KEY."
+            );
+            Ok(())
+        }
+        KeysCmd::List(f) => {
+            let list = c.get("/admin/keys")?;
+            if f.json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = list
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| {
+                    let policies: Vec<String> = a["policies"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(p, v)| format!("{p}={}", v["mode"].as_str().unwrap_or("?")))
+                        .collect();
+                    vec![
+                        a["id"].as_str().unwrap_or("").to_owned(),
+                        a["name"].as_str().unwrap_or("").to_owned(),
+                        if a["revokedAt"].is_null() {
+                            "active"
+                        } else {
+                            "revoked"
+                        }
+                        .to_owned(),
+                        ago(a["lastUsedAt"].as_i64()),
+                        if policies.is_empty() {
+                            "ask (default)".into()
+                        } else {
+                            policies.join(" ")
+                        },
+                    ]
+                })
+                .collect();
+            if rows.is_empty() {
+                println!("No agent keys yet. Create one with `akhrot keys create --name <agent>`.");
+            } else {
+                print_table(&["ID", "NAME", "STATE", "LAST USED", "POLICIES"], &rows);
+            }
+            Ok(())
+        }
+        KeysCmd::Revoke { name } => {
+            c.delete(&format!("/admin/keys/{}", enc(&name)))?;
+            eprintln!("Revoked agent key `{name}`.");
+            Ok(())
+        }
+    }
+}
+
+fn add(c: &Client, provider: &str, account: Option<String>) -> Result<()> {
+    let p = c.get(&format!("/admin/providers/{}", enc(provider)))?;
+    let name = p["name"].as_str().unwrap_or(provider).to_owned();
+    if p["authType"] == "oauth2" {
+        bail!(
+            "{name} connects with OAuth, not with a pasted key: connect it from the Akhrot window (or `akhrot connect {provider}` once available)"
+        );
+    }
+    let fields: Vec<Value> = p["fields"].as_array().cloned().unwrap_or_default();
+    let mut values: BTreeMap<String, SecretString> = BTreeMap::new();
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        if let Some(url) = p["consoleUrl"].as_str() {
+            eprintln!("Get the values for {name} at {url}");
+        }
+        for f in &fields {
+            let fname = f["name"].as_str().unwrap_or_default();
+            let label = f["label"].as_str().unwrap_or(fname);
+            let optional = f["optional"].as_bool().unwrap_or(false);
+            if let Some(h) = f["hint"].as_str() {
+                eprintln!("  {h}");
+            }
+            let prompt = format!(
+                "{label}{}: ",
+                if optional {
+                    " (optional, Enter to skip)"
+                } else {
+                    ""
+                }
+            );
+            let v = if f["secret"].as_bool().unwrap_or(true) {
+                rpassword::prompt_password(&prompt).context("cannot read from the terminal")?
+            } else {
+                eprint!("{prompt}");
+                let mut line = String::new();
+                stdin.lock().read_line(&mut line)?;
+                line
+            };
+            let v = v.trim().to_owned();
+            if !v.is_empty() {
+                values.insert(fname.to_owned(), SecretString::new(v));
+            }
+        }
+    } else {
+        let mut input = Zeroizing::new(String::new());
+        stdin
+            .lock()
+            .read_to_string(&mut input)
+            .context("cannot read stdin")?;
+        values = parse_stdin_fields(&input, &fields)?;
+    }
+    let fields_json: serde_json::Map<String, Value> = values
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.expose().to_owned())))
+        .collect();
+    let mut body = json!({ "provider": provider, "fields": fields_json });
+    if let Some(a) = &account {
+        body["account"] = json!(a);
+    }
+    let v = c.post("/admin/connections", &body)?;
+    let account = v["connection"]["account"].as_str().unwrap_or("default");
+    if v["replaced"].as_bool().unwrap_or(false) {
+        eprintln!("Updated {name} (account `{account}`).");
+    } else {
+        eprintln!("Connected {name} (account `{account}`).");
+    }
+    Ok(())
+}
+
+/// Stdin for `akhrot add`: the bare secret for a one-field provider, else `field=value` lines.
+fn parse_stdin_fields(input: &str, fields: &[Value]) -> Result<BTreeMap<String, SecretString>> {
+    let names: Vec<&str> = fields.iter().filter_map(|f| f["name"].as_str()).collect();
+    let mut out = BTreeMap::new();
+    let trimmed = input.trim();
+    if names.len() == 1 {
+        let v = trimmed
+            .strip_prefix(&format!("{}=", names[0]))
+            .unwrap_or(trimmed);
+        if v.contains('\n') {
+            bail!(
+                "expected one value on stdin (the {}), found several lines",
+                names[0]
+            );
+        }
+        out.insert(names[0].to_owned(), SecretString::from(v.trim()));
+        return Ok(out);
+    }
+    for (i, line) in trimmed.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            bail!(
+                "stdin line {} is not `field=value`; this provider's fields are: {}",
+                i + 1,
+                names.join(", ")
+            );
+        };
+        out.insert(k.trim().to_owned(), SecretString::from(v.trim()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1h").unwrap(), 3600);
+        assert_eq!(parse_duration("30m").unwrap(), 1800);
+        assert_eq!(parse_duration("2d").unwrap(), 172_800);
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn stdin_fields() {
+        let one = vec![json!({"name": "apiKey"})];
+        let v = parse_stdin_fields("sk-1\n", &one).unwrap();
+        assert_eq!(v["apiKey"].expose(), "sk-1");
+        let v = parse_stdin_fields("apiKey=sk-2", &one).unwrap();
+        assert_eq!(v["apiKey"].expose(), "sk-2");
+        let two = vec![json!({"name": "accountSid"}), json!({"name": "authToken"})];
+        let v = parse_stdin_fields("# twilio\naccountSid=AC1\nauthToken=t=x\n", &two).unwrap();
+        assert_eq!(v["accountSid"].expose(), "AC1");
+        assert_eq!(v["authToken"].expose(), "t=x");
+        assert!(parse_stdin_fields("garbage", &two).is_err());
+    }
+}

@@ -456,15 +456,12 @@ impl Catalog {
         for (code, value) in table {
             let line = header_line(&text, &code);
             let result = match self.index.get(&code) {
-                Some(&i) => {
-                    let base = toml::Value::try_from(&*self.providers[i])
-                        .map_err(|e| e.to_string())
-                        .and_then(|mut base| {
-                            merge(&mut base, value);
-                            to_provider(&code, base, Origin::Overridden(path.to_owned()))
-                        });
-                    base
-                }
+                Some(&i) => toml::Value::try_from(&*self.providers[i])
+                    .map_err(|e| e.to_string())
+                    .and_then(|mut base| {
+                        merge(&mut base, value);
+                        to_provider(&code, base, Origin::Overridden(path.to_owned()))
+                    }),
                 None => to_provider(&code, value, Origin::File(path.to_owned())),
             };
             match result {

@@ -62,10 +62,10 @@ fn base_dir(xdg: &str, home_rel: &str, windows: &str) -> Result<PathBuf> {
     if let Some(p) = env_path(xdg).filter(|p| p.is_absolute()) {
         return Ok(p);
     }
-    if cfg!(windows) {
-        if let Some(p) = env_path(windows) {
-            return Ok(p);
-        }
+    if cfg!(windows)
+        && let Some(p) = env_path(windows)
+    {
+        return Ok(p);
     }
     if let Some(home) = env_path("HOME") {
         return Ok(home.join(home_rel));

@@ -243,7 +243,17 @@ impl Vault {
                     path.display()
                 )));
             }
-            None => first_run(&conn, &unlock)?,
+            None => match first_run(&conn, &unlock) {
+                Ok(v) => v,
+                Err(e) => {
+                    // Leave nothing behind, so the next start is a clean first run too.
+                    drop(conn);
+                    if !existed {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                    return Err(e);
+                }
+            },
         };
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(storage)?;

@@ -227,6 +227,9 @@ fn provider_json(p: &Provider) -> Value {
         "authType": p.auth.as_str(),
         "description": p.description,
         "consoleUrl": p.console_url,
+        "authorizeUrl": p.authorize_url,
+        "tokenUrl": p.token_url,
+        "scopes": p.scopes,
         "docsUrl": p.docs_url,
         "fields": p.fields.iter().map(|f| json!({
             "name": f.name, "label": f.label, "secret": f.secret,

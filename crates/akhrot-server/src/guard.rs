@@ -61,13 +61,13 @@ fn check_request(state: &AppState, method: &Method, headers: &HeaderMap) -> Resu
             ));
         }
     }
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        if !matches!(site, "same-origin" | "none") {
-            return Err(ApiError::new(
-                Code::ForbiddenHost,
-                "cross-site browser requests are refused: web pages cannot use this API",
-            ));
-        }
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && !matches!(site, "same-origin" | "none")
+    {
+        return Err(ApiError::new(
+            Code::ForbiddenHost,
+            "cross-site browser requests are refused: web pages cannot use this API",
+        ));
     }
     if matches!(*method, Method::POST | Method::PUT | Method::PATCH) && !is_json(headers) {
         return Err(ApiError::bad_request(

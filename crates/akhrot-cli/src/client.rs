@@ -1,0 +1,151 @@
+//! Talking to the running owner: where it is (`server.json`), with what (`admin.token`).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::Value;
+
+use akhrot_core::paths::Paths;
+use akhrot_server::ServerInfo;
+
+/// Exit code when no owner is running.
+pub const EXIT_NO_OWNER: i32 = 3;
+
+#[derive(Debug)]
+pub struct NoOwner(pub String);
+
+impl std::fmt::Display for NoOwner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for NoOwner {}
+
+/// An error answer from the owner, in the contract's envelope.
+#[derive(Debug)]
+pub struct ApiFailure {
+    pub code: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+impl std::error::Error for ApiFailure {}
+
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    admin: String,
+}
+
+fn no_owner(paths: &Paths, why: &str) -> anyhow::Error {
+    anyhow!(NoOwner(format!(
+        "no Akhrot owner is running for {} ({why}). Start one with `akhrot serve` (add --data-dir {} if you use one), or open the Akhrot app.",
+        paths.data_dir.display(),
+        paths.data_dir.display()
+    )))
+}
+
+impl Client {
+    pub fn connect(paths: &Paths) -> Result<Self> {
+        let info = ServerInfo::read(paths).ok_or_else(|| no_owner(paths, "no server.json"))?;
+        let admin = std::fs::read_to_string(paths.admin_token())
+            .map_err(|_| no_owner(paths, "no admin credential"))?
+            .trim()
+            .to_owned();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let client = Self {
+            agent,
+            base: info.base_url.clone(),
+            admin,
+        };
+        Ok(client)
+    }
+
+    fn handle(
+        &self,
+        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Value> {
+        let mut resp = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                bail!(NoOwner(format!(
+                    "no Akhrot owner answers at {} (it stopped without cleaning up). Start one with `akhrot serve`.",
+                    self.base
+                )))
+            }
+            Err(e) => {
+                return Err(
+                    anyhow!(e).context(format!("cannot reach the Akhrot owner at {}", self.base))
+                );
+            }
+        };
+        let status = resp.status().as_u16();
+        let body: Value = resp.body_mut().read_json().with_context(|| {
+            format!("the owner answered HTTP {status} with a body that is not JSON")
+        })?;
+        if body["status"] == "success" {
+            return Ok(body["data"].clone());
+        }
+        let err = &body["error"];
+        Err(anyhow!(ApiFailure {
+            code: err["code"].as_str().unwrap_or("UNKNOWN").to_owned(),
+            message: err["message"]
+                .as_str()
+                .unwrap_or("the owner refused the request")
+                .to_owned(),
+        }))
+    }
+
+    fn auth(&self) -> String {
+        format!("Bearer {}", self.admin)
+    }
+
+    pub fn get(&self, path: &str) -> Result<Value> {
+        let r = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", self.auth())
+            .call();
+        self.handle(r)
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        let r = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", self.auth())
+            .send_json(body);
+        self.handle(r)
+    }
+
+    pub fn delete(&self, path: &str) -> Result<Value> {
+        let r = self
+            .agent
+            .delete(format!("{}{path}", self.base))
+            .header("Authorization", self.auth())
+            .call();
+        self.handle(r)
+    }
+}
+
+/// Percent-encodes a path segment or query value.
+pub fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
