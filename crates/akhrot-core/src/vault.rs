@@ -151,10 +151,10 @@ pub struct Agent {
     pub name: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct ConnRow {
-    info: ConnectionInfo,
-    sealed: Arc<Vec<u8>>,
+    info: Arc<ConnectionInfo>,
+    sealed: Vec<u8>,
 }
 
 /// A connection's public facts (no secret).
@@ -180,8 +180,9 @@ pub type Credentials = BTreeMap<String, SecretString>;
 #[derive(Default)]
 struct Cache {
     agents: HashMap<String, Arc<AgentEntry>>,
-    policies: HashMap<(String, String), Policy>,
-    conns: Vec<ConnRow>,
+    /// agent id → provider (or `*`) → policy.
+    policies: HashMap<String, HashMap<String, Policy>>,
+    conns: Vec<Arc<ConnRow>>,
 }
 
 pub struct Vault {
@@ -345,7 +346,9 @@ impl Vault {
                 if let Some(mode) = Mode::parse(&mode) {
                     cache
                         .policies
-                        .insert((agent, provider), Policy { mode, until });
+                        .entry(agent)
+                        .or_default()
+                        .insert(provider, Policy { mode, until });
                 }
             }
             let mut st = db
@@ -357,7 +360,7 @@ impl Vault {
                 .map_err(storage)?;
             let rows = st.query_map([], conn_row).map_err(storage)?;
             for row in rows {
-                cache.conns.push(row.map_err(storage)?);
+                cache.conns.push(Arc::new(row.map_err(storage)?));
             }
         }
         *self.cache_write() = cache;
@@ -441,9 +444,7 @@ impl Vault {
         {
             let mut c = self.cache_write();
             c.agents.insert(id.clone(), entry.clone());
-            for (provider, p) in policies {
-                c.policies.insert((id.clone(), provider), p);
-            }
+            c.policies.entry(id.clone()).or_default().extend(policies);
         }
         let info = self.agent_info(&entry);
         Ok((info, key))
@@ -453,10 +454,9 @@ impl Vault {
         let c = self.cache_read();
         let policies = c
             .policies
-            .iter()
-            .filter(|((agent, _), _)| *agent == a.id)
-            .map(|((_, provider), p)| (provider.clone(), *p))
-            .collect();
+            .get(&a.id)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default();
         let last = a.last_used.load(Ordering::Relaxed);
         AgentInfo {
             id: a.id.clone(),
@@ -577,7 +577,9 @@ impl Vault {
             .map_err(storage)?;
         self.cache_write()
             .policies
-            .insert((a.id.clone(), provider.to_owned()), Policy { mode, until });
+            .entry(a.id.clone())
+            .or_default()
+            .insert(provider.to_owned(), Policy { mode, until });
         Ok(self.agent_info(&a))
     }
 
@@ -585,11 +587,8 @@ impl Vault {
     pub fn policy_for(&self, agent_id: &str, provider: &str) -> Policy {
         let c = self.cache_read();
         c.policies
-            .get(&(agent_id.to_owned(), provider.to_owned()))
-            .or_else(|| {
-                c.policies
-                    .get(&(agent_id.to_owned(), ANY_PROVIDER.to_owned()))
-            })
+            .get(agent_id)
+            .and_then(|m| m.get(provider).or_else(|| m.get(ANY_PROVIDER)))
             .copied()
             .unwrap_or(Policy {
                 mode: Mode::Ask,
@@ -687,10 +686,10 @@ impl Vault {
                 ],
             )
             .map_err(storage)?;
-        let row = ConnRow {
-            info: info.clone(),
-            sealed: Arc::new(sealed),
-        };
+        let row = Arc::new(ConnRow {
+            info: Arc::new(info.clone()),
+            sealed,
+        });
         {
             let mut c = self.cache_write();
             match c.conns.iter_mut().find(|r| r.info.id == id) {
@@ -706,22 +705,22 @@ impl Vault {
         self.cache_read()
             .conns
             .iter()
-            .map(|r| r.info.clone())
+            .map(|r| (*r.info).clone())
             .collect()
     }
 
     /// A provider's connection: the named account, or else the first connected one.
     pub fn find_connection(&self, provider: &str, account: Option<&str>) -> Option<ConnectionInfo> {
-        self.find_row(provider, account).map(|r| r.info)
+        self.find_row(provider, account).map(|r| (*r.info).clone())
     }
 
-    fn find_row(&self, provider: &str, account: Option<&str>) -> Option<ConnRow> {
+    fn find_row(&self, provider: &str, account: Option<&str>) -> Option<Arc<ConnRow>> {
         let c = self.cache_read();
         let mut of_provider = c.conns.iter().filter(|r| r.info.provider == provider);
         match account {
             Some(a) => of_provider.find(|r| r.info.account == a).cloned(),
             None => {
-                let all: Vec<&ConnRow> = of_provider.collect();
+                let all: Vec<&Arc<ConnRow>> = of_provider.collect();
                 all.iter()
                     .find(|r| r.info.status == "connected")
                     .or(all.first())
@@ -736,7 +735,7 @@ impl Vault {
         &self,
         provider: &str,
         account: Option<&str>,
-    ) -> Result<(ConnectionInfo, Credentials)> {
+    ) -> Result<(Arc<ConnectionInfo>, Credentials)> {
         let row = self.find_row(provider, account).ok_or_else(|| {
             Error::IntegrationNotFound(match account {
                 Some(a) => format!(
@@ -763,7 +762,7 @@ impl Vault {
                 row.info.provider, row.info.account
             ))
         })?;
-        Ok((row.info, values))
+        Ok((row.info.clone(), values))
     }
 
     /// Removes a connection. With no account: the provider's only connection (an error if it has several).
@@ -818,7 +817,7 @@ fn conn_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConnRow> {
     let scopes: String = r.get(5)?;
     let public: String = r.get(7)?;
     Ok(ConnRow {
-        info: ConnectionInfo {
+        info: Arc::new(ConnectionInfo {
             id: r.get(0)?,
             provider: r.get(1)?,
             account: r.get(2)?,
@@ -829,8 +828,8 @@ fn conn_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConnRow> {
             public_fields: serde_json::from_str(&public).unwrap_or_default(),
             created_at: r.get(9)?,
             updated_at: r.get(10)?,
-        },
-        sealed: Arc::new(r.get(8)?),
+        }),
+        sealed: r.get(8)?,
     })
 }
 
