@@ -193,3 +193,27 @@ fn help_and_completions() {
     assert!(o.status.success());
     assert!(stdout(&o).contains("_akhrot"));
 }
+
+#[test]
+fn config_file_sets_serve_options_and_flags_override_it() {
+    let d = Dirs::new();
+    std::fs::create_dir_all(d.config()).unwrap();
+    // `port = 1` would fail to bind; the harness's `--port 0` flag must win over it.
+    std::fs::write(d.config().join("config.toml"), "port = 1\nrate_limit = 2\n").unwrap();
+    let s = Server::start(&d);
+    let key = s.create_key("bot", &["*"]);
+    assert_eq!(s.get("/ai/context/summary", Some(&key)).0, 200);
+    assert_eq!(s.get("/ai/context/summary", Some(&key)).0, 200);
+    let (status, v) = s.get("/ai/context/summary", Some(&key));
+    assert_eq!(
+        (status, code(&v)),
+        (429, "RATE_LIMITED"),
+        "rate_limit came from config.toml"
+    );
+    drop(s);
+    std::fs::write(d.config().join("config.toml"), "rate_limit = \"lots\"\n").unwrap();
+    let err = Server::start_with(&d, Opts::default())
+        .err()
+        .expect("a malformed config is refused");
+    assert!(err.contains("config.toml:1"), "{err}");
+}

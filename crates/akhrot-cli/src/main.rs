@@ -13,9 +13,12 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use akhrot_core::SecretString;
+use akhrot_core::config::Config;
 use akhrot_core::paths::Paths;
 use akhrot_core::vault::Unlock;
-use akhrot_server::{DEFAULT_PORT, DEFAULT_RATE_LIMIT, Owner, OwnerOptions};
+use akhrot_server::{
+    DEFAULT_APPROVAL_TIMEOUT_SECS, DEFAULT_PORT, DEFAULT_RATE_LIMIT, Owner, OwnerOptions,
+};
 
 use client::{ApiFailure, Client, EXIT_NO_OWNER, NoOwner, enc};
 
@@ -91,14 +94,15 @@ enum Command {
 #[derive(Args)]
 struct ServeArgs {
     /// Port on 127.0.0.1; 0 picks a free one (it is printed and written to server.json)
-    #[arg(long, env = "AKHROT_PORT", default_value_t = DEFAULT_PORT)]
-    port: u16,
-    /// Seconds a token request waits for your approval
-    #[arg(long, default_value_t = 120, value_name = "SECS")]
-    approval_timeout: u64,
-    /// Agent requests per minute per key; 0 turns the limit off
-    #[arg(long, default_value_t = DEFAULT_RATE_LIMIT, value_name = "PER_MIN")]
-    rate_limit: u32,
+    /// [default: config.toml `port`, else 47420]
+    #[arg(long, env = "AKHROT_PORT")]
+    port: Option<u16>,
+    /// Seconds a token request waits for your approval [default: config.toml, else 120]
+    #[arg(long, value_name = "SECS")]
+    approval_timeout: Option<u64>,
+    /// Agent requests per minute per key; 0 turns the limit off [default: config.toml, else 600]
+    #[arg(long, value_name = "PER_MIN")]
+    rate_limit: Option<u32>,
     /// Protect the vault with a passphrase instead of the OS keyring (asked on the terminal;
     /// AKHROT_PASSPHRASE also works). For machines without a keyring.
     #[arg(long)]
@@ -243,6 +247,7 @@ fn serve(paths: Paths, args: ServeArgs) -> Result<()> {
         }
         _ => Unlock::Keyring,
     };
+    let config = Config::load(&paths.config_dir)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -250,10 +255,17 @@ fn serve(paths: Paths, args: ServeArgs) -> Result<()> {
     rt.block_on(async move {
         let owner = Owner::start(OwnerOptions {
             paths: paths.clone(),
-            port: args.port,
+            port: args.port.or(config.port).unwrap_or(DEFAULT_PORT),
             unlock,
-            rate_limit_per_min: args.rate_limit,
-            approval_timeout: Duration::from_secs(args.approval_timeout),
+            rate_limit_per_min: args
+                .rate_limit
+                .or(config.rate_limit)
+                .unwrap_or(DEFAULT_RATE_LIMIT),
+            approval_timeout: Duration::from_secs(
+                args.approval_timeout
+                    .or(config.approval_timeout)
+                    .unwrap_or(DEFAULT_APPROVAL_TIMEOUT_SECS),
+            ),
         })
         .await?;
         println!(

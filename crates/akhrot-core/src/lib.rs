@@ -10,6 +10,7 @@
 
 pub mod agent_key;
 pub mod catalog;
+pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod keystore;

@@ -31,6 +31,8 @@ pub use ratelimit::RateLimiter;
 pub const DEFAULT_PORT: u16 = 47420;
 /// Agent requests per minute per key unless told otherwise.
 pub const DEFAULT_RATE_LIMIT: u32 = 600;
+/// How long a token request waits for the user's answer unless told otherwise.
+pub const DEFAULT_APPROVAL_TIMEOUT_SECS: u64 = 120;
 
 /// Shared by every request.
 pub struct AppState {
