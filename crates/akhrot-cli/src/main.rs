@@ -374,14 +374,7 @@ fn status(c: &Client, as_json: bool) -> Result<()> {
         s["vault"]["path"].as_str().unwrap_or("?"),
         s["vault"]["keySource"].as_str().unwrap_or("?")
     );
-    println!(
-        "Agent keys: {} active. Pending approvals: {}.",
-        s["agents"]["active"],
-        s["pendingApprovals"]
-            .as_array()
-            .map(|a| a.len())
-            .unwrap_or(0)
-    );
+    println!("Agent keys: {} active.", s["agents"]["active"]);
     for issue in s["catalog"]["issues"].as_array().into_iter().flatten() {
         println!("providers.d problem: {}", issue.as_str().unwrap_or(""));
     }

@@ -49,7 +49,7 @@ pub async fn status(State(state): State<Arc<AppState>>, _: AdminAuth) -> Respons
             "total": agents.len(),
             "active": agents.iter().filter(|a| a.revoked_at.is_none()).count(),
         },
-        "pendingApprovals": [],
+
         "catalog": {
             "providers": state.catalog.len(),
             "issues": state.catalog.issues.iter().map(|i| i.to_string()).collect::<Vec<_>>(),

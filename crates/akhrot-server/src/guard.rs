@@ -24,10 +24,24 @@ pub const MAX_BODY: usize = 64 * 1024;
 
 /// Host, Origin and content-type checks, and the security headers of every answer.
 pub async fn hygiene(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    if let Err(e) = check_request(&state, req.method(), req.headers()) {
-        return with_security_headers(e.into_response());
+    let started = std::time::Instant::now();
+    // Method and path only (queries may carry codes and states), and only when debug logging is on.
+    let log = tracing::enabled!(tracing::Level::DEBUG)
+        .then(|| (req.method().clone(), req.uri().path().to_owned()));
+    let resp = match check_request(&state, req.method(), req.headers()) {
+        Err(e) => e.into_response(),
+        Ok(()) => next.run(req).await,
+    };
+    if let Some((method, path)) = log {
+        tracing::debug!(
+            %method,
+            path = %crate::error::printable(&path),
+            status = resp.status().as_u16(),
+            micros = started.elapsed().as_micros() as u64,
+            "request"
+        );
     }
-    with_security_headers(next.run(req).await)
+    with_security_headers(resp)
 }
 
 fn check_request(state: &AppState, method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
