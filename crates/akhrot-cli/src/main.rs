@@ -17,7 +17,8 @@ use akhrot_core::config::Config;
 use akhrot_core::paths::Paths;
 use akhrot_core::vault::Unlock;
 use akhrot_server::{
-    DEFAULT_APPROVAL_TIMEOUT_SECS, DEFAULT_PORT, DEFAULT_RATE_LIMIT, Owner, OwnerOptions,
+    DEFAULT_APPROVAL_TIMEOUT_SECS, DEFAULT_PORT, DEFAULT_PROVIDER_TIMEOUT_SECS, DEFAULT_RATE_LIMIT,
+    Owner, OwnerOptions,
 };
 
 use client::{ApiFailure, Client, EXIT_NO_OWNER, NoOwner, enc};
@@ -62,6 +63,23 @@ enum Command {
     /// Set what an agent key may do with a provider
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Set the OAuth app (client id and secret) Akhrot uses for a provider
+    #[command(subcommand)]
+    Clients(ClientsCmd),
+    /// Connect an OAuth provider: opens the consent page in your browser and waits
+    Connect {
+        /// Provider code, e.g. google, github, or one from providers.d
+        provider: String,
+        /// Extra scopes beyond the catalog's defaults (repeatable)
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// Store the connection under this label instead of the account name the provider reports
+        #[arg(long)]
+        account: Option<String>,
+        /// Print the URL instead of opening a browser
+        #[arg(long)]
+        no_browser: bool,
+    },
     /// Connect an API-key provider (or Telegram); secrets are read from stdin or a hidden prompt, never from arguments
     #[command(
         after_help = "Examples:\n  akhrot add openai                      # prompts, input hidden\n  \
@@ -136,6 +154,24 @@ enum KeysCmd {
 }
 
 #[derive(Subcommand)]
+enum ClientsCmd {
+    /// Store a provider's OAuth client; the secret is read from stdin, never from arguments
+    #[command(
+        after_help = "Example:\n  printf %s \"$SECRET\" | akhrot clients set github --client-id Iv1.abc --client-secret-stdin"
+    )]
+    Set {
+        provider: String,
+        #[arg(long)]
+        client_id: String,
+        /// Read the client secret from stdin (public clients using PKCE have none)
+        #[arg(long)]
+        client_secret_stdin: bool,
+    },
+    /// List OAuth providers, whether a client is set, and the redirect URI to register
+    List(JsonFlag),
+}
+
+#[derive(Subcommand)]
 enum PolicyCmd {
     /// Set an agent's policy for a provider (`*` for every provider)
     Set {
@@ -200,6 +236,19 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Add { provider, account } => add(&Client::connect(&paths()?)?, &provider, account),
+        Command::Clients(cmd) => clients(&Client::connect(&paths()?)?, cmd),
+        Command::Connect {
+            provider,
+            scopes,
+            account,
+            no_browser,
+        } => connect(
+            &Client::connect(&paths()?)?,
+            &provider,
+            scopes,
+            account,
+            no_browser,
+        ),
         Command::Token { provider, account } => {
             let c = Client::connect(&paths()?)?;
             let mut body = json!({ "provider": provider });
@@ -265,6 +314,12 @@ fn serve(paths: Paths, args: ServeArgs) -> Result<()> {
                 args.approval_timeout
                     .or(config.approval_timeout)
                     .unwrap_or(DEFAULT_APPROVAL_TIMEOUT_SECS),
+            ),
+            provider_timeout: Duration::from_secs(
+                config
+                    .provider_timeout
+                    .unwrap_or(DEFAULT_PROVIDER_TIMEOUT_SECS)
+                    .max(1),
             ),
         })
         .await?;
@@ -473,9 +528,7 @@ fn add(c: &Client, provider: &str, account: Option<String>) -> Result<()> {
     let p = c.get(&format!("/admin/providers/{}", enc(provider)))?;
     let name = p["name"].as_str().unwrap_or(provider).to_owned();
     if p["authType"] == "oauth2" {
-        bail!(
-            "{name} connects with OAuth, not with a pasted key: connect it from the Akhrot window (or `akhrot connect {provider}` once available)"
-        );
+        bail!("{name} connects with OAuth, not with a pasted key: run `akhrot connect {provider}`");
     }
     let fields: Vec<Value> = p["fields"].as_array().cloned().unwrap_or_default();
     let mut values: BTreeMap<String, SecretString> = BTreeMap::new();
@@ -536,6 +589,153 @@ fn add(c: &Client, provider: &str, account: Option<String>) -> Result<()> {
         eprintln!("Connected {name} (account `{account}`).");
     }
     Ok(())
+}
+
+fn clients(c: &Client, cmd: ClientsCmd) -> Result<()> {
+    match cmd {
+        ClientsCmd::Set {
+            provider,
+            client_id,
+            client_secret_stdin,
+        } => {
+            let mut body = json!({ "provider": provider, "clientId": client_id });
+            if client_secret_stdin {
+                let mut secret = Zeroizing::new(String::new());
+                let stdin = std::io::stdin();
+                if stdin.is_terminal() {
+                    *secret = rpassword::prompt_password("Client secret: ")
+                        .context("cannot read from the terminal")?;
+                } else {
+                    stdin
+                        .lock()
+                        .read_to_string(&mut secret)
+                        .context("cannot read stdin")?;
+                }
+                let trimmed = secret.trim();
+                if trimmed.is_empty() {
+                    bail!("--client-secret-stdin was given but stdin held no secret");
+                }
+                body["clientSecret"] = json!(trimmed);
+            }
+            let v = c.post("/admin/clients", &body)?;
+            eprintln!(
+                "OAuth client for {provider} saved{}. Its redirect URI must be registered as:",
+                if v["hasSecret"].as_bool().unwrap_or(false) {
+                    " (with secret)"
+                } else {
+                    " (public client, PKCE only)"
+                }
+            );
+            println!("{}", v["redirectUri"].as_str().unwrap_or(""));
+            Ok(())
+        }
+        ClientsCmd::List(f) => {
+            let list = c.get("/admin/clients")?;
+            if f.json {
+                let with_ids: Vec<Value> = list
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|v| {
+                        let mut v = v.clone();
+                        v["id"] = v["provider"].clone();
+                        v
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&with_ids)?);
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = list
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| {
+                    vec![
+                        v["provider"].as_str().unwrap_or("").to_owned(),
+                        if v["configured"].as_bool().unwrap_or(false) {
+                            v["clientId"].as_str().unwrap_or("").to_owned()
+                        } else {
+                            "(not set)".to_owned()
+                        },
+                        v["redirectUri"].as_str().unwrap_or("").to_owned(),
+                    ]
+                })
+                .collect();
+            print_table(&["PROVIDER", "CLIENT ID", "REDIRECT URI"], &rows);
+            Ok(())
+        }
+    }
+}
+
+fn connect(
+    c: &Client,
+    provider: &str,
+    scopes: Vec<String>,
+    account: Option<String>,
+    no_browser: bool,
+) -> Result<()> {
+    let mut body = json!({ "provider": provider, "scopes": scopes });
+    if let Some(a) = account {
+        body["account"] = json!(a);
+    }
+    let s = c.post("/admin/sessions", &body)?;
+    let id = s["sessionId"].as_str().unwrap_or_default().to_owned();
+    let url = s["url"].as_str().unwrap_or_default().to_owned();
+    let opened = !no_browser
+        && std::env::var_os("AKHROT_NO_BROWSER").is_none()
+        && open::that_detached(&url).is_ok();
+    if opened {
+        eprintln!("Opened your browser to approve access. If it did not open, visit:");
+    } else {
+        eprintln!("Open this URL in a browser to approve access:");
+    }
+    println!("{url}");
+    let _ = std::io::stdout().flush();
+    let tty = std::io::stderr().is_terminal();
+    let spinner = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+    let mut i = 0usize;
+    loop {
+        let v = c.get(&format!("/admin/sessions/{}", enc(&id)))?;
+        match v["status"].as_str().unwrap_or("") {
+            "completed" => {
+                if tty {
+                    eprint!("\r\x1b[2K");
+                }
+                eprintln!(
+                    "Connected {provider} as {}.",
+                    v["account"].as_str().unwrap_or("?")
+                );
+                return Ok(());
+            }
+            "failed" => {
+                if tty {
+                    eprint!("\r\x1b[2K");
+                }
+                bail!(
+                    "{provider} was not connected: {}",
+                    v["error"].as_str().unwrap_or("the provider refused")
+                );
+            }
+            "expired" => {
+                if tty {
+                    eprint!("\r\x1b[2K");
+                }
+                bail!(
+                    "the consent session expired after 10 minutes; run `akhrot connect {provider}` again"
+                );
+            }
+            _ => {}
+        }
+        if tty {
+            eprint!(
+                "\r{} Waiting for you to approve in the browser…",
+                spinner[i % spinner.len()]
+            );
+            let _ = std::io::stderr().flush();
+        }
+        i += 1;
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
 
 /// Stdin for `akhrot add`: the bare secret for a one-field provider, else `field=value` lines.

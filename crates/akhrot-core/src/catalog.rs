@@ -190,6 +190,8 @@ pub struct Provider {
     pub revoke_url: Option<String>,
     pub userinfo_url: Option<String>,
     pub account_field: Option<String>,
+    /// Fetched with the new token after the exchange (quirk `jira_accessible_resources`).
+    pub resources_url: Option<String>,
     #[serde(default)]
     pub scopes: Vec<String>,
     #[serde(default = "space")]
@@ -255,6 +257,7 @@ impl Provider {
             ("token_url", &self.token_url),
             ("revoke_url", &self.revoke_url),
             ("userinfo_url", &self.userinfo_url),
+            ("resources_url", &self.resources_url),
         ];
         for (k, v) in top {
             if let Some(v) = v {

@@ -4,6 +4,7 @@
 //! port = 47420
 //! approval_timeout = 120   # seconds
 //! rate_limit = 600         # agent requests per minute per key; 0 = off
+//! provider_timeout = 15    # seconds a provider's token endpoint may take
 //! ```
 
 use std::path::Path;
@@ -18,6 +19,7 @@ pub struct Config {
     pub port: Option<u16>,
     pub approval_timeout: Option<u64>,
     pub rate_limit: Option<u32>,
+    pub provider_timeout: Option<u64>,
 }
 
 impl Config {

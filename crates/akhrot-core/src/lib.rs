@@ -9,11 +9,13 @@
 //! - [`paths`]: data and config directories, owner files, private file modes.
 
 pub mod agent_key;
+pub mod broker;
 pub mod catalog;
 pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod keystore;
+pub mod oauth;
 pub mod paths;
 pub mod secret;
 pub mod vault;
@@ -46,4 +48,18 @@ pub fn unix_to_rfc3339(secs: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(secs)
         .map(rfc3339)
         .unwrap_or_else(|_| secs.to_string())
+}
+
+/// Text from outside (a provider's error description) made safe to show: one line, printable,
+/// at most 300 characters.
+pub fn clean_text(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect();
+    if s.chars().count() > 300 {
+        out.push('…');
+    }
+    out.trim().to_owned()
 }

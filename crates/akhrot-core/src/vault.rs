@@ -50,7 +50,14 @@ const MIGRATIONS: &[&str] = &[
         secret BLOB NOT NULL,
         created_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL,
-        UNIQUE (provider, account)
+                UNIQUE (provider, account)
+    );",
+    // 2: the user's OAuth apps, one per provider; the secret sealed to its row.
+    "CREATE TABLE oauth_clients (
+        provider TEXT PRIMARY KEY,
+        client_id TEXT NOT NULL,
+        secret BLOB,
+        updated_at INTEGER NOT NULL
     );",
 ];
 
@@ -765,6 +772,104 @@ impl Vault {
         Ok((row.info.clone(), values))
     }
 
+    /// Marks a connection's status (`connected`, `needs_reconnect`).
+    pub fn set_connection_status(&self, id: &str, status: &str) -> Result<()> {
+        let now = now_unix();
+        self.db()
+            .execute(
+                "UPDATE connections SET status = ?1, updated_at = ?2 WHERE id = ?3",
+                params![status, now, id],
+            )
+            .map_err(storage)?;
+        let mut c = self.cache_write();
+        if let Some(slot) = c.conns.iter_mut().find(|r| r.info.id == id) {
+            let mut info = (*slot.info).clone();
+            info.status = status.to_owned();
+            info.updated_at = now;
+            *slot = Arc::new(ConnRow {
+                info: Arc::new(info),
+                sealed: slot.sealed.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    // ----- OAuth clients ------------------------------------------------------------------
+
+    /// Stores the user's OAuth app for a provider (the secret sealed to its row).
+    pub fn set_oauth_client(
+        &self,
+        provider: &str,
+        client_id: &str,
+        secret: Option<&SecretString>,
+    ) -> Result<()> {
+        let client_id = client_id.trim();
+        if client_id.is_empty() || client_id.len() > 1024 || client_id.chars().any(char::is_control)
+        {
+            return Err(Error::BadRequest(
+                "a client id is 1-1024 printable characters".into(),
+            ));
+        }
+        let sealed = secret.filter(|s| !s.expose().trim().is_empty()).map(|s| {
+            self.sealer
+                .seal(client_binding(provider), s.expose().trim().as_bytes())
+        });
+        self.db()
+            .execute(
+                "INSERT INTO oauth_clients (provider, client_id, secret, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (provider) DO UPDATE SET client_id = excluded.client_id,
+                     secret = excluded.secret, updated_at = excluded.updated_at",
+                params![provider, client_id, sealed, now_unix()],
+            )
+            .map_err(storage)?;
+        Ok(())
+    }
+
+    /// The OAuth app for a provider, if the user set one.
+    pub fn oauth_client(&self, provider: &str) -> Result<Option<crate::oauth::ClientCreds>> {
+        let row: Option<(String, Option<Vec<u8>>)> = self
+            .db()
+            .query_row(
+                "SELECT client_id, secret FROM oauth_clients WHERE provider = ?1",
+                params![provider],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(storage)?;
+        let Some((client_id, sealed)) = row else {
+            return Ok(None);
+        };
+        let client_secret = match sealed {
+            None => None,
+            Some(s) => {
+                let plain = self.sealer.open(client_binding(provider), &s).map_err(|_| {
+                    Error::Integrity(format!(
+                        "the stored OAuth client secret of {provider} failed its integrity check; set it again with `akhrot clients set {provider}`"
+                    ))
+                })?;
+                Some(SecretString::new(
+                    String::from_utf8_lossy(&plain).into_owned(),
+                ))
+            }
+        };
+        Ok(Some(crate::oauth::ClientCreds {
+            client_id,
+            client_secret,
+        }))
+    }
+
+    /// Which providers have an OAuth app set (no secrets).
+    pub fn oauth_client_ids(&self) -> Result<BTreeMap<String, (String, bool)>> {
+        let db = self.db();
+        let mut st = db
+            .prepare("SELECT provider, client_id, secret IS NOT NULL FROM oauth_clients")
+            .map_err(storage)?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?))))
+            .map_err(storage)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(storage)
+    }
+
     /// Removes a connection. With no account: the provider's only connection (an error if it has several).
     pub fn delete_connection(
         &self,
@@ -802,6 +907,14 @@ impl Vault {
             .map_err(storage)?;
         self.cache_write().conns.retain(|r| r.info.id != target.id);
         Ok(target)
+    }
+}
+
+fn client_binding(provider: &str) -> Binding<'_> {
+    Binding {
+        table: "oauth_clients",
+        row: provider,
+        purpose: "client-secret",
     }
 }
 

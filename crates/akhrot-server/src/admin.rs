@@ -179,11 +179,14 @@ pub async fn remove_connection(
     Query(q): Query<AccountQuery>,
 ) -> Result<Response, ApiError> {
     provider_of(&state, &provider)?;
-    let removed = state
-        .vault
-        .delete_connection(&provider, q.account.as_deref())?;
-    tracing::info!(provider = %removed.provider, account = %removed.account, "connection removed");
-    Ok(success(json!({ "removed": removed })))
+    let (removed, revoked) = state
+        .broker
+        .disconnect(&provider, q.account.as_deref())
+        .await?;
+    tracing::info!(provider = %removed.provider, account = %removed.account, revoked, "connection removed");
+    Ok(success(
+        json!({ "removed": removed, "revokedAtProvider": revoked }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -201,8 +204,9 @@ pub async fn token(
 ) -> Result<Response, ApiError> {
     let p = provider_of(&state, &req.provider)?;
     let (conn, creds) = state
-        .vault
-        .open_connection(&p.code, req.account.as_deref())?;
+        .broker
+        .fresh_credentials(&p, req.account.as_deref())
+        .await?;
     Ok(success(Value::Object(token_json(&p, &conn, &creds))))
 }
 
@@ -237,6 +241,82 @@ fn provider_json(p: &Provider) -> Value {
         })).collect::<Vec<_>>(),
         "custom": p.origin != akhrot_core::catalog::Origin::BuiltIn,
     })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetClient {
+    provider: String,
+    client_id: String,
+    client_secret: Option<SecretString>,
+}
+
+/// Stores the user's OAuth app for a provider; answers the redirect URI to register.
+pub async fn set_client(
+    State(state): State<Arc<AppState>>,
+    _: AdminAuth,
+    JsonBody(req): JsonBody<SetClient>,
+) -> Result<Response, ApiError> {
+    let p = provider_of(&state, &req.provider)?;
+    if p.auth != akhrot_core::catalog::AuthType::Oauth2 {
+        return Err(ApiError::bad_request(format!(
+            "{} does not use OAuth; add its values with `akhrot add {}`",
+            p.name, p.code
+        )));
+    }
+    state
+        .vault
+        .set_oauth_client(&p.code, &req.client_id, req.client_secret.as_ref())?;
+    tracing::info!(provider = %p.code, "OAuth client set");
+    Ok(success(json!({
+        "provider": p.code,
+        "clientId": req.client_id.trim(),
+        "hasSecret": req.client_secret.as_ref().is_some_and(|s| !s.expose().trim().is_empty()),
+        "redirectUri": state.broker.redirect_uri_for(&p),
+        "consoleUrl": p.console_url,
+    })))
+}
+
+pub async fn list_clients(
+    State(state): State<Arc<AppState>>,
+    _: AdminAuth,
+) -> Result<Response, ApiError> {
+    let set = state.vault.oauth_client_ids()?;
+    let list: Vec<Value> = state
+        .catalog
+        .iter()
+        .filter(|p| p.auth == akhrot_core::catalog::AuthType::Oauth2)
+        .map(|p| {
+            let c = set.get(&p.code);
+            json!({
+                "provider": p.code,
+                "name": p.name,
+                "configured": c.is_some(),
+                "clientId": c.map(|c| c.0.clone()),
+                "hasSecret": c.map(|c| c.1),
+                "redirectUri": state.broker.redirect_uri_for(p),
+                "consoleUrl": p.console_url,
+            })
+        })
+        .collect();
+    Ok(success(json!(list)))
+}
+
+/// A consent session started by the user (`akhrot connect`, the UI).
+pub async fn start_session(
+    State(state): State<Arc<AppState>>,
+    _: AdminAuth,
+    JsonBody(req): JsonBody<crate::oauth::StartSession>,
+) -> Result<Response, ApiError> {
+    crate::oauth::start(&state, None, req)
+}
+
+pub async fn get_session(
+    State(state): State<Arc<AppState>>,
+    _: AdminAuth,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(success(json!(state.broker.session(None, &id)?)))
 }
 
 pub fn not_found() -> ApiError {

@@ -244,7 +244,8 @@ pub async fn fetch_token(
     let account = opt_string(req.account, "account", 200)?;
     let _reason = opt_string(req.reason, "reason", 500)?;
     let p = provider_of(&state, &provider)?;
-    let (conn, creds) = state.vault.open_connection(&p.code, account.as_deref())?;
+    // Not connected is answered before policy: there is nothing to approve.
+    state.vault.open_connection(&p.code, account.as_deref())?;
     match state
         .vault
         .policy_for(&agent.id, &p.code)
@@ -270,6 +271,10 @@ pub async fn fetch_token(
             ));
         }
     }
+    let (conn, creds) = state
+        .broker
+        .fresh_credentials(&p, account.as_deref())
+        .await?;
     tracing::debug!(agent = %agent.name, provider = %p.code, account = %conn.account, "token handed out");
     Ok(success(Value::Object(token_json(&p, &conn, &creds))))
 }
@@ -288,7 +293,10 @@ pub fn token_json(p: &Provider, conn: &ConnectionInfo, creds: &Credentials) -> M
         .unwrap_or_default();
     out.insert("accessToken".into(), Value::String(access));
     let token_type = match p.auth {
-        AuthType::Oauth2 => "Bearer",
+        AuthType::Oauth2 => match creds.get("tokenType").map(|t| t.expose()) {
+            Some(t) if !t.eq_ignore_ascii_case("bearer") && !t.is_empty() => t,
+            _ => "Bearer",
+        },
         AuthType::ApiKey => "api_key",
         AuthType::Mtproto => "mtproto_session",
     };
@@ -301,7 +309,11 @@ pub fn token_json(p: &Provider, conn: &ConnectionInfo, creds: &Credentials) -> M
         json!(conn.expires_at.map(unix_to_rfc3339)),
     );
     out.insert("scopes".into(), json!(conn.scopes));
-    if p.auth != AuthType::Oauth2 {
+    if p.auth == AuthType::Oauth2 {
+        for (k, v) in &conn.public_fields {
+            out.entry(k.clone()).or_insert_with(|| json!(v));
+        }
+    } else {
         for f in p.fields.iter().filter(|f| !f.token) {
             if let Some(v) = creds.get(&f.name) {
                 let v = v.expose();

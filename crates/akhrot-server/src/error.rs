@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use akhrot_core::Error as CoreError;
+use akhrot_core::broker::BrokerError;
 use akhrot_core::keystore::KeystoreError;
 
 /// The error codes of the contract, plus a few of our own (documented in the README).
@@ -17,6 +18,11 @@ pub enum Code {
     ApprovalDenied,
     RateLimited,
     ForbiddenHost,
+    ClientNotConfigured,
+    TokenExpired,
+    SessionExpired,
+    SessionNotFound,
+    ProviderError,
     /// Extension: no such route.
     NotFound,
     /// Extension: the route exists, the method does not.
@@ -39,6 +45,11 @@ impl Code {
             Code::ApprovalDenied => "APPROVAL_DENIED",
             Code::RateLimited => "RATE_LIMITED",
             Code::ForbiddenHost => "FORBIDDEN_HOST",
+            Code::ClientNotConfigured => "CLIENT_NOT_CONFIGURED",
+            Code::TokenExpired => "TOKEN_EXPIRED",
+            Code::SessionExpired => "SESSION_EXPIRED",
+            Code::SessionNotFound => "SESSION_NOT_FOUND",
+            Code::ProviderError => "PROVIDER_ERROR",
             Code::NotFound => "NOT_FOUND",
             Code::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Code::Conflict => "CONFLICT",
@@ -50,7 +61,10 @@ impl Code {
     pub fn status(self) -> StatusCode {
         match self {
             Code::Unauthorized => StatusCode::UNAUTHORIZED,
-            Code::BadRequest => StatusCode::BAD_REQUEST,
+            Code::BadRequest | Code::TokenExpired | Code::SessionExpired => StatusCode::BAD_REQUEST,
+            Code::ClientNotConfigured => StatusCode::CONFLICT,
+            Code::SessionNotFound => StatusCode::NOT_FOUND,
+            Code::ProviderError => StatusCode::BAD_GATEWAY,
             Code::ProviderNotFound | Code::IntegrationNotFound | Code::NotFound => {
                 StatusCode::NOT_FOUND
             }
@@ -129,6 +143,19 @@ impl From<CoreError> for ApiError {
             tracing::error!(error = %e, "vault error");
         }
         ApiError::new(code, e.to_string())
+    }
+}
+
+impl From<BrokerError> for ApiError {
+    fn from(e: BrokerError) -> Self {
+        match e {
+            BrokerError::ClientNotConfigured(m) => ApiError::new(Code::ClientNotConfigured, m),
+            BrokerError::SessionNotFound(m) => ApiError::new(Code::SessionNotFound, m),
+            BrokerError::SessionExpired(m) => ApiError::new(Code::SessionExpired, m),
+            BrokerError::TokenExpired(m) => ApiError::new(Code::TokenExpired, m),
+            BrokerError::ProviderError(m) => ApiError::new(Code::ProviderError, m),
+            BrokerError::Core(e) => e.into(),
+        }
     }
 }
 

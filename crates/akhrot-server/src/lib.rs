@@ -9,6 +9,7 @@ mod admin;
 mod agent;
 pub mod error;
 pub mod guard;
+mod oauth;
 mod ratelimit;
 mod render;
 
@@ -20,7 +21,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{delete, get, post};
 
+use akhrot_core::broker::Broker;
 use akhrot_core::catalog::Catalog;
+use akhrot_core::oauth::OAuthHttp;
 use akhrot_core::paths::{self, Paths};
 use akhrot_core::vault::{Unlock, Vault};
 use akhrot_core::{SecretString, now_rfc3339};
@@ -33,11 +36,14 @@ pub const DEFAULT_PORT: u16 = 47420;
 pub const DEFAULT_RATE_LIMIT: u32 = 600;
 /// How long a token request waits for the user's answer unless told otherwise.
 pub const DEFAULT_APPROVAL_TIMEOUT_SECS: u64 = 120;
+/// How long a provider's token endpoint may take unless told otherwise.
+pub const DEFAULT_PROVIDER_TIMEOUT_SECS: u64 = 15;
 
 /// Shared by every request.
 pub struct AppState {
     pub vault: Arc<Vault>,
     pub catalog: Arc<Catalog>,
+    pub broker: Arc<Broker>,
     pub admin_token: SecretString,
     pub port: u16,
     pub base_url: String,
@@ -59,6 +65,8 @@ pub struct OwnerOptions {
     pub rate_limit_per_min: u32,
     /// How long a token request waits for the user's answer.
     pub approval_timeout: Duration,
+    /// How long a call to a provider's token endpoint may take.
+    pub provider_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,10 +138,17 @@ impl Owner {
         let base_url = format!("http://127.0.0.1:{port}");
         let admin_token = new_admin_token();
         paths::write_private_file(&opts.paths.admin_token(), admin_token.expose().as_bytes())?;
+        let broker = Arc::new(Broker::new(
+            vault.clone(),
+            catalog.clone(),
+            OAuthHttp::new(opts.provider_timeout),
+            format!("{base_url}/oauth/callback"),
+        ));
         let state = Arc::new(AppState {
             skill_md: render_skill(&base_url, &catalog),
             vault,
             catalog,
+            broker,
             admin_token,
             port,
             allowed_hosts: vec![
@@ -185,6 +200,11 @@ impl Owner {
 
     pub fn state(&self) -> Arc<AppState> {
         self.state.clone()
+    }
+
+    /// The broker, e.g. for the desktop shell to complete `akhrot://oauth/callback` deep links.
+    pub fn broker(&self) -> Arc<Broker> {
+        self.state.broker.clone()
     }
 
     /// Serves until `shutdown` resolves, then writes what is pending and removes the owner files.
@@ -282,6 +302,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(agent::service_context),
         )
         .route("/tokens/fetch", post(agent::fetch_token))
+        .route("/oauth/sessions", post(oauth::start_session))
+        .route("/oauth/sessions/{id}", get(oauth::get_session))
+        .route("/oauth/callback", get(oauth::callback))
+        .route(
+            "/admin/clients",
+            get(admin::list_clients).post(admin::set_client),
+        )
+        .route("/admin/sessions", post(admin::start_session))
+        .route("/admin/sessions/{id}", get(admin::get_session))
         .route("/admin/status", get(admin::status))
         .route("/admin/keys", get(admin::list_keys).post(admin::create_key))
         .route("/admin/keys/{name}", delete(admin::revoke_key))

@@ -1,0 +1,717 @@
+//! The broker: OAuth consent sessions, their completion (loopback callback or deep link), and
+//! fresh tokens (refreshing at most once per connection at a time).
+//!
+//! Durability rule: a refreshed token set — with a rotated refresh token — is committed to the
+//! vault before any caller sees the new access token, and an answer without a refresh token
+//! keeps the old one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::catalog::{AuthType, Catalog, Provider, Quirk, Redirect};
+use crate::oauth::{self, ClientCreds, OAuthError, OAuthHttp, TokenSet};
+use crate::vault::{ConnectionInfo, Credentials, Vault};
+use crate::{Error, SecretString, now_unix};
+
+/// The redirect URI for providers that use the desktop app's deep link.
+pub const DEEP_LINK_REDIRECT: &str = "akhrot://oauth/callback";
+/// How long a consent session stays open.
+pub const SESSION_TTL_SECS: i64 = 600;
+/// A token this close to expiry is refreshed before it is handed out.
+pub const REFRESH_MARGIN_SECS: i64 = 60;
+/// Finished sessions are remembered this long, so agents polling them see the outcome.
+const SESSION_KEEP_SECS: i64 = 3600;
+
+/// Errors of the broker, each one of the contract's codes.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("{0}")]
+    ClientNotConfigured(String),
+    #[error("{0}")]
+    SessionNotFound(String),
+    #[error("{0}")]
+    SessionExpired(String),
+    #[error("{0}")]
+    TokenExpired(String),
+    #[error("{0}")]
+    ProviderError(String),
+    #[error(transparent)]
+    Core(#[from] Error),
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionState {
+    Pending,
+    Completed,
+    Expired,
+    Failed,
+}
+
+/// What an agent (or the user's CLI) sees of a session.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionView {
+    pub session_id: String,
+    pub provider: String,
+    pub status: SessionState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    pub expires_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub redirect_uri: String,
+}
+
+struct Session {
+    id: String,
+    provider: String,
+    /// Who started it (agent id, or `None` for the user's own CLI/UI).
+    owner: Option<String>,
+    redirect_uri: String,
+    url: String,
+    pkce_verifier: Option<SecretString>,
+    account_label: Option<String>,
+    created_at: i64,
+    state: SessionState,
+    account: Option<String>,
+    error: Option<String>,
+}
+
+impl Session {
+    fn expires_at(&self) -> i64 {
+        self.created_at + SESSION_TTL_SECS
+    }
+
+    fn view(&self, with_url: bool) -> SessionView {
+        SessionView {
+            session_id: self.id.clone(),
+            provider: self.provider.clone(),
+            status: self.state.clone(),
+            url: with_url.then(|| self.url.clone()),
+            expires_at: crate::unix_to_rfc3339(self.expires_at()),
+            account: self.account.clone(),
+            error: self.error.clone(),
+            redirect_uri: self.redirect_uri.clone(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Sessions {
+    by_id: HashMap<String, Session>,
+    /// SHA-256 of `state` → session id. Removed on first use.
+    by_state: HashMap<[u8; 32], String>,
+}
+
+impl Sessions {
+    /// Marks overdue pending sessions expired and forgets old finished ones.
+    fn sweep(&mut self, now: i64) {
+        for s in self.by_id.values_mut() {
+            if s.state == SessionState::Pending && now >= s.expires_at() {
+                s.state = SessionState::Expired;
+                s.pkce_verifier = None;
+            }
+        }
+        self.by_id
+            .retain(|_, s| now < s.expires_at() + SESSION_KEEP_SECS);
+        let live: std::collections::HashSet<&String> = self
+            .by_id
+            .values()
+            .filter(|s| s.state == SessionState::Pending)
+            .map(|s| &s.id)
+            .collect();
+        self.by_state.retain(|_, id| live.contains(id));
+    }
+}
+
+/// The parameters a provider sends back to the redirect URI.
+#[derive(Debug, Default, Clone)]
+pub struct CallbackParams {
+    pub state: Option<String>,
+    pub code: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+}
+
+impl CallbackParams {
+    /// From a query string (`code=…&state=…`).
+    pub fn from_query(query: &str) -> Self {
+        let mut p = Self::default();
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            let slot = match k.as_ref() {
+                "state" => &mut p.state,
+                "code" => &mut p.code,
+                "error" => &mut p.error,
+                "error_description" => &mut p.error_description,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(v.into_owned());
+            }
+        }
+        p
+    }
+}
+
+/// How a callback ended, for the page the person sees (and the HTTP status of it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallbackOutcome {
+    /// 200: the connection is stored.
+    Connected { provider: String, account: String },
+    /// The person (or the provider) said no.
+    Denied { provider: String, reason: String },
+    /// The provider sent an error, or the code exchange failed.
+    Failed { provider: String, reason: String },
+    /// The session is older than its 10 minutes.
+    Expired { provider: String },
+    /// No pending session has this state: forged, replayed, or from another instance.
+    UnknownState,
+    /// Not a callback at all (no state, no code).
+    Malformed(String),
+}
+
+impl CallbackOutcome {
+    pub fn http_status(&self) -> u16 {
+        match self {
+            CallbackOutcome::Connected { .. } => 200,
+            CallbackOutcome::Denied { .. } => 403,
+            CallbackOutcome::Failed { .. } => 400,
+            CallbackOutcome::Expired { .. } => 410,
+            CallbackOutcome::UnknownState | CallbackOutcome::Malformed(_) => 400,
+        }
+    }
+}
+
+pub struct Broker {
+    pub vault: Arc<Vault>,
+    pub catalog: Arc<Catalog>,
+    pub http: OAuthHttp,
+    loopback_redirect: String,
+    sessions: Mutex<Sessions>,
+    refresh_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+fn state_key(state: &str) -> [u8; 32] {
+    Sha256::digest(state.as_bytes()).into()
+}
+
+fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut b = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+impl Broker {
+    /// `loopback_redirect` is `http://127.0.0.1:<port>/oauth/callback` of the running listener.
+    pub fn new(
+        vault: Arc<Vault>,
+        catalog: Arc<Catalog>,
+        http: OAuthHttp,
+        loopback_redirect: String,
+    ) -> Self {
+        Self {
+            vault,
+            catalog,
+            http,
+            loopback_redirect,
+            sessions: Mutex::new(Sessions::default()),
+            refresh_locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn provider(&self, code: &str) -> Result<Arc<Provider>, BrokerError> {
+        self.catalog
+            .get(code)
+            .cloned()
+            .ok_or_else(|| Error::ProviderNotFound(code.to_owned()).into())
+    }
+
+    /// The redirect URI a provider's OAuth app must have registered.
+    pub fn redirect_uri_for(&self, p: &Provider) -> String {
+        match p.redirect {
+            Redirect::Loopback => self.loopback_redirect.clone(),
+            Redirect::DeepLink => DEEP_LINK_REDIRECT.to_owned(),
+        }
+    }
+
+    fn client_for(&self, p: &Provider) -> Result<ClientCreds, BrokerError> {
+        self.vault.oauth_client(&p.code)?.ok_or_else(|| {
+            BrokerError::ClientNotConfigured(format!(
+                "{name} has no OAuth client yet. Register an OAuth app{console} with the redirect URI {redirect} \
+                 and give Akhrot its credentials: `akhrot clients set {code} --client-id <ID> --client-secret-stdin` \
+                 (or Connections in the Akhrot window).",
+                name = p.name,
+                console = p
+                    .console_url
+                    .as_deref()
+                    .map(|u| format!(" at {u}"))
+                    .unwrap_or_default(),
+                redirect = self.redirect_uri_for(p),
+                code = p.code,
+            ))
+        })
+    }
+
+    /// Starts a consent session for `provider`, with the catalog's scopes plus `extra_scopes`.
+    pub fn start_session(
+        &self,
+        owner: Option<&str>,
+        provider: &str,
+        extra_scopes: &[String],
+        account_label: Option<&str>,
+    ) -> Result<SessionView, BrokerError> {
+        let p = self.provider(provider)?;
+        if p.auth != AuthType::Oauth2 {
+            return Err(Error::BadRequest(format!(
+                "{} is connected with {} values, not OAuth: ask the user to run `akhrot add {}`",
+                p.name,
+                if p.auth == AuthType::Mtproto {
+                    "session"
+                } else {
+                    "API key"
+                },
+                p.code
+            ))
+            .into());
+        }
+        let label = account_label
+            .map(crate::vault::validate_account)
+            .transpose()?;
+        let creds = self.client_for(&p)?;
+        let redirect_uri = self.redirect_uri_for(&p);
+        let scopes = oauth::merge_scopes(&p.scopes, extra_scopes);
+        let req = self
+            .http
+            .authorize_url(&p, &creds, &redirect_uri, &scopes)
+            .map_err(|e| Error::BadRequest(e.to_string()))?;
+        let session = Session {
+            id: format!("oas_{}", random_hex(16)),
+            provider: p.code.clone(),
+            owner: owner.map(str::to_owned),
+            redirect_uri,
+            url: req.url,
+            pkce_verifier: req.pkce_verifier,
+            account_label: label,
+            created_at: now_unix(),
+            state: SessionState::Pending,
+            account: None,
+            error: None,
+        };
+        let view = session.view(true);
+        let mut s = self.sessions();
+        s.sweep(now_unix());
+        s.by_state
+            .insert(state_key(req.state.expose()), session.id.clone());
+        s.by_id.insert(session.id.clone(), session);
+        tracing::info!(provider = %p.code, session = %view.session_id, "consent session started");
+        Ok(view)
+    }
+
+    /// A session as its owner sees it. Another agent's session is "not found".
+    pub fn session(&self, owner: Option<&str>, id: &str) -> Result<SessionView, BrokerError> {
+        let mut s = self.sessions();
+        s.sweep(now_unix());
+        match s.by_id.get(id) {
+            Some(sess) if owner.is_none() || sess.owner.as_deref() == owner => {
+                Ok(sess.view(sess.state == SessionState::Pending))
+            }
+            _ => Err(BrokerError::SessionNotFound(
+                "no OAuth session with that id (sessions are forgotten an hour after they end)"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Completes a session from an `akhrot://oauth/callback?…` deep link.
+    pub async fn complete_deep_link(&self, link: &str) -> CallbackOutcome {
+        let Ok(url) = url::Url::parse(link) else {
+            return CallbackOutcome::Malformed("not a URL".into());
+        };
+        let path_ok = url.scheme() == "akhrot"
+            && (url.host_str() == Some("oauth") && url.path().trim_end_matches('/') == "/callback");
+        if !path_ok {
+            return CallbackOutcome::Malformed("not an akhrot://oauth/callback link".into());
+        }
+        let params = CallbackParams::from_query(url.query().unwrap_or(""));
+        self.complete_via(params, DEEP_LINK_REDIRECT).await
+    }
+
+    /// Completes a session from the loopback callback.
+    pub async fn complete_loopback(&self, params: CallbackParams) -> CallbackOutcome {
+        let redirect = self.loopback_redirect.clone();
+        self.complete_via(params, &redirect).await
+    }
+
+    async fn complete_via(&self, params: CallbackParams, arrived_at: &str) -> CallbackOutcome {
+        let Some(state) = params.state.as_deref().filter(|s| !s.is_empty()) else {
+            return CallbackOutcome::Malformed(
+                "this address is where a provider sends you back after you approve access; it was opened without a `state`".into(),
+            );
+        };
+        // Take the state out first: whatever happens next, it is used up.
+        let taken = {
+            let mut s = self.sessions();
+            let now = now_unix();
+            s.sweep(now);
+            let id = s.by_state.remove(&state_key(state));
+            id.and_then(|id| s.by_id.get_mut(&id)).map(|sess| {
+                let verifier = sess.pkce_verifier.take();
+                (
+                    sess.id.clone(),
+                    sess.provider.clone(),
+                    sess.redirect_uri.clone(),
+                    sess.account_label.clone(),
+                    verifier,
+                    sess.state.clone(),
+                )
+            })
+        };
+        let Some((id, provider_code, redirect_uri, label, verifier, state_now)) = taken else {
+            return CallbackOutcome::UnknownState;
+        };
+        if state_now == SessionState::Expired {
+            return CallbackOutcome::Expired {
+                provider: provider_code,
+            };
+        }
+        let p = match self.provider(&provider_code) {
+            Ok(p) => p,
+            Err(_) => return CallbackOutcome::UnknownState,
+        };
+        if redirect_uri != arrived_at {
+            let reason = format!("this session expected the redirect {redirect_uri}");
+            self.finish(&id, SessionState::Failed, None, Some(reason.clone()));
+            return CallbackOutcome::Failed {
+                provider: p.name.clone(),
+                reason,
+            };
+        }
+        if let Some(err) = params.error.as_deref() {
+            let desc = params
+                .error_description
+                .as_deref()
+                .map(crate::clean_text)
+                .unwrap_or_default();
+            let reason = if desc.is_empty() {
+                crate::clean_text(err)
+            } else {
+                format!("{}: {desc}", crate::clean_text(err))
+            };
+            self.finish(&id, SessionState::Failed, None, Some(reason.clone()));
+            return if err == "access_denied" {
+                CallbackOutcome::Denied {
+                    provider: p.name.clone(),
+                    reason,
+                }
+            } else {
+                CallbackOutcome::Failed {
+                    provider: p.name.clone(),
+                    reason,
+                }
+            };
+        }
+        let Some(code) = params.code.as_deref().filter(|c| !c.is_empty()) else {
+            let reason = "the provider sent neither a code nor an error".to_string();
+            self.finish(&id, SessionState::Failed, None, Some(reason.clone()));
+            return CallbackOutcome::Failed {
+                provider: p.name.clone(),
+                reason,
+            };
+        };
+        match self
+            .connect_with_code(&p, &redirect_uri, code, verifier.as_ref(), label)
+            .await
+        {
+            Ok(account) => {
+                self.finish(&id, SessionState::Completed, Some(account.clone()), None);
+                CallbackOutcome::Connected {
+                    provider: p.name.clone(),
+                    account,
+                }
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                self.finish(&id, SessionState::Failed, None, Some(reason.clone()));
+                CallbackOutcome::Failed {
+                    provider: p.name.clone(),
+                    reason,
+                }
+            }
+        }
+    }
+
+    fn finish(
+        &self,
+        id: &str,
+        state: SessionState,
+        account: Option<String>,
+        error: Option<String>,
+    ) {
+        if let Some(s) = self.sessions().by_id.get_mut(id) {
+            s.state = state;
+            s.account = account;
+            s.error = error;
+            s.pkce_verifier = None;
+        }
+    }
+
+    async fn connect_with_code(
+        &self,
+        p: &Provider,
+        redirect_uri: &str,
+        code: &str,
+        verifier: Option<&SecretString>,
+        label: Option<String>,
+    ) -> Result<String, BrokerError> {
+        let creds = self.client_for(p)?;
+        let tokens = self
+            .http
+            .exchange_code(p, &creds, redirect_uri, code, verifier)
+            .await
+            .map_err(|e| self.oauth_error(p, e, "exchange"))?;
+        let userinfo = match &p.userinfo_url {
+            Some(u) => match self.http.get_json(u, &tokens.access_token).await {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    tracing::warn!(provider = %p.code, error = %e, "could not read the account's identity");
+                    None
+                }
+            },
+            None => None,
+        };
+        let mut public = BTreeMap::new();
+        if p.has_quirk(Quirk::JiraAccessibleResources)
+            && let Some(resources) = &p.resources_url
+        {
+            // Quirk: Atlassian APIs are addressed by cloud id, known only after the exchange.
+            let v = self
+                .http
+                .get_json(resources, &tokens.access_token)
+                .await
+                .map_err(|e| self.oauth_error(p, e, "exchange"))?;
+            if let Some(id) = oauth::lookup(&v, "0.id").and_then(|v| v.as_str()) {
+                public.insert("cloudId".to_owned(), id.to_owned());
+            }
+            if let Some(url) = oauth::lookup(&v, "0.url").and_then(|v| v.as_str()) {
+                public.insert("siteUrl".to_owned(), url.to_owned());
+            }
+        }
+        let account = label
+            .or_else(|| oauth::account_name(p, &tokens.extra, userinfo.as_ref()))
+            .unwrap_or_else(|| "default".to_owned());
+        let account = crate::vault::validate_account(&crate::clean_text(&account))
+            .unwrap_or_else(|_| "default".to_owned());
+        self.store_tokens(p, &account, &tokens, None, public)?;
+        tracing::info!(provider = %p.code, account = %account, "connected");
+        Ok(account)
+    }
+
+    /// Writes a token set (the durable commit happens before this returns).
+    fn store_tokens(
+        &self,
+        p: &Provider,
+        account: &str,
+        t: &TokenSet,
+        previous_refresh: Option<&SecretString>,
+        public: BTreeMap<String, String>,
+    ) -> Result<(Arc<ConnectionInfo>, Credentials), BrokerError> {
+        let mut values = Credentials::new();
+        values.insert("accessToken".into(), t.access_token.clone());
+        if let Some(r) = t.refresh_token.as_ref().or(previous_refresh) {
+            values.insert("refreshToken".into(), r.clone());
+        }
+        values.insert(
+            "tokenType".into(),
+            SecretString::from(t.token_type.as_str()),
+        );
+        self.vault
+            .put_connection(p, account, &values, public, t.scopes.clone(), t.expires_at)?;
+        Ok(self.vault.open_connection(&p.code, Some(account))?)
+    }
+
+    fn oauth_error(&self, p: &Provider, e: OAuthError, during: &str) -> BrokerError {
+        match e {
+            OAuthError::InvalidGrant(d) if during == "exchange" => {
+                BrokerError::ProviderError(format!(
+                    "{} refused the authorization code (invalid_grant{}); start a new session",
+                    p.name,
+                    if d.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {d}")
+                    }
+                ))
+            }
+            OAuthError::InvalidGrant(d) => BrokerError::TokenExpired(reconnect_message(p, &d)),
+            OAuthError::Rejected { error, description }
+                if error == "invalid_client" || error == "unauthorized_client" =>
+            {
+                BrokerError::ClientNotConfigured(format!(
+                    "{} rejected Akhrot's OAuth client ({error}{}): was the client secret changed or the app deleted? \
+                     Set it again with `akhrot clients set {} --client-id <ID> --client-secret-stdin`",
+                    p.name,
+                    if description.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {description}")
+                    },
+                    p.code
+                ))
+            }
+            OAuthError::Rejected { error, description } => BrokerError::ProviderError(format!(
+                "{} refused the token request ({error}{})",
+                p.name,
+                if description.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {description}")
+                }
+            )),
+            OAuthError::Transient(m) => BrokerError::ProviderError(format!(
+                "{}'s token endpoint failed: {m}; try again",
+                p.name
+            )),
+            OAuthError::Config(m) => Error::BadRequest(m).into(),
+        }
+    }
+
+    fn refresh_lock(&self, conn_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.refresh_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(conn_id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// A connection's credentials, refreshed first when they expire within the margin.
+    /// Concurrent callers for one connection share a single refresh.
+    pub async fn fresh_credentials(
+        &self,
+        p: &Provider,
+        account: Option<&str>,
+    ) -> Result<(Arc<ConnectionInfo>, Credentials), BrokerError> {
+        let (info, creds) = self.vault.open_connection(&p.code, account)?;
+        if p.auth != AuthType::Oauth2 {
+            return Ok((info, creds));
+        }
+        if !needs_refresh(&info) {
+            return check_usable(p, info, creds);
+        }
+        let lock = self.refresh_lock(&info.id);
+        let _guard = lock.lock().await;
+        // Someone else may have refreshed while we waited.
+        let (info, creds) = self.vault.open_connection(&p.code, Some(&info.account))?;
+        if !needs_refresh(&info) {
+            return check_usable(p, info, creds);
+        }
+        if info.status == "needs_reconnect" {
+            return Err(BrokerError::TokenExpired(reconnect_message(p, "")));
+        }
+        let Some(refresh_token) = creds.get("refreshToken").cloned() else {
+            return Err(BrokerError::TokenExpired(format!(
+                "the {} token expired and {} gave no refresh token to renew it; reconnect with POST /oauth/sessions",
+                p.name, p.name
+            )));
+        };
+        let client = self.client_for(p)?;
+        match self.http.refresh(p, &client, &refresh_token).await {
+            Ok(tokens) => {
+                let public = info.public_fields.clone();
+                let out =
+                    self.store_tokens(p, &info.account, &tokens, Some(&refresh_token), public)?;
+                tracing::info!(provider = %p.code, account = %info.account, rotated = tokens.refresh_token.is_some(), "token refreshed");
+                Ok(out)
+            }
+            Err(OAuthError::InvalidGrant(d)) => {
+                self.vault
+                    .set_connection_status(&info.id, "needs_reconnect")?;
+                tracing::warn!(provider = %p.code, account = %info.account, "refresh token refused (invalid_grant)");
+                Err(BrokerError::TokenExpired(reconnect_message(p, &d)))
+            }
+            Err(e) => Err(self.oauth_error(p, e, "refresh")),
+        }
+    }
+
+    /// Removes a connection: revokes at the provider where the catalog says how (best effort),
+    /// and always deletes it locally. Returns the removed connection and whether it was revoked.
+    pub async fn disconnect(
+        &self,
+        provider: &str,
+        account: Option<&str>,
+    ) -> Result<(ConnectionInfo, bool), BrokerError> {
+        let p = self.provider(provider)?;
+        let mut revoked = false;
+        if p.auth == AuthType::Oauth2
+            && p.revoke_url.is_some()
+            && let Ok((_, creds)) = self.vault.open_connection(&p.code, account)
+            && let Ok(Some(client)) = self.vault.oauth_client(&p.code)
+        {
+            let (token, hint) = match creds.get("refreshToken") {
+                Some(r) => (r.clone(), "refresh_token"),
+                None => (
+                    creds.get("accessToken").cloned().unwrap_or_default(),
+                    "access_token",
+                ),
+            };
+            match self.http.revoke(&p, &client, &token, hint).await {
+                Ok(()) => revoked = true,
+                Err(e) => {
+                    tracing::warn!(provider = %p.code, error = %e, "revocation at the provider failed; removing locally anyway")
+                }
+            }
+        }
+        let removed = self.vault.delete_connection(&p.code, account)?;
+        Ok((removed, revoked))
+    }
+}
+
+fn needs_refresh(info: &ConnectionInfo) -> bool {
+    info.expires_at
+        .is_some_and(|t| t - REFRESH_MARGIN_SECS <= now_unix())
+}
+
+fn check_usable(
+    p: &Provider,
+    info: Arc<ConnectionInfo>,
+    creds: Credentials,
+) -> Result<(Arc<ConnectionInfo>, Credentials), BrokerError> {
+    if info.status == "needs_reconnect" {
+        return Err(BrokerError::TokenExpired(reconnect_message(p, "")));
+    }
+    Ok((info, creds))
+}
+
+/// Why a refresh token stopped working, in the user's terms.
+fn reconnect_message(p: &Provider, detail: &str) -> String {
+    let mut reasons = vec![
+        "access was revoked at the provider",
+        "the refresh token was used elsewhere (providers that rotate refresh tokens refuse a reused one)",
+        "the OAuth client's secret was changed",
+    ];
+    if p.code == "google" {
+        reasons.push("Google expires refresh tokens of apps in \"testing\" after 7 days");
+    }
+    format!(
+        "{} refused the refresh token (invalid_grant{}); likely reasons: {}. The user must reconnect: POST /oauth/sessions with {{\"provider\":\"{}\"}}.",
+        p.name,
+        if detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {detail}")
+        },
+        reasons.join("; "),
+        p.code
+    )
+}

@@ -1,0 +1,690 @@
+//! OAuth 2.0 authorization-code flow with PKCE, token refresh, identity and revocation.
+//!
+//! The `oauth2` crate builds the URLs and requests and types the answers. Its HTTP goes through
+//! [`OAuthHttp::send`], which applies the provider's named quirks (see [`Quirk`]) on the way out
+//! and normalises the answer on the way back, and keeps the raw status and body so that errors
+//! can be classified (transient or not) and accounts named from non-standard fields.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use oauth2::basic::{BasicClient, BasicErrorResponseType};
+use oauth2::{
+    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl,
+};
+use serde_json::{Map, Value};
+
+use crate::SecretString;
+use crate::catalog::{Provider, Quirk, TokenAuth, TokenRequest};
+
+/// The User-Agent of every request to a provider (Reddit requires a descriptive one).
+pub const USER_AGENT: &str = concat!(
+    "akhrot-desktop/",
+    env!("CARGO_PKG_VERSION"),
+    " (local credential broker; +https://github.com/akhrot/akhrot-desktop)"
+);
+
+/// The OAuth app the user registered with a provider.
+#[derive(Debug, Clone)]
+pub struct ClientCreds {
+    pub client_id: String,
+    pub client_secret: Option<SecretString>,
+}
+
+/// What goes to the user's browser, and what stays with the session.
+#[derive(Debug)]
+pub struct AuthRequest {
+    pub url: String,
+    pub state: SecretString,
+    pub pkce_verifier: Option<SecretString>,
+}
+
+/// A token answer, normalised.
+#[derive(Debug, Clone)]
+pub struct TokenSet {
+    pub access_token: SecretString,
+    pub refresh_token: Option<SecretString>,
+    /// Unix seconds.
+    pub expires_at: Option<i64>,
+    pub scopes: Vec<String>,
+    pub token_type: String,
+    /// The whole answer with token values removed (for account names and provider ids).
+    pub extra: Value,
+}
+
+/// Why a token request failed, in the terms the API answers with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OAuthError {
+    /// `invalid_grant`: the code or refresh token is no longer good. Reconnect.
+    InvalidGrant(String),
+    /// The provider refused for another reason (`invalid_client`, `unauthorized_client`, …).
+    Rejected { error: String, description: String },
+    /// The provider failed in a way that may pass (5xx, 429, timeout, network, garbled answer).
+    Transient(String),
+    /// Our configuration is wrong (bad URL in the catalog, …).
+    Config(String),
+}
+
+impl std::fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OAuthError::InvalidGrant(d) => write!(f, "invalid_grant: {d}"),
+            OAuthError::Rejected { error, description } => write!(f, "{error}: {description}"),
+            OAuthError::Transient(d) | OAuthError::Config(d) => f.write_str(d),
+        }
+    }
+}
+
+impl std::error::Error for OAuthError {}
+
+/// What the last provider answer looked like (status and normalised JSON body).
+#[derive(Debug, Default, Clone)]
+struct Seen {
+    status: u16,
+    body: Option<Value>,
+}
+
+/// The HTTP client for provider endpoints: no redirects followed, bounded time.
+#[derive(Clone)]
+pub struct OAuthHttp {
+    client: reqwest::Client,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SendError(String);
+
+impl OAuthHttp {
+    pub fn new(timeout: Duration) -> Self {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(USER_AGENT)
+            .build()
+            .unwrap_or_default();
+        Self { client }
+    }
+
+    /// Sends one request for the `oauth2` crate, with the provider's quirks applied.
+    async fn send(
+        &self,
+        p: &Provider,
+        seen: &Mutex<Seen>,
+        req: oauth2::HttpRequest,
+    ) -> Result<oauth2::HttpResponse, SendError> {
+        let (parts, body) = req.into_parts();
+        let mut rb = self
+            .client
+            .request(parts.method, parts.uri.to_string())
+            .header(reqwest::header::ACCEPT, "application/json");
+        let json_body =
+            p.token_request == TokenRequest::Json || p.has_quirk(Quirk::NotionBasicJson);
+        for (name, value) in &parts.headers {
+            if json_body && name == reqwest::header::CONTENT_TYPE {
+                continue;
+            }
+            if name == reqwest::header::ACCEPT {
+                continue;
+            }
+            rb = rb.header(name, value);
+        }
+        let body = if json_body && !body.is_empty() {
+            rb = rb.header(reqwest::header::CONTENT_TYPE, "application/json");
+            let map: Map<String, Value> = url::form_urlencoded::parse(&body)
+                .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+                .collect();
+            serde_json::to_vec(&map).unwrap_or_default()
+        } else {
+            body
+        };
+        let resp = rb.body(body).send().await.map_err(|e| {
+            SendError(if e.is_timeout() {
+                "the provider did not answer in time".into()
+            } else {
+                format!("cannot reach the provider: {}", without_url(&e))
+            })
+        })?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| {
+            SendError(format!(
+                "the provider's answer broke off: {}",
+                without_url(&e)
+            ))
+        })?;
+        let (status, value) = normalise(p, status, &bytes);
+        if let Ok(mut s) = seen.lock() {
+            *s = Seen {
+                status,
+                body: value.clone(),
+            };
+        }
+        let out_body = match &value {
+            Some(v) => serde_json::to_vec(v).unwrap_or_default(),
+            None => bytes.to_vec(),
+        };
+        let mut builder = oauth2::http::Response::builder().status(status);
+        if value.is_some() {
+            builder = builder.header(oauth2::http::header::CONTENT_TYPE, "application/json");
+        }
+        builder
+            .body(out_body)
+            .map_err(|e| SendError(format!("cannot read the provider's answer: {e}")))
+    }
+
+    /// An HTTP function for the `oauth2` crate that owns what it needs (its futures are `Send`
+    /// and `'static`), and the slot where it records the last answer.
+    #[allow(clippy::type_complexity)]
+    fn transport(
+        &self,
+        p: &Provider,
+    ) -> (
+        impl Fn(
+            oauth2::HttpRequest,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<oauth2::HttpResponse, SendError>> + Send>,
+        >,
+        Arc<Mutex<Seen>>,
+    ) {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let this = self.clone();
+        let provider = Arc::new(p.clone());
+        let slot = seen.clone();
+        let f = move |req: oauth2::HttpRequest| {
+            let this = this.clone();
+            let provider = provider.clone();
+            let slot = slot.clone();
+            Box::pin(async move { this.send(&provider, &slot, req).await })
+                as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>
+        };
+        (f, seen)
+    }
+
+    /// The consent URL for a new session, with PKCE S256 (unless the catalog says the provider
+    /// cannot do PKCE) and a fresh random state.
+    pub fn authorize_url(
+        &self,
+        p: &Provider,
+        creds: &ClientCreds,
+        redirect_uri: &str,
+        scopes: &[String],
+    ) -> Result<AuthRequest, OAuthError> {
+        let client = basic_client(p, creds, redirect_uri)?;
+        let mut req = client.authorize_url(CsrfToken::new_random);
+        let joined = scopes.join(&p.scope_separator);
+        if !joined.is_empty() {
+            if p.scope_param == "scope" {
+                req = req.add_scope(Scope::new(joined));
+            } else {
+                req = req.add_extra_param(p.scope_param.clone(), joined);
+            }
+        }
+        for (k, v) in &p.authorize_params {
+            req = req.add_extra_param(k.clone(), v.clone());
+        }
+        let mut verifier = None;
+        if p.pkce {
+            let (challenge, v) = PkceCodeChallenge::new_random_sha256();
+            req = req.set_pkce_challenge(challenge);
+            verifier = Some(SecretString::new(v.secret().clone()));
+        }
+        let (url, state) = req.url();
+        Ok(AuthRequest {
+            url: url.to_string(),
+            state: SecretString::new(state.secret().clone()),
+            pkce_verifier: verifier,
+        })
+    }
+
+    /// Exchanges an authorization code.
+    pub async fn exchange_code(
+        &self,
+        p: &Provider,
+        creds: &ClientCreds,
+        redirect_uri: &str,
+        code: &str,
+        pkce_verifier: Option<&SecretString>,
+    ) -> Result<TokenSet, OAuthError> {
+        let client = basic_client(p, creds, redirect_uri)?;
+        let (http, seen) = self.transport(p);
+        let mut req = client.exchange_code(AuthorizationCode::new(code.to_owned()));
+        if let Some(v) = pkce_verifier {
+            req = req.set_pkce_verifier(PkceCodeVerifier::new(v.expose().to_owned()));
+        }
+        let result = req.request_async(&http).await;
+        finish(result, &seen)
+    }
+
+    /// Refreshes with a refresh token.
+    pub async fn refresh(
+        &self,
+        p: &Provider,
+        creds: &ClientCreds,
+        refresh_token: &SecretString,
+    ) -> Result<TokenSet, OAuthError> {
+        let client = basic_client(p, creds, "http://127.0.0.1/oauth/callback")?;
+        let (http, seen) = self.transport(p);
+        let token = RefreshToken::new(refresh_token.expose().to_owned());
+        let result = client
+            .exchange_refresh_token(&token)
+            .request_async(&http)
+            .await;
+        finish(result, &seen)
+    }
+
+    /// GET a JSON document with the access token (userinfo, accessible resources).
+    pub async fn get_json(
+        &self,
+        url: &str,
+        access_token: &SecretString,
+    ) -> Result<Value, OAuthError> {
+        let resp = self
+            .client
+            .get(url)
+            .bearer_auth(access_token.expose())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| {
+                OAuthError::Transient(format!(
+                    "cannot reach {}: {}",
+                    host_of(url),
+                    without_url(&e)
+                ))
+            })?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(OAuthError::Transient(format!(
+                "{} answered HTTP {}",
+                host_of(url),
+                status.as_u16()
+            )));
+        }
+        resp.json().await.map_err(|_| {
+            OAuthError::Transient(format!(
+                "{} answered with something other than JSON",
+                host_of(url)
+            ))
+        })
+    }
+
+    /// Revokes a token at the provider (RFC 7009). Best effort: the caller deletes locally anyway.
+    pub async fn revoke(
+        &self,
+        p: &Provider,
+        creds: &ClientCreds,
+        token: &SecretString,
+        hint: &str,
+    ) -> Result<(), OAuthError> {
+        let Some(url) = &p.revoke_url else {
+            return Ok(());
+        };
+        let mut form = vec![
+            ("token", token.expose().to_owned()),
+            ("token_type_hint", hint.to_owned()),
+        ];
+        let mut rb = self.client.post(url);
+        match (p.token_auth, &creds.client_secret) {
+            (TokenAuth::ClientSecretBasic, Some(secret)) => {
+                rb = rb.basic_auth(&creds.client_id, Some(secret.expose()));
+            }
+            (_, secret) => {
+                form.push(("client_id", creds.client_id.clone()));
+                if let Some(s) = secret {
+                    form.push(("client_secret", s.expose().to_owned()));
+                }
+            }
+        }
+        let resp = rb.form(&form).send().await.map_err(|e| {
+            OAuthError::Transient(format!(
+                "cannot reach {}: {}",
+                host_of(url),
+                without_url(&e)
+            ))
+        })?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(OAuthError::Transient(format!(
+                "{} answered HTTP {} to the revocation",
+                host_of(url),
+                resp.status().as_u16()
+            )))
+        }
+    }
+}
+
+type ConfiguredClient = oauth2::Client<
+    oauth2::basic::BasicErrorResponse,
+    oauth2::basic::BasicTokenResponse,
+    oauth2::basic::BasicTokenIntrospectionResponse,
+    oauth2::StandardRevocableToken,
+    oauth2::basic::BasicRevocationErrorResponse,
+    oauth2::EndpointSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointSet,
+>;
+
+fn basic_client(
+    p: &Provider,
+    creds: &ClientCreds,
+    redirect_uri: &str,
+) -> Result<ConfiguredClient, OAuthError> {
+    let auth = p
+        .authorize_url
+        .as_deref()
+        .ok_or_else(|| OAuthError::Config(format!("{} has no authorize_url", p.code)))?;
+    let token = p
+        .token_url
+        .as_deref()
+        .ok_or_else(|| OAuthError::Config(format!("{} has no token_url", p.code)))?;
+    let bad = |what: &str, e: &dyn std::fmt::Display| {
+        OAuthError::Config(format!("{} {what}: {e}", p.code))
+    };
+    let mut client = BasicClient::new(ClientId::new(creds.client_id.clone()))
+        .set_auth_uri(AuthUrl::new(auth.to_owned()).map_err(|e| bad("authorize_url", &e))?)
+        .set_token_uri(TokenUrl::new(token.to_owned()).map_err(|e| bad("token_url", &e))?)
+        .set_redirect_uri(
+            RedirectUrl::new(redirect_uri.to_owned()).map_err(|e| bad("redirect URI", &e))?,
+        );
+    let basic = p.token_auth == TokenAuth::ClientSecretBasic || p.has_quirk(Quirk::NotionBasicJson);
+    client = client.set_auth_type(if basic {
+        oauth2::AuthType::BasicAuth
+    } else {
+        oauth2::AuthType::RequestBody
+    });
+    match &creds.client_secret {
+        Some(secret) if p.token_auth != TokenAuth::None => {
+            client = client.set_client_secret(ClientSecret::new(secret.expose().to_owned()));
+        }
+        // Quirk reddit_user_agent: Reddit's "installed apps" have no secret and still
+        // authenticate with HTTP Basic, the client id as user and an empty password.
+        None if p.has_quirk(Quirk::RedditUserAgent) => {
+            client = client.set_client_secret(ClientSecret::new(String::new()));
+        }
+        _ => {}
+    }
+    Ok(client)
+}
+
+type TokenResult = Result<
+    oauth2::basic::BasicTokenResponse,
+    RequestTokenError<SendError, oauth2::basic::BasicErrorResponse>,
+>;
+
+fn finish(result: TokenResult, seen: &Mutex<Seen>) -> Result<TokenSet, OAuthError> {
+    let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    match result {
+        Ok(t) => {
+            let expires_at = t
+                .expires_in()
+                .map(|d| crate::now_unix() + i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4));
+            let scopes = t
+                .scopes()
+                .map(|s| {
+                    s.iter()
+                        .flat_map(|s| s.split([' ', ',']))
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut extra = seen.body.unwrap_or(Value::Null);
+            strip_secrets(&mut extra);
+            Ok(TokenSet {
+                access_token: SecretString::new(t.access_token().secret().clone()),
+                refresh_token: t
+                    .refresh_token()
+                    .map(|r| SecretString::new(r.secret().clone()))
+                    .filter(|r| !r.is_empty()),
+                expires_at,
+                scopes,
+                token_type: t.token_type().as_ref().to_owned(),
+                extra,
+            })
+        }
+        Err(RequestTokenError::ServerResponse(e)) if seen.status < 500 && seen.status != 429 => {
+            let description = e
+                .error_description()
+                .map(|d| crate::clean_text(d))
+                .unwrap_or_default();
+            match e.error() {
+                BasicErrorResponseType::InvalidGrant => Err(OAuthError::InvalidGrant(description)),
+                other => Err(OAuthError::Rejected {
+                    error: other.as_ref().to_owned(),
+                    description,
+                }),
+            }
+        }
+        Err(RequestTokenError::Request(e)) => Err(OAuthError::Transient(e.0)),
+        Err(_) => Err(OAuthError::Transient(if seen.status >= 400 {
+            format!(
+                "the provider's token endpoint answered HTTP {}",
+                seen.status
+            )
+        } else {
+            "the provider's token endpoint answered with something that is not a token".into()
+        })),
+    }
+}
+
+/// Makes a provider's answer look like RFC 6749 says it should: JSON, errors with a 4xx status,
+/// token fields at the top level.
+fn normalise(p: &Provider, status: u16, bytes: &[u8]) -> (u16, Option<Value>) {
+    let mut value: Option<Value> = serde_json::from_slice(bytes).ok().or_else(|| {
+        // Form-encoded answers (GitHub without Accept: application/json, old servers).
+        let text = std::str::from_utf8(bytes).ok()?;
+        if !text.contains('=') || text.trim_start().starts_with('<') {
+            return None;
+        }
+        let map: Map<String, Value> = url::form_urlencoded::parse(text.trim().as_bytes())
+            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+            .collect();
+        (map.contains_key("access_token") || map.contains_key("error"))
+            .then_some(Value::Object(map))
+    });
+    let mut status = status;
+    if let Some(Value::Object(map)) = value.as_mut() {
+        // Quirk slack_ok_false: `{"ok": false, "error": "..."}` with HTTP 200.
+        if p.has_quirk(Quirk::SlackOkFalse)
+            && map.get("ok") == Some(&Value::Bool(false))
+            && status == 200
+        {
+            status = 400;
+        }
+        // Quirk github_accept_json (and any provider doing the same): errors with HTTP 200.
+        if status == 200 && map.contains_key("error") && !map.contains_key("access_token") {
+            status = 400;
+        }
+        // Non-standard token paths (Slack's user token under `authed_user`).
+        let paths = [
+            ("access_token", &p.token_paths.access_token),
+            ("refresh_token", &p.token_paths.refresh_token),
+            ("expires_in", &p.token_paths.expires_in),
+            ("scope", &p.token_paths.scope),
+            ("token_type", &p.token_paths.token_type),
+        ];
+        for (field, path) in paths {
+            if let Some(path) = path
+                && let Some(v) = lookup(&Value::Object(map.clone()), path).cloned()
+            {
+                map.insert(field.to_owned(), v);
+            }
+        }
+        if status == 200 && map.contains_key("access_token") && !map.contains_key("token_type") {
+            map.insert("token_type".into(), Value::String("bearer".into()));
+        }
+        // `expires_in` as a string ("3600") is common; the crate wants a number.
+        if let Some(Value::String(s)) = map.get("expires_in")
+            && let Ok(n) = s.parse::<u64>()
+        {
+            map.insert("expires_in".into(), Value::from(n));
+        }
+        if let Some(Value::Null) = map.get("expires_in") {
+            map.remove("expires_in");
+        }
+        // Scopes as an array (some providers) → space-separated string.
+        if let Some(Value::Array(a)) = map.get("scope") {
+            let joined: Vec<&str> = a.iter().filter_map(Value::as_str).collect();
+            map.insert("scope".into(), Value::String(joined.join(" ")));
+        }
+        if let Some(Value::Null) = map.get("refresh_token") {
+            map.remove("refresh_token");
+        }
+    }
+    (status, value)
+}
+
+/// Removes every token-like value from a JSON answer before it is kept or logged.
+fn strip_secrets(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            map.retain(|k, _| {
+                let k = k.to_ascii_lowercase();
+                !(k.contains("token")
+                    || k.contains("secret")
+                    || k == "code"
+                    || k.contains("password"))
+            });
+            for v in map.values_mut() {
+                strip_secrets(v);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_secrets),
+        _ => {}
+    }
+}
+
+/// A dotted path into JSON (`authed_user.access_token`, `team.name`, `0.id`).
+pub fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(v, |v, part| match v {
+        Value::Object(m) => m.get(part),
+        Value::Array(a) => part.parse::<usize>().ok().and_then(|i| a.get(i)),
+        _ => None,
+    })
+}
+
+fn host_of(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| "the provider".into())
+}
+
+/// A reqwest error's text without the URL (which may carry a code or token in its query).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(u) = e.url() {
+        s = s.replace(u.as_str(), &host_of(u.as_str()));
+    }
+    s
+}
+
+/// Scopes to request: the catalog's defaults plus the request's, without duplicates.
+pub fn merge_scopes(defaults: &[String], extra: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in defaults.iter().chain(extra) {
+        let s = s.trim();
+        if !s.is_empty() && !out.iter().any(|o| o == s) {
+            out.push(s.to_owned());
+        }
+    }
+    out
+}
+
+/// Names the account of a new connection: the catalog's `account_field` (from the token answer
+/// with a `token.` prefix, else from the userinfo document), then common identity fields.
+pub fn account_name(p: &Provider, token_extra: &Value, userinfo: Option<&Value>) -> Option<String> {
+    let pick = |v: &Value| -> Option<String> {
+        match v {
+            Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    if let Some(field) = &p.account_field {
+        let found = match field.strip_prefix("token.") {
+            Some(path) => lookup(token_extra, path),
+            None => userinfo.and_then(|u| lookup(u, field)),
+        };
+        if let Some(name) = found.and_then(pick) {
+            return Some(name);
+        }
+    }
+    let common = [
+        "email",
+        "login",
+        "username",
+        "preferred_username",
+        "name",
+        "sub",
+        "id",
+    ];
+    for doc in userinfo.into_iter().chain(std::iter::once(token_extra)) {
+        for f in common {
+            if let Some(name) = doc.get(f).and_then(pick) {
+                return Some(name);
+            }
+        }
+    }
+    None
+}
+
+/// Shared handle, cheap to clone.
+pub type SharedHttp = Arc<OAuthHttp>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+
+    #[test]
+    fn slack_user_token_and_ok_false() {
+        let c = Catalog::builtin().unwrap();
+        let slack = c.get("slack").unwrap();
+        let ok = br#"{"ok":true,"access_token":"xoxb-bot","authed_user":{"id":"U1","access_token":"xoxp-user","scope":"chat:write","token_type":"user"},"team":{"name":"Acme"}}"#;
+        let (status, v) = normalise(slack, 200, ok);
+        let v = v.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(v["access_token"], "xoxp-user");
+        let bad = br#"{"ok":false,"error":"invalid_code"}"#;
+        assert_eq!(normalise(slack, 200, bad).0, 400);
+    }
+
+    #[test]
+    fn github_errors_with_200_and_form_answers() {
+        let c = Catalog::builtin().unwrap();
+        let gh = c.get("github").unwrap();
+        let (status, _) = normalise(gh, 200, br#"{"error":"bad_verification_code","error_description":"The code passed is incorrect or expired."}"#);
+        assert_eq!(status, 400);
+        let (status, v) = normalise(
+            gh,
+            200,
+            b"access_token=gho_x&scope=repo%2Cgist&token_type=bearer",
+        );
+        assert_eq!(status, 200);
+        assert_eq!(v.unwrap()["access_token"], "gho_x");
+    }
+
+    #[test]
+    fn strip_secrets_keeps_identity() {
+        let mut v = serde_json::json!({"access_token":"a","refresh_token":"r","team":{"name":"Acme"},"authed_user":{"access_token":"u","id":"U1"}});
+        strip_secrets(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({"team":{"name":"Acme"},"authed_user":{"id":"U1"}})
+        );
+    }
+
+    #[test]
+    fn scopes_merge_without_duplicates() {
+        let d = vec!["openid".to_string(), "email".to_string()];
+        assert_eq!(
+            merge_scopes(&d, &["email".into(), " repo ".into()]),
+            vec!["openid", "email", "repo"]
+        );
+    }
+}
