@@ -302,6 +302,9 @@ fn serve(paths: Paths, args: ServeArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
+        // Signal handlers exist before anyone can read the ready line, so an early SIGTERM is
+        // a clean shutdown rather than the default (immediate death).
+        let shutdown = shutdown_signal()?;
         let owner = Owner::start(OwnerOptions {
             paths: paths.clone(),
             port: args.port.or(config.port).unwrap_or(DEFAULT_PORT),
@@ -329,29 +332,32 @@ fn serve(paths: Paths, args: ServeArgs) -> Result<()> {
             paths.data_dir.display()
         );
         let _ = std::io::stdout().flush();
-        owner.serve(shutdown_signal()).await?;
+        owner.serve(shutdown).await?;
         Ok(())
     })
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
+/// Installs the SIGTERM/SIGINT handlers now; the returned future resolves on either.
+#[cfg(unix)]
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
         tokio::select! {
             _ = term.recv() => {},
-            _ = tokio::signal::ctrl_c() => {},
+            _ = int.recv() => {},
         }
-    }
-    #[cfg(not(unix))]
-    {
+        tracing::info!("shutting down");
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    Ok(async {
         let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("shutting down");
+        tracing::info!("shutting down");
+    })
 }
 
 fn parse_duration(s: &str) -> Result<u64> {
