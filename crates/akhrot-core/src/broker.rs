@@ -120,10 +120,11 @@ impl Sessions {
         }
         self.by_id
             .retain(|_, s| now < s.expires_at() + SESSION_KEEP_SECS);
+        // Expired sessions keep their state a while, so a late callback says "expired".
         let live: std::collections::HashSet<&String> = self
             .by_id
             .values()
-            .filter(|s| s.state == SessionState::Pending)
+            .filter(|s| matches!(s.state, SessionState::Pending | SessionState::Expired))
             .map(|s| &s.id)
             .collect();
         self.by_state.retain(|_, id| live.contains(id));
@@ -714,4 +715,145 @@ fn reconnect_message(p: &Provider, detail: &str) -> String {
         reasons.join("; "),
         p.code
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::paths::Paths;
+    use crate::vault::Unlock;
+
+    fn broker(dir: &std::path::Path) -> Broker {
+        let paths = Paths {
+            data_dir: dir.join("data"),
+            config_dir: dir.join("config"),
+        };
+        let vault = Arc::new(
+            Vault::open(
+                &paths,
+                Unlock::Passphrase(SecretString::from("unit test pass")),
+            )
+            .unwrap(),
+        );
+        vault
+            .set_oauth_client("github", "cid", Some(&SecretString::from("sec")))
+            .unwrap();
+        Broker::new(
+            vault,
+            Arc::new(Catalog::builtin().unwrap()),
+            OAuthHttp::new(std::time::Duration::from_secs(2)),
+            "http://127.0.0.1:9/oauth/callback".into(),
+        )
+    }
+
+    fn state_of(url: &str) -> String {
+        url::Url::parse(url)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .unwrap()
+            .1
+            .into_owned()
+    }
+
+    #[tokio::test]
+    async fn sessions_expire_after_ten_minutes_and_states_work_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path());
+        let v = b
+            .start_session(Some("agent-a"), "github", &[], None)
+            .unwrap();
+        let state = state_of(v.url.as_deref().unwrap());
+        // Age the session past its 10 minutes.
+        b.sessions()
+            .by_id
+            .get_mut(&v.session_id)
+            .unwrap()
+            .created_at -= SESSION_TTL_SECS + 1;
+        assert_eq!(
+            b.session(Some("agent-a"), &v.session_id).unwrap().status,
+            SessionState::Expired
+        );
+        let params = CallbackParams {
+            state: Some(state.clone()),
+            code: Some("c".into()),
+            ..Default::default()
+        };
+        // The expired session's state is gone: the callback cannot complete it.
+        let out = b.complete_loopback(params.clone()).await;
+        assert_eq!(
+            out,
+            CallbackOutcome::Expired {
+                provider: "github".into()
+            }
+        );
+        assert_eq!(out.http_status(), 410);
+        assert_eq!(
+            b.complete_loopback(params).await,
+            CallbackOutcome::UnknownState,
+            "used up"
+        );
+
+        // A fresh session: an error answer uses the state up; a replay is unknown.
+        let v = b
+            .start_session(Some("agent-a"), "github", &[], None)
+            .unwrap();
+        let state = state_of(v.url.as_deref().unwrap());
+        let denied = CallbackParams {
+            state: Some(state.clone()),
+            error: Some("access_denied".into()),
+            ..Default::default()
+        };
+        let out = b.complete_loopback(denied.clone()).await;
+        assert!(matches!(out, CallbackOutcome::Denied { .. }), "{out:?}");
+        assert_eq!(out.http_status(), 403);
+        assert_eq!(
+            b.complete_loopback(denied).await,
+            CallbackOutcome::UnknownState
+        );
+        let s = b.session(Some("agent-a"), &v.session_id).unwrap();
+        assert_eq!(s.status, SessionState::Failed);
+        assert!(
+            s.url.is_none(),
+            "a finished session no longer shows its URL"
+        );
+        // Sessions belong to the agent that started them.
+        assert!(matches!(
+            b.session(Some("agent-b"), &v.session_id),
+            Err(BrokerError::SessionNotFound(_))
+        ));
+        assert!(
+            b.session(None, &v.session_id).is_ok(),
+            "the user sees every session"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_loopback_session_cannot_be_completed_through_a_deep_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path());
+        let v = b.start_session(None, "github", &[], None).unwrap();
+        let state = state_of(v.url.as_deref().unwrap());
+        let out = b
+            .complete_deep_link(&format!("akhrot://oauth/callback?code=c&state={state}"))
+            .await;
+        assert!(matches!(out, CallbackOutcome::Failed { .. }), "{out:?}");
+        for bad in [
+            "akhrot://evil/callback?state=x",
+            "https://x/oauth/callback?state=x",
+            "not a url",
+        ] {
+            assert!(
+                matches!(
+                    b.complete_deep_link(bad).await,
+                    CallbackOutcome::Malformed(_)
+                ),
+                "{bad}"
+            );
+        }
+        let out = b
+            .complete_deep_link("akhrot://oauth/callback?code=c&state=forged")
+            .await;
+        assert_eq!(out, CallbackOutcome::UnknownState);
+    }
 }
