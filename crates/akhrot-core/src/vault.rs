@@ -736,6 +736,21 @@ impl Vault {
         }
     }
 
+    /// Fails with `IntegrationNotFound` unless the provider (or that account) is connected;
+    /// opens nothing.
+    pub fn require_connection(&self, provider: &str, account: Option<&str>) -> Result<()> {
+        let c = self.cache_read();
+        let found = c
+            .conns
+            .iter()
+            .any(|r| r.info.provider == provider && account.is_none_or(|a| r.info.account == a));
+        if found {
+            Ok(())
+        } else {
+            Err(not_connected(provider, account))
+        }
+    }
+
     /// A connection and its opened values. A value that fails to open is reported as an
     /// integrity error (the vault was changed outside Akhrot), never as "not connected".
     pub fn open_connection(
@@ -743,16 +758,9 @@ impl Vault {
         provider: &str,
         account: Option<&str>,
     ) -> Result<(Arc<ConnectionInfo>, Credentials)> {
-        let row = self.find_row(provider, account).ok_or_else(|| {
-            Error::IntegrationNotFound(match account {
-                Some(a) => format!(
-                    "{provider} has no connected account `{a}`; GET /ai/context/{provider} lists the accounts"
-                ),
-                None => format!(
-                    "{provider} is not connected; GET /ai/context/{provider} says how to connect it"
-                ),
-            })
-        })?;
+        let row = self
+            .find_row(provider, account)
+            .ok_or_else(|| not_connected(provider, account))?;
         let plain = self
             .sealer
             .open(conn_binding(&row.info.id), &row.sealed)
@@ -908,6 +916,17 @@ impl Vault {
         self.cache_write().conns.retain(|r| r.info.id != target.id);
         Ok(target)
     }
+}
+
+fn not_connected(provider: &str, account: Option<&str>) -> Error {
+    Error::IntegrationNotFound(match account {
+        Some(a) => format!(
+            "{provider} has no connected account `{a}`; GET /ai/context/{provider} lists the accounts"
+        ),
+        None => format!(
+            "{provider} is not connected; GET /ai/context/{provider} says how to connect it"
+        ),
+    })
 }
 
 fn client_binding(provider: &str) -> Binding<'_> {

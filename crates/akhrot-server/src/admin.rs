@@ -13,7 +13,7 @@ use akhrot_core::catalog::Provider;
 use akhrot_core::vault::{ANY_PROVIDER, Mode};
 
 use crate::AppState;
-use crate::agent::token_json;
+use crate::agent::TokenAnswer;
 use crate::error::{ApiError, Code, printable, success};
 use crate::guard::{AdminAuth, JsonBody};
 
@@ -207,7 +207,9 @@ pub async fn token(
         .broker
         .fresh_credentials(&p, req.account.as_deref())
         .await?;
-    Ok(success(Value::Object(token_json(&p, &conn, &creds))))
+    Ok(crate::error::success_typed(TokenAnswer::new(
+        &p, &conn, &creds,
+    )))
 }
 
 pub async fn list_providers(State(state): State<Arc<AppState>>, _: AdminAuth) -> Response {

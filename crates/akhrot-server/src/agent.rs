@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use akhrot_core::catalog::{AuthType, Provider};
 use akhrot_core::vault::{ConnectionInfo, Credentials, Mode};
@@ -245,7 +245,9 @@ pub async fn fetch_token(
     let _reason = opt_string(req.reason, "reason", 500)?;
     let p = provider_of(&state, &provider)?;
     // Not connected is answered before policy: there is nothing to approve.
-    state.vault.open_connection(&p.code, account.as_deref())?;
+    state
+        .vault
+        .require_connection(&p.code, account.as_deref())?;
     match state
         .vault
         .policy_for(&agent.id, &p.code)
@@ -276,57 +278,72 @@ pub async fn fetch_token(
         .fresh_credentials(&p, account.as_deref())
         .await?;
     tracing::debug!(agent = %agent.name, provider = %p.code, account = %conn.account, "token handed out");
-    Ok(success(Value::Object(token_json(&p, &conn, &creds))))
+    Ok(crate::error::success_typed(TokenAnswer::new(
+        &p, &conn, &creds,
+    )))
 }
 
 /// The token answer: `accessToken` and the connection's other values by field name.
-pub fn token_json(p: &Provider, conn: &ConnectionInfo, creds: &Credentials) -> Map<String, Value> {
-    let mut out = Map::new();
-    let token_field = p
-        .token_field()
-        .map(|f| f.name.as_str())
-        .unwrap_or("accessToken");
-    let access = creds
-        .get(token_field)
-        .or_else(|| creds.get("accessToken"))
-        .map(|s| s.expose().to_owned())
-        .unwrap_or_default();
-    out.insert("accessToken".into(), Value::String(access));
-    let token_type = match p.auth {
-        AuthType::Oauth2 => match creds.get("tokenType").map(|t| t.expose()) {
-            Some(t) if !t.eq_ignore_ascii_case("bearer") && !t.is_empty() => t,
-            _ => "Bearer",
-        },
-        AuthType::ApiKey => "api_key",
-        AuthType::Mtproto => "mtproto_session",
-    };
-    out.insert("tokenType".into(), json!(token_type));
-    out.insert("type".into(), json!(p.auth.as_str()));
-    out.insert("provider".into(), json!(p.code));
-    out.insert("account".into(), json!(conn.account));
-    out.insert(
-        "expiresAt".into(),
-        json!(conn.expires_at.map(unix_to_rfc3339)),
-    );
-    out.insert("scopes".into(), json!(conn.scopes));
-    if p.auth == AuthType::Oauth2 {
-        for (k, v) in &conn.public_fields {
-            out.entry(k.clone()).or_insert_with(|| json!(v));
-        }
-    } else {
-        for f in p.fields.iter().filter(|f| !f.token) {
-            if let Some(v) = creds.get(&f.name) {
-                let v = v.expose();
-                let value = if f.name == "apiId" {
-                    v.parse::<u64>()
-                        .map(Value::from)
-                        .unwrap_or_else(|_| json!(v))
-                } else {
-                    json!(v)
-                };
-                out.insert(f.name.clone(), value);
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenAnswer<'a> {
+    access_token: &'a str,
+    token_type: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    provider: &'a str,
+    account: &'a str,
+    expires_at: Option<String>,
+    scopes: &'a [String],
+    #[serde(flatten)]
+    extra: BTreeMap<&'a str, Value>,
+}
+
+impl<'a> TokenAnswer<'a> {
+    pub fn new(p: &'a Provider, conn: &'a ConnectionInfo, creds: &'a Credentials) -> Self {
+        let token_field = p
+            .token_field()
+            .map(|f| f.name.as_str())
+            .unwrap_or("accessToken");
+        let access_token = creds
+            .get(token_field)
+            .or_else(|| creds.get("accessToken"))
+            .map(|s| s.expose())
+            .unwrap_or_default();
+        let token_type = match p.auth {
+            AuthType::Oauth2 => match creds.get("tokenType").map(|t| t.expose()) {
+                Some(t) if !t.eq_ignore_ascii_case("bearer") && !t.is_empty() => t,
+                _ => "Bearer",
+            },
+            AuthType::ApiKey => "api_key",
+            AuthType::Mtproto => "mtproto_session",
+        };
+        let mut extra = BTreeMap::new();
+        if p.auth == AuthType::Oauth2 {
+            for (k, v) in &conn.public_fields {
+                extra.insert(k.as_str(), Value::from(v.as_str()));
+            }
+        } else {
+            for f in p.fields.iter().filter(|f| !f.token) {
+                if let Some(v) = creds.get(&f.name) {
+                    let v = v.expose();
+                    let value = match (f.name.as_str(), v.parse::<u64>()) {
+                        ("apiId", Ok(n)) => Value::from(n),
+                        _ => Value::from(v),
+                    };
+                    extra.insert(f.name.as_str(), value);
+                }
             }
         }
+        Self {
+            access_token,
+            token_type,
+            kind: p.auth.as_str(),
+            provider: &p.code,
+            account: &conn.account,
+            expires_at: conn.expires_at.map(unix_to_rfc3339),
+            scopes: &conn.scopes,
+            extra,
+        }
     }
-    out
 }

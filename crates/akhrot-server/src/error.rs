@@ -177,5 +177,19 @@ impl IntoResponse for ApiError {
 
 /// The success envelope.
 pub fn success(data: serde_json::Value) -> Response {
-    axum::Json(json!({ "status": "success", "data": data })).into_response()
+    success_typed(data)
+}
+
+/// The success envelope around any serializable answer (no intermediate JSON tree).
+pub fn success_typed<T: serde::Serialize>(data: T) -> Response {
+    #[derive(serde::Serialize)]
+    struct Envelope<T> {
+        status: &'static str,
+        data: T,
+    }
+    axum::Json(Envelope {
+        status: "success",
+        data,
+    })
+    .into_response()
 }
