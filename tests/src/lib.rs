@@ -546,3 +546,265 @@ pub fn write_provider_file(dirs: &Dirs, name: &str, toml: &str) {
     std::fs::create_dir_all(&d).unwrap();
     std::fs::write(d.join(format!("{name}.toml")), toml).unwrap();
 }
+
+/// A real OAuth 2.0 / OIDC server (node-oidc-provider, `tests/oidc/server.mjs`) on loopback.
+pub struct Oidc {
+    child: Child,
+    pub issuer: String,
+    http: ureq::Agent,
+}
+
+impl Oidc {
+    /// Starts the server with extra flags (see tests/oidc/README.md).
+    pub fn start(flags: &[&str]) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("oidc/server.mjs");
+        assert!(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("oidc/node_modules/oidc-provider")
+                .exists(),
+            "run `npm ci --prefix tests/oidc` first (scripts/test does)"
+        );
+        let mut child = Command::new("node")
+            .arg(script)
+            .args(["--port", "0"])
+            .args(flags)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node is installed");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let v: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|_| panic!("oidc server did not start: {line:?}"));
+        Self {
+            child,
+            issuer: v["issuer"].as_str().unwrap().to_owned(),
+            http: agent(),
+        }
+    }
+
+    pub fn stats(&self) -> Value {
+        let mut r = self
+            .http
+            .get(format!("{}/__test/stats", self.issuer))
+            .call()
+            .unwrap();
+        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+    }
+
+    pub fn stat(&self, name: &str) -> u64 {
+        self.stats()[name].as_u64().unwrap_or(0)
+    }
+
+    /// `POST /__test/<what>` (e.g. `revoke-all`, `fail-token?status=503&count=1`).
+    pub fn control(&self, what: &str) {
+        let r = self
+            .http
+            .post(format!("{}/__test/{what}", self.issuer))
+            .send_empty()
+            .unwrap();
+        assert!(r.status().is_success(), "{what}: {}", r.status());
+    }
+
+    /// A providers.d entry for this server as provider `code`, authenticating as `client`.
+    pub fn provider_toml(&self, code: &str, token_auth: &str) -> String {
+        let i = &self.issuer;
+        format!(
+            r#"[providers.{code}]
+name = "Test IdP ({code})"
+auth = "oauth2"
+authorize_url = "{i}/auth"
+token_url = "{i}/token"
+revoke_url = "{i}/token/revocation"
+userinfo_url = "{i}/me"
+account_field = "email"
+scopes = ["openid", "email", "profile", "offline_access"]
+token_auth = "{token_auth}"
+
+[[providers.{code}.services]]
+code = "userinfo"
+name = "User info"
+base_url = "{i}"
+
+[[providers.{code}.services.examples]]
+title = "Who am I"
+method = "GET"
+path = "/me"
+"#
+        )
+    }
+
+    /// Calls the server's userinfo endpoint with a token: the token is live if this is `Some`.
+    pub fn userinfo(&self, access_token: &str) -> Option<Value> {
+        let mut r = self
+            .http
+            .get(format!("{}/me", self.issuer))
+            .header("Authorization", format!("Bearer {access_token}"))
+            .call()
+            .unwrap();
+        r.status()
+            .is_success()
+            .then(|| serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap())
+    }
+}
+
+impl Drop for Oidc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A scripted person with a cookie jar: signs in at the authorization server and stops at the
+/// redirect to Akhrot's callback, returning that URL (as a browser would be about to open it).
+pub struct Browser {
+    http: ureq::Agent,
+    cookies: Vec<(String, String, String)>,
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Browser {
+    pub fn new() -> Self {
+        let http = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .max_redirects(0)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        Self {
+            http,
+            cookies: Vec::new(),
+        }
+    }
+
+    fn cookie_header(&self, url: &str) -> String {
+        let path = url
+            .splitn(4, '/')
+            .nth(3)
+            .map(|p| format!("/{}", p.split('?').next().unwrap_or("")))
+            .unwrap_or_else(|| "/".into());
+        self.cookies
+            .iter()
+            .filter(|(_, _, p)| path.starts_with(p.as_str()))
+            .map(|(k, v, _)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn absorb(&mut self, resp: &ureq::http::Response<ureq::Body>) {
+        for h in resp.headers().get_all("set-cookie") {
+            let h = h.to_str().unwrap_or("");
+            let mut parts = h.split(';');
+            let Some((k, v)) = parts.next().and_then(|kv| kv.trim().split_once('=')) else {
+                continue;
+            };
+            let path = parts
+                .filter_map(|a| {
+                    a.trim()
+                        .strip_prefix("path=")
+                        .or_else(|| a.trim().strip_prefix("Path="))
+                })
+                .next()
+                .unwrap_or("/")
+                .to_owned();
+            self.cookies.retain(|(n, _, p)| !(n == k && *p == path));
+            if !v.is_empty() {
+                self.cookies.push((k.to_owned(), v.to_owned(), path));
+            }
+        }
+    }
+
+    /// One request; returns (status, Location, body).
+    fn send(
+        &mut self,
+        method: &str,
+        url: &str,
+        form: Option<&str>,
+    ) -> (u16, Option<String>, String) {
+        let cookies = self.cookie_header(url);
+        let mut resp = if method == "POST" {
+            self.http
+                .post(url)
+                .header("Cookie", &cookies)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .send(form.unwrap_or(""))
+                .unwrap()
+        } else {
+            self.http
+                .get(url)
+                .header("Cookie", &cookies)
+                .call()
+                .unwrap()
+        };
+        self.absorb(&resp);
+        let status = resp.status().as_u16();
+        let loc = resp
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .map(|l| {
+                if l.starts_with('/') {
+                    let origin: String = url.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
+                    format!("{origin}{l}")
+                } else {
+                    l.to_owned()
+                }
+            });
+        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        (status, loc, body)
+    }
+
+    /// Follows the consent flow from `authorize_url`, signing in as `login` (or cancelling when
+    /// `deny`), until the redirect to `callback_prefix`; returns that URL.
+    pub fn authorize(
+        &mut self,
+        authorize_url: &str,
+        login: &str,
+        deny: bool,
+        callback_prefix: &str,
+    ) -> String {
+        let mut url = authorize_url.to_owned();
+        for _ in 0..12 {
+            let (status, loc, body) = self.send("GET", &url, None);
+            match (status, loc) {
+                (300..=399, Some(loc)) if loc.starts_with(callback_prefix) => return loc,
+                (300..=399, Some(loc)) => url = loc,
+                (200, _) if body.contains("name=\"prompt\"") => {
+                    if deny {
+                        url = format!("{url}/abort");
+                        continue;
+                    }
+                    let prompt = if body.contains("value=\"consent\"") {
+                        "consent"
+                    } else {
+                        "login"
+                    };
+                    let form = if prompt == "login" {
+                        format!("prompt=login&login={login}&password=pw")
+                    } else {
+                        "prompt=consent".to_owned()
+                    };
+                    let (s, loc, b) = self.send("POST", &url, Some(&form));
+                    let Some(loc) = loc else {
+                        panic!("form post answered {s}: {b}")
+                    };
+                    if loc.starts_with(callback_prefix) {
+                        return loc;
+                    }
+                    url = loc;
+                }
+                (s, _) => panic!("unexpected answer {s} at {url}: {body}"),
+            }
+        }
+        panic!("the consent flow did not reach {callback_prefix}");
+    }
+}

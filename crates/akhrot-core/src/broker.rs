@@ -610,11 +610,14 @@ impl Broker {
         if !needs_refresh(&info) {
             return check_usable(p, info, creds);
         }
+        let seen_expiry = info.expires_at;
         let lock = self.refresh_lock(&info.id);
         let _guard = lock.lock().await;
-        // Someone else may have refreshed while we waited.
+        // Someone else may have refreshed while we waited: take their token if it is still good.
         let (info, creds) = self.vault.open_connection(&p.code, Some(&info.account))?;
-        if !needs_refresh(&info) {
+        let refreshed_meanwhile =
+            info.expires_at != seen_expiry && info.expires_at.is_none_or(|t| t > now_unix());
+        if refreshed_meanwhile || !needs_refresh(&info) {
             return check_usable(p, info, creds);
         }
         if info.status == "needs_reconnect" {
@@ -678,9 +681,13 @@ impl Broker {
     }
 }
 
+/// Whether to refresh before handing out: within [`REFRESH_MARGIN_SECS`] of expiry, or within
+/// half the token's lifetime for tokens that live less than twice the margin.
 fn needs_refresh(info: &ConnectionInfo) -> bool {
-    info.expires_at
-        .is_some_and(|t| t - REFRESH_MARGIN_SECS <= now_unix())
+    info.expires_at.is_some_and(|t| {
+        let lifetime = (t - info.updated_at).max(0);
+        t - REFRESH_MARGIN_SECS.min(lifetime / 2) <= now_unix()
+    })
 }
 
 fn check_usable(
