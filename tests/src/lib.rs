@@ -179,6 +179,13 @@ impl Server {
         self.terminate()
     }
 
+    /// SIGKILL: the process gets no chance to clean up or finish anything.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();
         let _ = Command::new("kill")
