@@ -227,11 +227,14 @@ const clients = [
   { ...commonClient, client_id: 'public-client', token_endpoint_auth_method: 'none' },
 ];
 
+// A fixed, test-only key. Generating one at start (generateKeyPairSync + export as JWK) can
+// deadlock Node 20: a GC during the JWK export destroys the key-generation job, whose destructor
+// waits on a mutex the export holds. Seen in CI as a server that listens but never answers.
 function signingKey() {
-  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
-  return {
-    ...privateKey.export({ format: 'jwk' }), kid: `test-${crypto.randomUUID()}`, use: 'sig', alg: 'RS256',
-  };
+  const { _comment, ...jwk } = JSON.parse(
+    fs.readFileSync(new URL('./test-signing-key.json', import.meta.url), 'utf8'),
+  );
+  return jwk;
 }
 
 // No consent screen: the consent prompt for native clients normally fires on every authorization

@@ -580,10 +580,17 @@ impl Oidc {
             .stderr(Stdio::null())
             .spawn()
             .expect("node is installed");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else {
+            let _ = child.kill();
+            panic!("the OAuth test server did not say it was listening within 30 s");
+        };
         let v: Value = serde_json::from_str(&line)
             .unwrap_or_else(|_| panic!("oidc server did not start: {line:?}"));
         Self {
