@@ -423,3 +423,48 @@ fn sessions_need_a_client_and_an_oauth_provider() {
     let (status, _) = s.post("/oauth/sessions", None, &json!({"provider": "github"}));
     assert_eq!(status, 401);
 }
+
+#[test]
+fn the_user_may_choose_the_deep_link_redirect_per_provider() {
+    let d = Dirs::new();
+    let s = Server::start(&d);
+    let key = s.create_key("bot", &["*"]);
+    let (_, v) = s.get("/ai/context/github", Some(&key));
+    assert_eq!(v["data"]["clientConfigured"], false);
+    let v = s.admin_post(
+        "/admin/clients",
+        &json!({"provider": "github", "clientId": "client-123", "clientSecret": "s", "redirect": "deep_link"}),
+    );
+    assert_eq!(v["redirectUri"], "akhrot://oauth/callback");
+    let (_, v) = s.get("/ai/context/github", Some(&key));
+    assert_eq!(v["data"]["clientConfigured"], true);
+    let (id, url) = start(&s, &key, "github");
+    assert_eq!(
+        param(&url, "redirect_uri").as_deref(),
+        Some("akhrot://oauth/callback")
+    );
+    // Such a session completes only through the deep link (the desktop app), not the loopback page.
+    let state = param(&url, "state").unwrap();
+    let (status, page) = callback(&s, &format!("code=c&state={state}"));
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("akhrot://oauth/callback"), "{page}");
+    assert_eq!(session(&s, &key, &id)["status"], "failed");
+    // The CLI sets it too, and back.
+    let o = s.cli(
+        &[
+            "clients",
+            "set",
+            "github",
+            "--client-id",
+            "client-123",
+            "--redirect",
+            "loopback",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o).trim(),
+        format!("http://127.0.0.1:{}/oauth/callback", s.port)
+    );
+}

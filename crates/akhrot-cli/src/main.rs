@@ -166,6 +166,10 @@ enum ClientsCmd {
         /// Read the client secret from stdin (public clients using PKCE have none)
         #[arg(long)]
         client_secret_stdin: bool,
+        /// Where the provider sends you back: the loopback listener, or the desktop app's
+        /// akhrot:// deep link [default: the catalog's choice for the provider]
+        #[arg(long, value_parser = ["loopback", "deep-link"])]
+        redirect: Option<String>,
     },
     /// List OAuth providers, whether a client is set, and the redirect URI to register
     List(JsonFlag),
@@ -603,8 +607,12 @@ fn clients(c: &Client, cmd: ClientsCmd) -> Result<()> {
             provider,
             client_id,
             client_secret_stdin,
+            redirect,
         } => {
             let mut body = json!({ "provider": provider, "clientId": client_id });
+            if let Some(r) = redirect {
+                body["redirect"] = json!(r.replace('-', "_"));
+            }
             if client_secret_stdin {
                 let mut secret = Zeroizing::new(String::new());
                 let stdin = std::io::stdin();

@@ -238,9 +238,16 @@ impl Broker {
             .ok_or_else(|| Error::ProviderNotFound(code.to_owned()).into())
     }
 
-    /// The redirect URI a provider's OAuth app must have registered.
+    /// The redirect URI a provider's OAuth app must have registered: the user's choice for
+    /// this provider, else the catalog's.
     pub fn redirect_uri_for(&self, p: &Provider) -> String {
-        match p.redirect {
+        let chosen = self
+            .vault
+            .oauth_client(&p.code)
+            .ok()
+            .flatten()
+            .and_then(|c| c.redirect);
+        match chosen.unwrap_or(p.redirect) {
             Redirect::Loopback => self.loopback_redirect.clone(),
             Redirect::DeepLink => DEEP_LINK_REDIRECT.to_owned(),
         }
@@ -743,7 +750,7 @@ mod tests {
             .unwrap(),
         );
         vault
-            .set_oauth_client("github", "cid", Some(&SecretString::from("sec")))
+            .set_oauth_client("github", "cid", Some(&SecretString::from("sec")), None)
             .unwrap();
         Broker::new(
             vault,

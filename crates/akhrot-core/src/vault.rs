@@ -57,8 +57,10 @@ const MIGRATIONS: &[&str] = &[
         provider TEXT PRIMARY KEY,
         client_id TEXT NOT NULL,
         secret BLOB,
-        updated_at INTEGER NOT NULL
+                updated_at INTEGER NOT NULL
     );",
+    // 3: the user's choice of redirect per OAuth client (NULL: the catalog's).
+    "ALTER TABLE oauth_clients ADD COLUMN redirect TEXT CHECK (redirect IN ('loopback', 'deep_link'));",
 ];
 
 const KCV_PLAINTEXT: &[u8] = b"akhrot key check value v1";
@@ -810,6 +812,7 @@ impl Vault {
         provider: &str,
         client_id: &str,
         secret: Option<&SecretString>,
+        redirect: Option<crate::catalog::Redirect>,
     ) -> Result<()> {
         let client_id = client_id.trim();
         if client_id.is_empty() || client_id.len() > 1024 || client_id.chars().any(char::is_control)
@@ -824,10 +827,18 @@ impl Vault {
         });
         self.db()
             .execute(
-                "INSERT INTO oauth_clients (provider, client_id, secret, updated_at) VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO oauth_clients (provider, client_id, secret, updated_at, redirect)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (provider) DO UPDATE SET client_id = excluded.client_id,
-                     secret = excluded.secret, updated_at = excluded.updated_at",
-                params![provider, client_id, sealed, now_unix()],
+                     secret = excluded.secret, updated_at = excluded.updated_at,
+                     redirect = excluded.redirect",
+                params![
+                    provider,
+                    client_id,
+                    sealed,
+                    now_unix(),
+                    redirect.map(redirect_str)
+                ],
             )
             .map_err(storage)?;
         Ok(())
@@ -835,16 +846,16 @@ impl Vault {
 
     /// The OAuth app for a provider, if the user set one.
     pub fn oauth_client(&self, provider: &str) -> Result<Option<crate::oauth::ClientCreds>> {
-        let row: Option<(String, Option<Vec<u8>>)> = self
+        let row: Option<(String, Option<Vec<u8>>, Option<String>)> = self
             .db()
             .query_row(
-                "SELECT client_id, secret FROM oauth_clients WHERE provider = ?1",
+                "SELECT client_id, secret, redirect FROM oauth_clients WHERE provider = ?1",
                 params![provider],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
             .map_err(storage)?;
-        let Some((client_id, sealed)) = row else {
+        let Some((client_id, sealed, redirect)) = row else {
             return Ok(None);
         };
         let client_secret = match sealed {
@@ -863,6 +874,7 @@ impl Vault {
         Ok(Some(crate::oauth::ClientCreds {
             client_id,
             client_secret,
+            redirect: redirect.as_deref().and_then(parse_redirect),
         }))
     }
 
@@ -915,6 +927,21 @@ impl Vault {
             .map_err(storage)?;
         self.cache_write().conns.retain(|r| r.info.id != target.id);
         Ok(target)
+    }
+}
+
+fn redirect_str(r: crate::catalog::Redirect) -> &'static str {
+    match r {
+        crate::catalog::Redirect::Loopback => "loopback",
+        crate::catalog::Redirect::DeepLink => "deep_link",
+    }
+}
+
+fn parse_redirect(s: &str) -> Option<crate::catalog::Redirect> {
+    match s {
+        "loopback" => Some(crate::catalog::Redirect::Loopback),
+        "deep_link" => Some(crate::catalog::Redirect::DeepLink),
+        _ => None,
     }
 }
 

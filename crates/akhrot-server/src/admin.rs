@@ -251,6 +251,8 @@ pub struct SetClient {
     provider: String,
     client_id: String,
     client_secret: Option<SecretString>,
+    /// `loopback` or `deep_link`; absent: the catalog's choice.
+    redirect: Option<String>,
 }
 
 /// Stores the user's OAuth app for a provider; answers the redirect URI to register.
@@ -266,9 +268,23 @@ pub async fn set_client(
             p.name, p.code
         )));
     }
-    state
-        .vault
-        .set_oauth_client(&p.code, &req.client_id, req.client_secret.as_ref())?;
+    let redirect = match req.redirect.as_deref() {
+        None => None,
+        Some("loopback") => Some(akhrot_core::catalog::Redirect::Loopback),
+        Some("deep_link" | "deep-link") => Some(akhrot_core::catalog::Redirect::DeepLink),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "redirect `{}` is not loopback or deep_link",
+                printable(other)
+            )));
+        }
+    };
+    state.vault.set_oauth_client(
+        &p.code,
+        &req.client_id,
+        req.client_secret.as_ref(),
+        redirect,
+    )?;
     tracing::info!(provider = %p.code, "OAuth client set");
     Ok(success(json!({
         "provider": p.code,
