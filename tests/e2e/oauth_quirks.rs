@@ -468,3 +468,101 @@ fn the_user_may_choose_the_deep_link_redirect_per_provider() {
         format!("http://127.0.0.1:{}/oauth/callback", s.port)
     );
 }
+
+/// No server available here omits the refresh token from a refresh answer, so a stand-in does:
+/// the first refresh token must be kept and used again.
+#[test]
+fn a_refresh_answer_without_a_refresh_token_keeps_the_old_one() {
+    let st = StandIn::start(|r| {
+        match r.path.as_str() {
+        "/token" if r.body.contains("grant_type=authorization_code") && r.body.contains("code=norefresh") => {
+            (200, "application/json", r#"{"access_token":"short-lived","token_type":"Bearer","expires_in":2}"#.into())
+        }
+        "/token" if r.body.contains("grant_type=authorization_code") => (
+            200,
+            "application/json",
+            r#"{"access_token":"at-0","token_type":"Bearer","expires_in":2,"refresh_token":"rt-original"}"#.into(),
+        ),
+                "/token" if r.body.contains("refresh_token=rt-original") => (
+            200,
+            "application/json",
+            format!(r#"{{"access_token":"at-{}","token_type":"Bearer","expires_in":2}}"#, rand_suffix()),
+        ),
+        "/token" => (400, "application/json", r#"{"error":"invalid_grant"}"#.into()),
+        "/user" => (200, "application/json", r#"{"email":"keep@example.test"}"#.into()),
+        _ => (404, "text/plain", "no".into()),
+    }
+    });
+    let d = Dirs::new();
+    write_provider_file(
+        &d,
+        "keep",
+        &format!(
+            "[providers.keep]\nname = \"Keep\"\nauth = \"oauth2\"\nauthorize_url = \"{}\"\ntoken_url = \"{}\"\nuserinfo_url = \"{}\"\n\
+             token_auth = \"client_secret_post\"\n[[providers.keep.services]]\ncode = \"api\"\nname = \"API\"\nbase_url = \"{}\"\n",
+            st.url("/authorize"),
+            st.url("/token"),
+            st.url("/user"),
+            st.url("/api")
+        ),
+    );
+    let s = Server::start(&d);
+    let key = s.create_key("bot", &["*"]);
+    set_client(&s, "keep", Some("sec"));
+    let (_, url) = start(&s, &key, "keep");
+    let state = param(&url, "state").unwrap();
+    assert_eq!(callback(&s, &format!("code=ok&state={state}")).0, 200);
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..3 {
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        let (status, v) = s.post("/tokens/fetch", Some(&key), &json!({"provider": "keep"}));
+        assert_eq!(status, 200, "{v}");
+        assert!(
+            seen.insert(v["data"]["accessToken"].as_str().unwrap().to_owned()),
+            "a new token each time"
+        );
+    }
+    let refreshes: Vec<_> = st
+        .requests_to("/token")
+        .into_iter()
+        .filter(|r| r.body.contains("grant_type=refresh_token"))
+        .collect();
+    assert_eq!(refreshes.len(), 3);
+    assert!(
+        refreshes
+            .iter()
+            .all(|r| r.body.contains("refresh_token=rt-original")),
+        "the old refresh token was kept"
+    );
+
+    // A connection that never got a refresh token: once expired, TOKEN_EXPIRED says why.
+    let (_, url) = start(&s, &key, "keep");
+    let state = param(&url, "state").unwrap();
+    s.request(
+        "DELETE",
+        "/admin/connections/keep",
+        Some(&s.admin_token()),
+        None,
+    );
+    assert_eq!(
+        callback(&s, &format!("code=norefresh&state={state}")).0,
+        200
+    );
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let (status, v) = s.post("/tokens/fetch", Some(&key), &json!({"provider": "keep"}));
+    assert_eq!((status, code(&v)), (400, "TOKEN_EXPIRED"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no refresh token"),
+        "{v}"
+    );
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
