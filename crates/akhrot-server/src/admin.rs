@@ -147,38 +147,25 @@ pub struct AddConnection {
     fields: BTreeMap<String, SecretString>,
 }
 
-fn provider_of(state: &AppState, code: &str) -> Result<Arc<Provider>, ApiError> {
-    state
-        .catalog
-        .get(code)
-        .cloned()
-        .ok_or_else(|| ApiError::provider_not_found(code))
-}
-
 pub async fn add_connection(
     State(state): State<Arc<AppState>>,
     _: AdminAuth,
     JsonBody(req): JsonBody<AddConnection>,
 ) -> Result<Response, ApiError> {
-    let p = provider_of(&state, &req.provider)?;
+    let p = state.provider(&req.provider)?;
     let account = req.account.as_deref().unwrap_or("default");
     let (conn, replaced) = state.vault.put_key_connection(&p, account, req.fields)?;
     tracing::info!(provider = %conn.provider, account = %conn.account, replaced, "connection stored");
     Ok(success(json!({ "connection": conn, "replaced": replaced })))
 }
 
-#[derive(Deserialize)]
-pub struct AccountQuery {
-    account: Option<String>,
-}
-
 pub async fn remove_connection(
     State(state): State<Arc<AppState>>,
     _: AdminAuth,
     Path(provider): Path<String>,
-    Query(q): Query<AccountQuery>,
+    Query(q): Query<crate::guard::AccountQuery>,
 ) -> Result<Response, ApiError> {
-    provider_of(&state, &provider)?;
+    state.provider(&provider)?;
     let (removed, revoked) = state
         .broker
         .disconnect(&provider, q.account.as_deref())
@@ -202,7 +189,7 @@ pub async fn token(
     _: AdminAuth,
     JsonBody(req): JsonBody<AdminToken>,
 ) -> Result<Response, ApiError> {
-    let p = provider_of(&state, &req.provider)?;
+    let p = state.provider(&req.provider)?;
     let (conn, creds) = state
         .broker
         .fresh_credentials(&p, req.account.as_deref())
@@ -222,7 +209,7 @@ pub async fn get_provider(
     _: AdminAuth,
     Path(code): Path<String>,
 ) -> Result<Response, ApiError> {
-    let p = provider_of(&state, &code)?;
+    let p = state.provider(&code)?;
     Ok(success(provider_json(&p)))
 }
 
@@ -261,7 +248,7 @@ pub async fn set_client(
     _: AdminAuth,
     JsonBody(req): JsonBody<SetClient>,
 ) -> Result<Response, ApiError> {
-    let p = provider_of(&state, &req.provider)?;
+    let p = state.provider(&req.provider)?;
     if p.auth != akhrot_core::catalog::AuthType::Oauth2 {
         return Err(ApiError::bad_request(format!(
             "{} does not use OAuth; add its values with `akhrot add {}`",

@@ -48,19 +48,6 @@ pub async fn summary(State(state): State<Arc<AppState>>, AgentAuth(_): AgentAuth
     success(json!({ "connected": connected, "available": available }))
 }
 
-#[derive(Deserialize)]
-pub struct AccountQuery {
-    account: Option<String>,
-}
-
-fn provider_of(state: &AppState, code: &str) -> Result<Arc<Provider>, ApiError> {
-    state
-        .catalog
-        .get(code)
-        .cloned()
-        .ok_or_else(|| ApiError::provider_not_found(code))
-}
-
 /// Non-secret values of a connection that templates may show (domain, account SID, cloud id).
 fn known_values(conn: Option<&ConnectionInfo>) -> BTreeMap<String, String> {
     conn.map(|c| c.public_fields.clone()).unwrap_or_default()
@@ -106,9 +93,9 @@ pub async fn provider_context(
     State(state): State<Arc<AppState>>,
     AgentAuth(_): AgentAuth,
     Path(code): Path<String>,
-    Query(q): Query<AccountQuery>,
+    Query(q): Query<crate::guard::AccountQuery>,
 ) -> Result<Response, ApiError> {
-    let p = provider_of(&state, &code)?;
+    let p = state.provider(&code)?;
     let conns: Vec<ConnectionInfo> = state
         .vault
         .list_connections()
@@ -170,9 +157,9 @@ pub async fn service_context(
     State(state): State<Arc<AppState>>,
     AgentAuth(_): AgentAuth,
     Path((code, service)): Path<(String, String)>,
-    Query(q): Query<AccountQuery>,
+    Query(q): Query<crate::guard::AccountQuery>,
 ) -> Result<Response, ApiError> {
-    let p = provider_of(&state, &code)?;
+    let p = state.provider(&code)?;
     let s = p.service(&service).ok_or_else(|| {
         ApiError::new(
             Code::NotFound,
@@ -221,30 +208,19 @@ pub struct FetchRequest {
     reason: Option<Value>,
 }
 
-fn opt_string(v: Option<Value>, field: &str, max: usize) -> Result<Option<String>, ApiError> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.chars().count() <= max => Ok(Some(s)),
-        Some(Value::String(_)) => Err(ApiError::bad_request(format!(
-            "`{field}` is longer than {max} characters"
-        ))),
-        Some(_) => Err(ApiError::bad_request(format!("`{field}` must be a string"))),
-    }
-}
-
 pub async fn fetch_token(
     State(state): State<Arc<AppState>>,
     AgentAuth(agent): AgentAuth,
     JsonBody(req): JsonBody<FetchRequest>,
 ) -> Result<Response, ApiError> {
-    let provider = opt_string(req.provider, "provider", 64)?
+    let provider = crate::guard::string_field(req.provider, "provider", 64)?
         .filter(|s| !s.is_empty())
         .ok_or_else(|| {
             ApiError::bad_request("missing field `provider`, e.g. {\"provider\":\"openai\"}")
         })?;
-    let account = opt_string(req.account, "account", 200)?;
-    let _reason = opt_string(req.reason, "reason", 500)?;
-    let p = provider_of(&state, &provider)?;
+    let account = crate::guard::string_field(req.account, "account", 200)?;
+    let _reason = crate::guard::string_field(req.reason, "reason", 500)?;
+    let p = state.provider(&provider)?;
     // Not connected is answered before policy: there is nothing to approve.
     state
         .vault

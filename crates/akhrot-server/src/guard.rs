@@ -224,3 +224,26 @@ impl FromRequestParts<Arc<AppState>> for AdminAuth {
         ))
     }
 }
+
+/// `?account=` on the routes that take one.
+#[derive(serde::Deserialize)]
+pub struct AccountQuery {
+    pub account: Option<String>,
+}
+
+/// An optional string field of a JSON body (kept as `Value` so a wrong type is a clear
+/// `BAD_REQUEST`, not a serde message echoing the value).
+pub fn string_field(
+    v: Option<serde_json::Value>,
+    name: &str,
+    max: usize,
+) -> Result<Option<String>, ApiError> {
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) if s.chars().count() <= max => Ok(Some(s)),
+        Some(serde_json::Value::String(_)) => Err(ApiError::bad_request(format!(
+            "`{name}` is longer than {max} characters"
+        ))),
+        Some(_) => Err(ApiError::bad_request(format!("`{name}` must be a string"))),
+    }
+}

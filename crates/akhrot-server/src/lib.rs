@@ -54,6 +54,19 @@ pub struct AppState {
     pub skill_md: String,
 }
 
+impl AppState {
+    /// A catalog provider, or `PROVIDER_NOT_FOUND`.
+    pub fn provider(
+        &self,
+        code: &str,
+    ) -> Result<Arc<akhrot_core::catalog::Provider>, error::ApiError> {
+        self.catalog
+            .get(code)
+            .cloned()
+            .ok_or_else(|| error::ApiError::provider_not_found(code))
+    }
+}
+
 /// What an owner is started with.
 #[derive(Debug, Clone)]
 pub struct OwnerOptions {

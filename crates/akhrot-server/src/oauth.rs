@@ -12,24 +12,13 @@ use akhrot_core::broker::{CallbackOutcome, CallbackParams};
 
 use crate::AppState;
 use crate::error::{ApiError, success};
-use crate::guard::{AgentAuth, JsonBody};
+use crate::guard::{AgentAuth, JsonBody, string_field};
 
 #[derive(Deserialize)]
 pub struct StartSession {
     provider: Option<Value>,
     scopes: Option<Value>,
     account: Option<Value>,
-}
-
-fn string_field(v: Option<Value>, name: &str, max: usize) -> Result<Option<String>, ApiError> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.chars().count() <= max => Ok(Some(s)),
-        Some(Value::String(_)) => Err(ApiError::bad_request(format!(
-            "`{name}` is longer than {max} characters"
-        ))),
-        Some(_) => Err(ApiError::bad_request(format!("`{name}` must be a string"))),
-    }
 }
 
 /// `scopes` as an array of strings or one space/comma-separated string.
