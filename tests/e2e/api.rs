@@ -85,6 +85,25 @@ fn agent_keys_are_refused_on_every_admin_route() {
         ("DELETE", "/admin/connections/openai", None),
         ("POST", "/admin/token", Some(json!({"provider": "openai"}))),
         ("GET", "/admin/providers", None),
+        ("GET", "/admin/approvals", None),
+        (
+            "POST",
+            "/admin/approvals/apr_x",
+            Some(json!({"answer": "always"})),
+        ),
+        ("POST", "/admin/pause", Some(json!({"paused": true}))),
+        ("GET", "/admin/audit", None),
+        ("GET", "/admin/events", None),
+        (
+            "POST",
+            "/admin/clients",
+            Some(json!({"provider": "github", "clientId": "x"})),
+        ),
+        (
+            "POST",
+            "/admin/sessions",
+            Some(json!({"provider": "github"})),
+        ),
     ];
     for (m, p, b) in routes {
         let (status, v) = s.request(m, p, Some(&key), b.as_ref());
@@ -338,14 +357,15 @@ fn fetch_error_codes() {
 #[test]
 fn policies_deny_and_unallowed_providers() {
     let d = Dirs::new();
-    let s = Server::start(&d);
+    let s = Server::start_with(&d, Opts::default().arg("--approval-timeout").arg("1")).unwrap();
     let key = s.create_key("scoped", &["openai"]);
     s.add("openai", None, json!({"apiKey": "sk-pol-1"}));
     s.add("anthropic", None, json!({"apiKey": "sk-pol-2"}));
     let (status, _) = fetch(&s, &key, json!({"provider": "openai"}));
     assert_eq!(status, 200);
+    // Not allowed yet: the user is asked; nobody answers within the (1 s) timeout.
     let (status, v) = fetch(&s, &key, json!({"provider": "anthropic"}));
-    assert_eq!((status, code(&v)), (403, "APPROVAL_DENIED"));
+    assert_eq!((status, code(&v)), (408, "APPROVAL_TIMEOUT"));
     assert!(!v.to_string().contains("sk-pol-2"));
     s.admin_post(
         "/admin/policies",

@@ -105,11 +105,15 @@ fn add_token_status_disconnect() {
 #[test]
 fn policy_set_changes_what_an_agent_may_fetch() {
     let d = Dirs::new();
-    let s = Server::start(&d);
+    let s = Server::start_with(&d, Opts::default().arg("--approval-timeout").arg("1")).unwrap();
     let key = s.create_key("bot", &[]);
     s.cli(&["add", "openai"], Some("sk-pol"));
     let body = serde_json::json!({"provider": "openai"});
-    assert_eq!(s.post("/tokens/fetch", Some(&key), &body).0, 403);
+    assert_eq!(
+        s.post("/tokens/fetch", Some(&key), &body).0,
+        408,
+        "asked, unanswered"
+    );
     let o = s.cli(
         &[
             "policy",

@@ -450,7 +450,7 @@ fn restart_keeps_keys_policies_connections_accounts_and_last_used() {
         assert!(t.is_some_and(|t| t > 1_600_000_000), "{t:?}");
     }
 
-    let s = Server::start(&d);
+    let s = Server::start_with(&d, Opts::default().arg("--approval-timeout").arg("1")).unwrap();
     let keys = s.admin_get("/admin/keys");
     let u = key_record(&keys, "used");
     assert!(u["lastUsedAt"].as_i64().is_some_and(|t| t > 0), "{keys}");
@@ -468,9 +468,9 @@ fn restart_keeps_keys_policies_connections_accounts_and_last_used() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["data"]["accessToken"], json!(twilio));
     assert_eq!(v["data"]["accountSid"], json!(sid));
-    // Policies still apply.
+    // Policies still apply: `used` is asked about anthropic (nobody answers), `idle` is denied.
     let (status, v) = fetch(&s, &used, "anthropic", None);
-    assert_eq!((status, code(&v)), (403, "APPROVAL_DENIED"), "{v}");
+    assert_eq!((status, code(&v)), (408, "APPROVAL_TIMEOUT"), "{v}");
     let (status, v) = fetch(&s, &idle, "anthropic", None);
     assert_eq!((status, code(&v)), (403, "APPROVAL_DENIED"), "{v}");
     assert_eq!(token(&s, &idle, "openai", Some("work")), work);

@@ -105,6 +105,33 @@ enum Command {
         #[arg(long)]
         account: Option<String>,
     },
+    /// List pending approval prompts, or answer one
+    Approvals {
+        #[command(subcommand)]
+        cmd: Option<ApprovalsCmd>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the audit log, newest first
+    Log {
+        #[arg(long)]
+        agent: Option<String>,
+        #[arg(long)]
+        provider: Option<String>,
+        /// Only this action (token, approval, connect, disconnect, refresh, key, policy, client, pause)
+        #[arg(long)]
+        action: Option<String>,
+        /// How many entries
+        #[arg(long, short = 'n', default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause all agents (every agent request is denied) or resume them
+    Pause {
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
     /// Print shell completions (bash, zsh, fish, elvish, powershell)
     Completions { shell: clap_complete::Shell },
 }
@@ -151,6 +178,22 @@ enum KeysCmd {
     List(JsonFlag),
     /// Revoke an agent key by name or id; it stops working at once
     Revoke { name: String },
+}
+
+#[derive(Subcommand)]
+enum ApprovalsCmd {
+    /// Allow a pending request (once, unless --for or --always)
+    Approve {
+        id: String,
+        /// Also allow this agent and provider for a while, e.g. 1h
+        #[arg(long = "for", value_name = "DURATION", conflicts_with = "always")]
+        duration: Option<String>,
+        /// From now on (sets the policy to allow)
+        #[arg(long)]
+        always: bool,
+    },
+    /// Deny a pending request
+    Deny { id: String },
 }
 
 #[derive(Subcommand)]
@@ -241,6 +284,34 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Add { provider, account } => add(&Client::connect(&paths()?)?, &provider, account),
         Command::Clients(cmd) => clients(&Client::connect(&paths()?)?, cmd),
+        Command::Approvals { cmd, json } => approvals(&Client::connect(&paths()?)?, cmd, json),
+        Command::Log {
+            agent,
+            provider,
+            action,
+            limit,
+            json,
+        } => log(
+            &Client::connect(&paths()?)?,
+            agent,
+            provider,
+            action,
+            limit,
+            json,
+        ),
+        Command::Pause { state } => {
+            let c = Client::connect(&paths()?)?;
+            c.post("/admin/pause", &json!({ "paused": state == "on" }))?;
+            eprintln!(
+                "{}",
+                if state == "on" {
+                    "All agents are paused: their requests are denied until `akhrot pause off`."
+                } else {
+                    "Agents are no longer paused."
+                }
+            );
+            Ok(())
+        }
         Command::Connect {
             provider,
             scopes,
@@ -420,6 +491,10 @@ fn status(c: &Client, as_json: bool) -> Result<()> {
     let s = c.get("/admin/status")?;
     let conns = s["connections"].as_array().cloned().unwrap_or_default();
     if as_json {
+        let approvals = s["pendingApprovals"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let list: Vec<Value> = conns
             .iter()
             .map(|c| {
@@ -427,6 +502,10 @@ fn status(c: &Client, as_json: bool) -> Result<()> {
                 c["kind"] = json!("connection");
                 c
             })
+            .chain(approvals.into_iter().map(|mut a| {
+                a["kind"] = json!("approval");
+                a
+            }))
             .collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
@@ -439,7 +518,19 @@ fn status(c: &Client, as_json: bool) -> Result<()> {
         s["vault"]["path"].as_str().unwrap_or("?"),
         s["vault"]["keySource"].as_str().unwrap_or("?")
     );
-    println!("Agent keys: {} active.", s["agents"]["active"]);
+    println!(
+        "Agent keys: {} active. Pending approvals: {}.{}",
+        s["agents"]["active"],
+        s["pendingApprovals"]
+            .as_array()
+            .map(|a| a.len())
+            .unwrap_or(0),
+        if s["paused"].as_bool().unwrap_or(false) {
+            " Agents are PAUSED."
+        } else {
+            ""
+        }
+    );
     for issue in s["catalog"]["issues"].as_array().into_iter().flatten() {
         println!("providers.d problem: {}", issue.as_str().unwrap_or(""));
     }
@@ -597,6 +688,133 @@ fn add(c: &Client, provider: &str, account: Option<String>) -> Result<()> {
         eprintln!("Updated {name} (account `{account}`).");
     } else {
         eprintln!("Connected {name} (account `{account}`).");
+    }
+    Ok(())
+}
+
+fn approvals(c: &Client, cmd: Option<ApprovalsCmd>, as_json: bool) -> Result<()> {
+    match cmd {
+        None => {
+            let list = c.get("/admin/approvals")?;
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = list
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    let process = p["peer"]["exe"]
+                        .as_str()
+                        .map(|e| format!("{e} (pid {})", p["peer"]["pid"]))
+                        .unwrap_or_else(|| "unknown process".into());
+                    vec![
+                        p["id"].as_str().unwrap_or("").to_owned(),
+                        p["agent"].as_str().unwrap_or("").to_owned(),
+                        format!(
+                            "{} ({})",
+                            p["provider"].as_str().unwrap_or(""),
+                            p["account"].as_str().unwrap_or("")
+                        ),
+                        p["reason"].as_str().unwrap_or("-").to_owned(),
+                        process,
+                    ]
+                })
+                .collect();
+            if rows.is_empty() {
+                println!("No pending approvals.");
+            } else {
+                print_table(&["ID", "AGENT", "PROVIDER", "REASON", "PROCESS"], &rows);
+                eprintln!(
+                    "Answer with `akhrot approvals approve ID [--for 1h|--always]` or `akhrot approvals deny ID`."
+                );
+            }
+            Ok(())
+        }
+        Some(ApprovalsCmd::Approve {
+            id,
+            duration,
+            always,
+        }) => {
+            let answer = match (duration, always) {
+                (_, true) => "always".to_owned(),
+                (Some(d), _) => format!("for:{}", parse_duration(&d)?),
+                (None, false) => "once".to_owned(),
+            };
+            let v = c.post(
+                &format!("/admin/approvals/{}", enc(&id)),
+                &json!({ "answer": answer }),
+            )?;
+            eprintln!(
+                "Allowed `{}` to use {} ({}).",
+                v["approval"]["agent"].as_str().unwrap_or("?"),
+                v["approval"]["provider"].as_str().unwrap_or("?"),
+                v["answer"].as_str().unwrap_or("once")
+            );
+            Ok(())
+        }
+        Some(ApprovalsCmd::Deny { id }) => {
+            let v = c.post(
+                &format!("/admin/approvals/{}", enc(&id)),
+                &json!({ "answer": "deny" }),
+            )?;
+            eprintln!(
+                "Denied `{}` access to {}.",
+                v["approval"]["agent"].as_str().unwrap_or("?"),
+                v["approval"]["provider"].as_str().unwrap_or("?")
+            );
+            Ok(())
+        }
+    }
+}
+
+fn log(
+    c: &Client,
+    agent: Option<String>,
+    provider: Option<String>,
+    action: Option<String>,
+    limit: usize,
+    as_json: bool,
+) -> Result<()> {
+    let mut q = format!("/admin/audit?limit={limit}");
+    for (k, v) in [("agent", agent), ("provider", provider), ("action", action)] {
+        if let Some(v) = v {
+            q.push_str(&format!("&{k}={}", enc(&v)));
+        }
+    }
+    let list = c.get(&q)?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let at = e["at"].as_i64().unwrap_or(0) / 1000;
+            vec![
+                akhrot_core::unix_to_rfc3339(at),
+                e["agent"].as_str().unwrap_or("-").to_owned(),
+                e["action"].as_str().unwrap_or("").to_owned(),
+                e["outcome"].as_str().unwrap_or("").to_owned(),
+                match (e["provider"].as_str(), e["account"].as_str()) {
+                    (Some(p), Some(a)) => format!("{p} ({a})"),
+                    (Some(p), None) => p.to_owned(),
+                    _ => "-".into(),
+                },
+                e["detail"].as_str().unwrap_or("").to_owned(),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        println!("No audit entries match.");
+    } else {
+        print_table(
+            &["TIME", "AGENT", "ACTION", "OUTCOME", "PROVIDER", "DETAIL"],
+            &rows,
+        );
     }
     Ok(())
 }

@@ -190,6 +190,7 @@ impl CallbackOutcome {
 }
 
 pub struct Broker {
+    audit: Option<crate::audit::Audit>,
     pub vault: Arc<Vault>,
     pub catalog: Arc<Catalog>,
     pub http: OAuthHttp,
@@ -218,12 +219,25 @@ impl Broker {
         loopback_redirect: String,
     ) -> Self {
         Self {
+            audit: None,
             vault,
             catalog,
             http,
             loopback_redirect,
             sessions: Mutex::new(Sessions::default()),
             refresh_locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records connects, disconnects and refresh outcomes in the audit log.
+    pub fn with_audit(mut self, audit: crate::audit::Audit) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    fn record(&self, e: crate::audit::Entry) {
+        if let Some(a) = &self.audit {
+            a.record(e);
         }
     }
 
@@ -442,6 +456,11 @@ impl Broker {
             .await
         {
             Ok(account) => {
+                self.record(
+                    crate::audit::Entry::new("connect", "connected")
+                        .provider(&p.code)
+                        .account(Some(&account)),
+                );
                 self.finish(&id, SessionState::Completed, Some(account.clone()), None);
                 CallbackOutcome::Connected {
                     provider: p.name.clone(),
@@ -450,6 +469,11 @@ impl Broker {
             }
             Err(e) => {
                 let reason = e.to_string();
+                self.record(
+                    crate::audit::Entry::new("connect", "failed")
+                        .provider(&p.code)
+                        .detail(&reason),
+                );
                 self.finish(&id, SessionState::Failed, None, Some(reason.clone()));
                 CallbackOutcome::Failed {
                     provider: p.name.clone(),
@@ -643,15 +667,35 @@ impl Broker {
                 let out =
                     self.store_tokens(p, &info.account, &tokens, Some(&refresh_token), public)?;
                 tracing::info!(provider = %p.code, account = %info.account, rotated = tokens.refresh_token.is_some(), "token refreshed");
+                self.record(
+                    crate::audit::Entry::new("refresh", "refreshed")
+                        .provider(&p.code)
+                        .account(Some(&info.account)),
+                );
                 Ok(out)
             }
             Err(OAuthError::InvalidGrant(d)) => {
                 self.vault
                     .set_connection_status(&info.id, "needs_reconnect")?;
+                self.record(
+                    crate::audit::Entry::new("refresh", "needs_reconnect")
+                        .provider(&p.code)
+                        .account(Some(&info.account))
+                        .detail("the provider refused the refresh token (invalid_grant)"),
+                );
                 tracing::warn!(provider = %p.code, account = %info.account, "refresh token refused (invalid_grant)");
                 Err(BrokerError::TokenExpired(reconnect_message(p, &d)))
             }
-            Err(e) => Err(self.oauth_error(p, e, "refresh")),
+            Err(e) => {
+                let err = self.oauth_error(p, e, "refresh");
+                self.record(
+                    crate::audit::Entry::new("refresh", "failed")
+                        .provider(&p.code)
+                        .account(Some(&info.account))
+                        .detail(err.to_string()),
+                );
+                Err(err)
+            }
         }
     }
 
@@ -684,6 +728,18 @@ impl Broker {
             }
         }
         let removed = self.vault.delete_connection(&p.code, account)?;
+        self.record(
+            crate::audit::Entry::new(
+                "disconnect",
+                if revoked {
+                    "revoked_and_removed"
+                } else {
+                    "removed"
+                },
+            )
+            .provider(&p.code)
+            .account(Some(&removed.account)),
+        );
         Ok((removed, revoked))
     }
 }

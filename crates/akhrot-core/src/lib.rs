@@ -9,6 +9,8 @@
 //! - [`paths`]: data and config directories, owner files, private file modes.
 
 pub mod agent_key;
+pub mod approvals;
+pub mod audit;
 pub mod broker;
 pub mod catalog;
 pub mod config;
@@ -17,6 +19,7 @@ pub mod error;
 pub mod keystore;
 pub mod oauth;
 pub mod paths;
+pub mod peer;
 pub mod secret;
 pub mod vault;
 

@@ -61,6 +61,22 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 3: the user's choice of redirect per OAuth client (NULL: the catalog's).
     "ALTER TABLE oauth_clients ADD COLUMN redirect TEXT CHECK (redirect IN ('loopback', 'deep_link'));",
+    // 4: the audit log (never a secret) and owner settings.
+    "CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        agent_id TEXT,
+        agent TEXT,
+        provider TEXT,
+        account TEXT,
+        action TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT,
+        peer TEXT
+    );
+    CREATE INDEX audit_agent ON audit (agent, id);
+    CREATE INDEX audit_provider ON audit (provider, id);
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
 ];
 
 const KCV_PLAINTEXT: &[u8] = b"akhrot key check value v1";
@@ -801,6 +817,29 @@ impl Vault {
                 sealed: slot.sealed.clone(),
             });
         }
+        Ok(())
+    }
+
+    // ----- settings -------------------------------------------------------------------------
+
+    /// An owner setting (e.g. `paused`), if set.
+    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+        self.db()
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(storage)
+    }
+
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        self.db()
+            .execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map_err(storage)?;
         Ok(())
     }
 

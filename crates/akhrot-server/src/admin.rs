@@ -10,6 +10,10 @@ use serde_json::{Value, json};
 
 use akhrot_core::SecretString;
 use akhrot_core::catalog::Provider;
+use std::sync::atomic::Ordering;
+
+use akhrot_core::approvals::Answer;
+use akhrot_core::audit::{Entry, Filter};
 use akhrot_core::vault::{ANY_PROVIDER, Mode};
 
 use crate::AppState;
@@ -37,8 +41,11 @@ pub async fn status(State(state): State<Arc<AppState>>, _: AdminAuth) -> Respons
             "port": state.port,
             "baseUrl": state.base_url,
             "startedAt": state.started_at,
-            "rateLimitPerMinute": state.limiter.per_minute(),
+                        "rateLimitPerMinute": state.limiter.per_minute(),
+            "approvalTimeoutSecs": state.approvals.timeout().as_secs(),
         },
+        "paused": state.paused.load(Ordering::Relaxed),
+        "pendingApprovals": state.approvals.pending(),
         "vault": {
             "path": state.vault.path(),
             "vaultId": state.vault.vault_id(),
@@ -91,6 +98,9 @@ pub async fn create_key(
         .vault
         .create_agent(&req.name, &req.allow, req.allow_all)?;
     tracing::info!(agent = %agent.name, "agent key created");
+    state
+        .audit
+        .record(Entry::new("key", "created").agent(&agent.id, &agent.name));
     Ok(success(json!({ "key": key.expose(), "agent": agent })))
 }
 
@@ -101,6 +111,9 @@ pub async fn revoke_key(
 ) -> Result<Response, ApiError> {
     let agent = state.vault.revoke_agent(&name)?;
     tracing::info!(agent = %agent.name, "agent key revoked");
+    state
+        .audit
+        .record(Entry::new("key", "revoked").agent(&agent.id, &agent.name));
     Ok(success(json!(agent)))
 }
 
@@ -132,6 +145,15 @@ pub async fn set_policy(
     let agent = state
         .vault
         .set_policy(&req.agent, &req.provider, mode, until)?;
+    state.audit.record(
+        Entry::new("policy", mode.as_str())
+            .agent(&agent.id, &agent.name)
+            .provider(&req.provider)
+            .detail(match until {
+                Some(t) => format!("until {}", akhrot_core::unix_to_rfc3339(t)),
+                None => String::new(),
+            }),
+    );
     Ok(success(json!(agent)))
 }
 
@@ -156,6 +178,11 @@ pub async fn add_connection(
     let account = req.account.as_deref().unwrap_or("default");
     let (conn, replaced) = state.vault.put_key_connection(&p, account, req.fields)?;
     tracing::info!(provider = %conn.provider, account = %conn.account, replaced, "connection stored");
+    state.audit.record(
+        Entry::new("connect", if replaced { "replaced" } else { "connected" })
+            .provider(&conn.provider)
+            .account(Some(&conn.account)),
+    );
     Ok(success(json!({ "connection": conn, "replaced": replaced })))
 }
 
@@ -273,6 +300,9 @@ pub async fn set_client(
         redirect,
     )?;
     tracing::info!(provider = %p.code, "OAuth client set");
+    state
+        .audit
+        .record(Entry::new("client", "set").provider(&p.code));
     Ok(success(json!({
         "provider": p.code,
         "clientId": req.client_id.trim(),
@@ -322,6 +352,157 @@ pub async fn get_session(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     Ok(success(json!(state.broker.session(None, &id)?)))
+}
+
+pub async fn list_approvals(State(state): State<Arc<AppState>>, _: AdminAuth) -> Response {
+    success(json!(state.approvals.pending()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerApproval {
+    /// `deny`, `once`, `hour`, `quit`, `always`, or `for:<seconds>`.
+    answer: String,
+}
+
+/// Answers a prompt. "For a while" and "always" also change the agent's policy for the provider.
+pub async fn answer_approval(
+    State(state): State<Arc<AppState>>,
+    _: AdminAuth,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<AnswerApproval>,
+) -> Result<Response, ApiError> {
+    let answer = Answer::parse(&req.answer).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "answer `{}` is not one of deny, once, hour, quit, always, for:<seconds>",
+            printable(&req.answer)
+        ))
+    })?;
+    let pending = state
+        .approvals
+        .pending()
+        .into_iter()
+        .find(|p| p.id == id)
+        .ok_or_else(|| {
+            ApiError::new(
+                Code::NotFound,
+                "no pending approval with that id (it was answered, timed out or withdrawn)",
+            )
+        })?;
+    // Policy first, so that requests arriving right after the answer already see it.
+    match answer {
+        Answer::For(secs) => {
+            let until = akhrot_core::now_unix().saturating_add(i64::try_from(secs).unwrap_or(3600));
+            state.vault.set_policy(
+                &pending.agent_id,
+                &pending.provider,
+                Mode::Allow,
+                Some(until),
+            )?;
+        }
+        Answer::Always => {
+            state
+                .vault
+                .set_policy(&pending.agent_id, &pending.provider, Mode::Allow, None)?;
+        }
+        _ => {}
+    }
+    let prompt = state.approvals.answer(&id, answer).ok_or_else(|| {
+        ApiError::new(
+            Code::NotFound,
+            "the approval ended before the answer arrived",
+        )
+    })?;
+    state.audit.record(
+        Entry::new("approval", &answer.as_str())
+            .agent(&prompt.agent_id, &prompt.agent)
+            .provider(&prompt.provider)
+            .account(Some(&prompt.account)),
+    );
+    Ok(success(
+        json!({ "approval": prompt, "answer": answer.as_str() }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetPause {
+    paused: bool,
+}
+
+pub async fn set_pause(
+    State(state): State<Arc<AppState>>,
+    _: AdminAuth,
+    JsonBody(req): JsonBody<SetPause>,
+) -> Result<Response, ApiError> {
+    state
+        .vault
+        .set_setting("paused", if req.paused { "1" } else { "0" })?;
+    state.paused.store(req.paused, Ordering::Relaxed);
+    state
+        .audit
+        .record(Entry::new("pause", if req.paused { "on" } else { "off" }));
+    Ok(success(json!({ "paused": req.paused })))
+}
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    agent: Option<String>,
+    provider: Option<String>,
+    action: Option<String>,
+    before: Option<i64>,
+    limit: Option<usize>,
+}
+
+pub async fn audit_log(
+    State(state): State<Arc<AppState>>,
+    _: AdminAuth,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response, ApiError> {
+    let filter = Filter {
+        agent: q.agent,
+        provider: q.provider,
+        action: q.action,
+        before: q.before,
+        limit: q.limit.unwrap_or(100),
+    };
+    let audit = state.audit.clone();
+    let entries = tokio::task::spawn_blocking(move || audit.query(&filter))
+        .await
+        .map_err(|_| ApiError::new(Code::VaultUnavailable, "the audit query stopped"))??;
+    Ok(success(json!(entries)))
+}
+
+/// Server-sent events for the UI: approvals created and resolved, audit entries as written.
+pub async fn events(
+    State(state): State<Arc<AppState>>,
+    _: AdminAuth,
+) -> axum::response::sse::Sse<
+    impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let approvals = state.approvals.subscribe();
+    let audit = state.audit.subscribe();
+    let stream = futures_util::stream::unfold((approvals, audit), |(mut ap, mut au)| async move {
+        loop {
+            let ev = tokio::select! {
+                r = ap.recv() => match r {
+                    Ok(e) => Some(("approval", serde_json::to_string(&e).unwrap_or_default())),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Some(("resync", "{}".to_string())),
+                    Err(_) => return None,
+                },
+                r = au.recv() => match r {
+                    Ok(e) => Some(("audit", serde_json::to_string(&e).unwrap_or_default())),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Some(("resync", "{}".to_string())),
+                    Err(_) => return None,
+                },
+            };
+            if let Some((kind, data)) = ev {
+                return Some((Ok(Event::default().event(kind).data(data)), (ap, au)));
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
 pub fn not_found() -> ApiError {

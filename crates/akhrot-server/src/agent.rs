@@ -9,6 +9,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use std::sync::atomic::Ordering;
+
+use akhrot_core::approvals::{Ask, AskError, Outcome};
+use akhrot_core::audit::Entry;
 use akhrot_core::catalog::{AuthType, Provider};
 use akhrot_core::vault::{ConnectionInfo, Credentials, Mode};
 use akhrot_core::{now_unix, unix_to_rfc3339};
@@ -210,6 +214,7 @@ pub struct FetchRequest {
 
 pub async fn fetch_token(
     State(state): State<Arc<AppState>>,
+    axum::extract::ConnectInfo(peer_addr): axum::extract::ConnectInfo<std::net::SocketAddr>,
     AgentAuth(agent): AgentAuth,
     JsonBody(req): JsonBody<FetchRequest>,
 ) -> Result<Response, ApiError> {
@@ -219,12 +224,28 @@ pub async fn fetch_token(
             ApiError::bad_request("missing field `provider`, e.g. {\"provider\":\"openai\"}")
         })?;
     let account = crate::guard::string_field(req.account, "account", 200)?;
-    let _reason = crate::guard::string_field(req.reason, "reason", 500)?;
+    let reason = crate::guard::string_field(req.reason, "reason", 500)?;
     let p = state.provider(&provider)?;
+    let audit = |outcome: &str| {
+        Entry::new("token", outcome)
+            .agent(&agent.id, &agent.name)
+            .provider(&p.code)
+            .account(account.as_deref())
+    };
     // Not connected is answered before policy: there is nothing to approve.
     state
         .vault
         .require_connection(&p.code, account.as_deref())?;
+    if state.paused.load(Ordering::Relaxed) {
+        state
+            .audit
+            .record(audit("denied").detail("agents are paused"));
+        return Err(ApiError::new(
+            Code::ApprovalDenied,
+            "the user has paused all agents; try again later",
+        ));
+    }
+    let mut peer = None;
     match state
         .vault
         .policy_for(&agent.id, &p.code)
@@ -232,6 +253,7 @@ pub async fn fetch_token(
     {
         Mode::Allow => {}
         Mode::Deny => {
+            state.audit.record(audit("denied").detail("policy deny"));
             return Err(ApiError::new(
                 Code::ApprovalDenied,
                 format!(
@@ -240,21 +262,75 @@ pub async fn fetch_token(
                 ),
             ));
         }
+        Mode::Ask if state.approvals.allowed_until_quit(&agent.id, &p.code) => {}
         Mode::Ask => {
-            return Err(ApiError::new(
-                Code::ApprovalDenied,
-                format!(
-                    "agent `{}` is not allowed to use {} yet; the user can allow it with `akhrot policy set --agent {} --provider {} allow`",
-                    agent.name, p.name, agent.name, p.code
-                ),
-            ));
+            peer = crate::peer_json(state.port, peer_addr).await;
+            let conn = state.vault.find_connection(&p.code, account.as_deref());
+            let ask = Ask {
+                agent_id: agent.id.clone(),
+                agent: agent.name.clone(),
+                provider: p.code.clone(),
+                provider_name: p.name.clone(),
+                account: conn.as_ref().map(|c| c.account.clone()).unwrap_or_default(),
+                scopes: conn.map(|c| c.scopes).unwrap_or_default(),
+                reason: reason.clone(),
+                peer: peer.clone(),
+                request: None,
+            };
+            match state.approvals.ask(ask).await {
+                Ok(Outcome::Answered(a)) if a.allows() => {}
+                Ok(Outcome::Answered(_)) => {
+                    state
+                        .audit
+                        .record(audit("denied").detail("denied by the user").peer(peer));
+                    return Err(ApiError::new(
+                        Code::ApprovalDenied,
+                        format!(
+                            "the user denied agent `{}` access to {}",
+                            agent.name, p.name
+                        ),
+                    ));
+                }
+                Ok(Outcome::TimedOut) => {
+                    state.audit.record(audit("timeout").peer(peer));
+                    return Err(ApiError::new(
+                        Code::ApprovalTimeout,
+                        format!(
+                            "nobody answered the approval prompt within {} s; ask the user to look at Akhrot, then retry",
+                            state.approvals.timeout().as_secs()
+                        ),
+                    ));
+                }
+                Err(AskError::TooManyPending { agent, max }) => {
+                    let mut e = ApiError::new(
+                        Code::RateLimited,
+                        format!(
+                            "agent `{agent}` already has {max} approval prompts waiting; wait for the user to answer them"
+                        ),
+                    );
+                    e.retry_after = Some(10);
+                    return Err(e);
+                }
+            }
         }
     }
-    let (conn, creds) = state
-        .broker
-        .fresh_credentials(&p, account.as_deref())
-        .await?;
-    tracing::debug!(agent = %agent.name, provider = %p.code, account = %conn.account, "token handed out");
+    let (conn, creds) = match state.broker.fresh_credentials(&p, account.as_deref()).await {
+        Ok(v) => v,
+        Err(e) => {
+            let e = ApiError::from(e);
+            state
+                .audit
+                .record(audit("error").detail(e.code.as_str()).peer(peer));
+            return Err(e);
+        }
+    };
+    state.audit.record(
+        Entry::new("token", "handed_out")
+            .agent(&agent.id, &agent.name)
+            .provider(&p.code)
+            .account(Some(&conn.account))
+            .peer(peer),
+    );
     Ok(crate::error::success_typed(TokenAnswer::new(
         &p, &conn, &creds,
     )))

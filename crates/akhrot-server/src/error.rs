@@ -16,6 +16,7 @@ pub enum Code {
     ProviderNotFound,
     IntegrationNotFound,
     ApprovalDenied,
+    ApprovalTimeout,
     RateLimited,
     ForbiddenHost,
     ClientNotConfigured,
@@ -43,6 +44,7 @@ impl Code {
             Code::ProviderNotFound => "PROVIDER_NOT_FOUND",
             Code::IntegrationNotFound => "INTEGRATION_NOT_FOUND",
             Code::ApprovalDenied => "APPROVAL_DENIED",
+            Code::ApprovalTimeout => "APPROVAL_TIMEOUT",
             Code::RateLimited => "RATE_LIMITED",
             Code::ForbiddenHost => "FORBIDDEN_HOST",
             Code::ClientNotConfigured => "CLIENT_NOT_CONFIGURED",
@@ -70,6 +72,7 @@ impl Code {
             }
             Code::ApprovalDenied | Code::ForbiddenHost => StatusCode::FORBIDDEN,
             Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Code::ApprovalTimeout => StatusCode::REQUEST_TIMEOUT,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Code::Conflict | Code::VaultIntegrity => StatusCode::CONFLICT,
             Code::VaultUnavailable => StatusCode::SERVICE_UNAVAILABLE,

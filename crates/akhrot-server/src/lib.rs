@@ -21,6 +21,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{delete, get, post};
 
+use akhrot_core::approvals::Approvals;
+use akhrot_core::audit::Audit;
 use akhrot_core::broker::Broker;
 use akhrot_core::catalog::Catalog;
 use akhrot_core::oauth::OAuthHttp;
@@ -44,6 +46,10 @@ pub struct AppState {
     pub vault: Arc<Vault>,
     pub catalog: Arc<Catalog>,
     pub broker: Arc<Broker>,
+    pub approvals: Arc<Approvals>,
+    pub audit: Audit,
+    /// "Pause all agents": every agent request is denied while on (persisted).
+    pub paused: std::sync::atomic::AtomicBool,
     pub admin_token: SecretString,
     pub port: u16,
     pub base_url: String,
@@ -64,6 +70,33 @@ impl AppState {
             .get(code)
             .cloned()
             .ok_or_else(|| error::ApiError::provider_not_found(code))
+    }
+}
+
+/// What the OS says about the process at the other end of an agent's connection, as JSON for
+/// the prompt and the audit log; `None` when it cannot be found (the prompt then says so).
+pub async fn peer_json(port: u16, peer: std::net::SocketAddr) -> Option<serde_json::Value> {
+    let local = std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    // Bounded: reading another process's /proc entries can block on its memory lock; a prompt
+    // that says "unknown process" is better than one that comes late.
+    let found = tokio::time::timeout(
+        Duration::from_millis(500),
+        tokio::task::spawn_blocking(move || akhrot_core::peer::identify(local, peer)),
+    )
+    .await;
+    match found {
+        Ok(Ok(Ok(Some(p)))) => serde_json::to_value(p).ok(),
+        Ok(Ok(Err(e))) => {
+            tracing::debug!(error = %e, "could not read /proc to identify the caller");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(
+                "identifying the calling process took over 500 ms; the prompt says unknown"
+            );
+            None
+        }
+        _ => None,
     }
 }
 
@@ -151,17 +184,25 @@ impl Owner {
         let base_url = format!("http://127.0.0.1:{port}");
         let admin_token = new_admin_token();
         paths::write_private_file(&opts.paths.admin_token(), admin_token.expose().as_bytes())?;
-        let broker = Arc::new(Broker::new(
-            vault.clone(),
-            catalog.clone(),
-            OAuthHttp::new(opts.provider_timeout),
-            format!("{base_url}/oauth/callback"),
-        ));
+        let audit = Audit::start(vault.path())?;
+        let broker = Arc::new(
+            Broker::new(
+                vault.clone(),
+                catalog.clone(),
+                OAuthHttp::new(opts.provider_timeout),
+                format!("{base_url}/oauth/callback"),
+            )
+            .with_audit(audit.clone()),
+        );
+        let paused = vault.setting("paused")?.as_deref() == Some("1");
         let state = Arc::new(AppState {
             skill_md: render_skill(&base_url, &catalog),
             vault,
             catalog,
             broker,
+            approvals: Approvals::new(opts.approval_timeout),
+            audit,
+            paused: std::sync::atomic::AtomicBool::new(paused),
             admin_token,
             port,
             allowed_hosts: vec![
@@ -236,9 +277,13 @@ impl Owner {
             }
         });
         let app = router(self.state.clone());
-        let result = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let result = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        self.state.audit.close();
         flusher.abort();
         if let Err(e) = self.state.vault.flush_last_used() {
             tracing::warn!(error = %e, "could not record last-used times");
@@ -324,6 +369,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/admin/sessions", post(admin::start_session))
         .route("/admin/sessions/{id}", get(admin::get_session))
+        .route("/admin/approvals", get(admin::list_approvals))
+        .route("/admin/approvals/{id}", post(admin::answer_approval))
+        .route("/admin/pause", post(admin::set_pause))
+        .route("/admin/audit", get(admin::audit_log))
+        .route("/admin/events", get(admin::events))
         .route("/admin/status", get(admin::status))
         .route("/admin/keys", get(admin::list_keys).post(admin::create_key))
         .route("/admin/keys/{name}", delete(admin::revoke_key))

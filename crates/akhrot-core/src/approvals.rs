@@ -1,0 +1,407 @@
+//! Pending approvals: a token request under an `ask` policy waits here until the user answers,
+//! the prompt times out, or the agent goes away.
+//!
+//! Two identical requests from one agent (same provider and account) share one prompt. An
+//! agent may have only [`MAX_PENDING_PER_AGENT`] prompts open at once, so no agent can flood
+//! the user. When every waiter of a prompt has gone (the agent disconnected), the prompt is
+//! withdrawn.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{broadcast, watch};
+
+/// Prompts one agent may have open at once.
+pub const MAX_PENDING_PER_AGENT: usize = 3;
+
+/// The user's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Answer {
+    Deny,
+    /// This request only.
+    Once,
+    /// This and later requests for the given time.
+    For(u64),
+    /// Until the owner process stops.
+    UntilQuit,
+    /// From now on (the policy becomes `allow`).
+    Always,
+}
+
+impl Answer {
+    pub fn allows(self) -> bool {
+        self != Answer::Deny
+    }
+
+    /// Parses `deny`, `once`, `hour`, `quit`, `always`, or `for:<seconds>`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "deny" => Some(Answer::Deny),
+            "once" | "allow" => Some(Answer::Once),
+            "hour" => Some(Answer::For(3600)),
+            "quit" | "until_quit" => Some(Answer::UntilQuit),
+            "always" => Some(Answer::Always),
+            _ => s
+                .strip_prefix("for:")
+                .and_then(|n| n.parse().ok())
+                .filter(|n| *n > 0)
+                .map(Answer::For),
+        }
+    }
+
+    pub fn as_str(self) -> String {
+        match self {
+            Answer::Deny => "deny".into(),
+            Answer::Once => "once".into(),
+            Answer::For(s) => format!("for {s}s"),
+            Answer::UntilQuit => "until quit".into(),
+            Answer::Always => "always".into(),
+        }
+    }
+}
+
+/// What the prompt shows.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Prompt {
+    pub id: String,
+    pub agent_id: String,
+    pub agent: String,
+    pub provider: String,
+    pub provider_name: String,
+    pub account: String,
+    pub scopes: Vec<String>,
+    pub reason: Option<String>,
+    /// What the OS says about the calling process (not what the agent claims), when known.
+    pub peer: Option<serde_json::Value>,
+    /// Method and path, for proxied calls.
+    pub request: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// Requests waiting on this prompt.
+    pub waiting: usize,
+}
+
+/// How a wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Answered(Answer),
+    TimedOut,
+}
+
+/// Why a request could not even wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AskError {
+    TooManyPending { agent: String, max: usize },
+}
+
+/// Events for the UI.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Event {
+    Created { prompt: Box<Prompt> },
+    Resolved { id: String, outcome: String },
+}
+
+struct Open {
+    prompt: Prompt,
+    key: (String, String, String),
+    answer: watch::Sender<Option<Answer>>,
+}
+
+#[derive(Default)]
+struct State {
+    open: HashMap<String, Open>,
+    /// (agent id, provider) allowed until the process stops.
+    until_quit: HashSet<(String, String)>,
+}
+
+pub struct Approvals {
+    state: Mutex<State>,
+    timeout: Duration,
+    events: broadcast::Sender<Event>,
+}
+
+/// What a request needs approved.
+#[derive(Debug, Clone)]
+pub struct Ask {
+    pub agent_id: String,
+    pub agent: String,
+    pub provider: String,
+    pub provider_name: String,
+    pub account: String,
+    pub scopes: Vec<String>,
+    pub reason: Option<String>,
+    pub peer: Option<serde_json::Value>,
+    pub request: Option<String>,
+}
+
+impl Approvals {
+    pub fn new(timeout: Duration) -> Arc<Self> {
+        let (events, _) = broadcast::channel(256);
+        Arc::new(Self {
+            state: Mutex::new(State::default()),
+            timeout,
+            events,
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Whether the user chose "until I quit" for this agent and provider.
+    pub fn allowed_until_quit(&self, agent_id: &str, provider: &str) -> bool {
+        self.state()
+            .until_quit
+            .contains(&(agent_id.to_owned(), provider.to_owned()))
+    }
+
+    /// Open prompts, oldest first.
+    pub fn pending(&self) -> Vec<Prompt> {
+        let mut v: Vec<Prompt> = self
+            .state()
+            .open
+            .values()
+            .map(|o| o.prompt.clone())
+            .collect();
+        v.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        v
+    }
+
+    /// Waits for the user's answer to `ask` (joining an identical open prompt of the same agent).
+    /// If the returned future is dropped (the agent disconnected) and nobody else waits on the
+    /// prompt, the prompt is withdrawn.
+    pub async fn ask(self: &Arc<Self>, ask: Ask) -> Result<Outcome, AskError> {
+        let key = (
+            ask.agent_id.clone(),
+            ask.provider.clone(),
+            ask.account.clone(),
+        );
+        let (id, mut rx) = {
+            let mut st = self.state();
+            if let Some(open) = st.open.values_mut().find(|o| o.key == key) {
+                open.prompt.waiting += 1;
+                (open.prompt.id.clone(), open.answer.subscribe())
+            } else {
+                let of_agent = st.open.values().filter(|o| o.key.0 == key.0).count();
+                if of_agent >= MAX_PENDING_PER_AGENT {
+                    return Err(AskError::TooManyPending {
+                        agent: ask.agent,
+                        max: MAX_PENDING_PER_AGENT,
+                    });
+                }
+                let now = crate::now_unix();
+                let id = format!("apr_{}", random_hex(8));
+                let prompt = Prompt {
+                    id: id.clone(),
+                    agent_id: ask.agent_id,
+                    agent: ask.agent,
+                    provider: ask.provider,
+                    provider_name: ask.provider_name,
+                    account: ask.account,
+                    scopes: ask.scopes,
+                    reason: ask.reason,
+                    peer: ask.peer,
+                    request: ask.request,
+                    created_at: now,
+                    expires_at: now + i64::try_from(self.timeout.as_secs()).unwrap_or(120),
+                    waiting: 1,
+                };
+                let (tx, rx) = watch::channel(None);
+                let _ = self.events.send(Event::Created {
+                    prompt: Box::new(prompt.clone()),
+                });
+                st.open.insert(
+                    id.clone(),
+                    Open {
+                        prompt,
+                        key,
+                        answer: tx,
+                    },
+                );
+                (id, rx)
+            }
+        };
+        let guard = Waiter {
+            approvals: self.clone(),
+            id: id.clone(),
+        };
+        let result = tokio::time::timeout(self.timeout, rx.wait_for(Option::is_some)).await;
+        let outcome = match result {
+            Ok(Ok(answer)) => Outcome::Answered(answer.unwrap_or(Answer::Deny)),
+            Ok(Err(_)) => Outcome::Answered(Answer::Deny),
+            Err(_) => {
+                self.resolve(&id, "timeout");
+                Outcome::TimedOut
+            }
+        };
+        drop(guard);
+        Ok(outcome)
+    }
+
+    /// Answers an open prompt; every request waiting on it gets the answer.
+    pub fn answer(&self, id: &str, answer: Answer) -> Option<Prompt> {
+        let open = {
+            let mut st = self.state();
+            let open = st.open.remove(id)?;
+            if answer == Answer::UntilQuit {
+                st.until_quit
+                    .insert((open.prompt.agent_id.clone(), open.prompt.provider.clone()));
+            }
+            open
+        };
+        let _ = open.answer.send(Some(answer));
+        let _ = self.events.send(Event::Resolved {
+            id: id.to_owned(),
+            outcome: answer.as_str(),
+        });
+        Some(open.prompt)
+    }
+
+    fn resolve(&self, id: &str, outcome: &str) {
+        if self.state().open.remove(id).is_some() {
+            let _ = self.events.send(Event::Resolved {
+                id: id.to_owned(),
+                outcome: outcome.to_owned(),
+            });
+        }
+    }
+}
+
+/// One waiting request; when the last one of a prompt goes, the prompt is withdrawn.
+struct Waiter {
+    approvals: Arc<Approvals>,
+    id: String,
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        let withdraw = {
+            let mut st = self.approvals.state();
+            match st.open.get_mut(&self.id) {
+                Some(o) => {
+                    o.prompt.waiting = o.prompt.waiting.saturating_sub(1);
+                    o.prompt.waiting == 0
+                }
+                None => false,
+            }
+        };
+        if withdraw {
+            self.approvals.resolve(&self.id, "withdrawn");
+        }
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut b = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ask(agent: &str, provider: &str) -> Ask {
+        Ask {
+            agent_id: agent.into(),
+            agent: agent.into(),
+            provider: provider.into(),
+            provider_name: provider.into(),
+            account: "default".into(),
+            scopes: vec![],
+            reason: Some("because".into()),
+            peer: None,
+            request: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn identical_requests_share_a_prompt_and_all_get_the_answer() {
+        let a = Approvals::new(Duration::from_secs(5));
+        let (a1, a2) = (a.clone(), a.clone());
+        let w1 = tokio::spawn(async move { a1.ask(ask("bot", "github")).await });
+        let w2 = tokio::spawn(async move { a2.ask(ask("bot", "github")).await });
+        while a.pending().first().map(|p| p.waiting) != Some(2) {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(a.pending().len(), 1);
+        let id = a.pending()[0].id.clone();
+        assert!(a.answer(&id, Answer::Once).is_some());
+        assert_eq!(w1.await.unwrap(), Ok(Outcome::Answered(Answer::Once)));
+        assert_eq!(w2.await.unwrap(), Ok(Outcome::Answered(Answer::Once)));
+        assert!(a.pending().is_empty());
+        assert!(a.answer(&id, Answer::Once).is_none(), "answered once");
+    }
+
+    #[tokio::test]
+    async fn prompts_per_agent_are_capped_and_time_out() {
+        let a = Approvals::new(Duration::from_millis(300));
+        let mut waiters = Vec::new();
+        for p in ["p1", "p2", "p3"] {
+            let a = a.clone();
+            waiters.push(tokio::spawn(async move { a.ask(ask("bot", p)).await }));
+        }
+        while a.pending().len() < 3 {
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(
+            a.ask(ask("bot", "p4")).await,
+            Err(AskError::TooManyPending { .. })
+        ));
+        let other = a.clone();
+        let w = tokio::spawn(async move { other.ask(ask("other", "p1")).await });
+        for w in waiters {
+            assert_eq!(w.await.unwrap(), Ok(Outcome::TimedOut));
+        }
+        assert_eq!(
+            w.await.unwrap(),
+            Ok(Outcome::TimedOut),
+            "other agents are not capped by bot"
+        );
+        assert!(a.pending().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_dropped_request_withdraws_its_prompt() {
+        let a = Approvals::new(Duration::from_secs(5));
+        let mut events = a.subscribe();
+        let a1 = a.clone();
+        let w = tokio::spawn(async move { a1.ask(ask("bot", "github")).await });
+        while a.pending().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        w.abort();
+        let _ = w.await;
+        assert!(a.pending().is_empty());
+        let mut saw_withdrawn = false;
+        while let Ok(e) = events.try_recv() {
+            if let Event::Resolved { outcome, .. } = e {
+                saw_withdrawn |= outcome == "withdrawn";
+            }
+        }
+        assert!(saw_withdrawn);
+    }
+
+    #[test]
+    fn answers_parse() {
+        assert_eq!(Answer::parse("hour"), Some(Answer::For(3600)));
+        assert_eq!(Answer::parse("for:60"), Some(Answer::For(60)));
+        assert_eq!(Answer::parse("for:0"), None);
+        assert_eq!(Answer::parse("maybe"), None);
+    }
+}

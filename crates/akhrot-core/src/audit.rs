@@ -1,0 +1,296 @@
+//! The audit log: every token hand-out, denial, timeout, connect, disconnect, refresh failure,
+//! key and policy change — time, agent, provider, account, action, outcome; never a secret.
+//!
+//! Entries go through a channel to a writer thread with its own SQLite connection, which
+//! commits them in groups (`synchronous=NORMAL`): a hand-out never waits for its audit entry,
+//! and a crash can lose at most the last few milliseconds of entries — never a token, which
+//! is written on the vault's own `synchronous=FULL` connection.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+use crate::{Error, Result};
+
+/// Entries kept; older ones are pruned.
+pub const RETAIN_ENTRIES: i64 = 100_000;
+const BATCH_MAX: usize = 1024;
+const BATCH_WAIT: Duration = Duration::from_millis(2);
+
+/// One audit entry as stored and shown.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    pub id: i64,
+    /// Unix milliseconds.
+    pub at: i64,
+    pub agent_id: Option<String>,
+    pub agent: Option<String>,
+    pub provider: Option<String>,
+    pub account: Option<String>,
+    pub action: String,
+    pub outcome: String,
+    pub detail: Option<String>,
+    /// What the OS said about the calling process (JSON), when known.
+    pub peer: Option<serde_json::Value>,
+}
+
+impl Entry {
+    pub fn new(action: &str, outcome: &str) -> Self {
+        Self {
+            at: now_ms(),
+            action: action.to_owned(),
+            outcome: outcome.to_owned(),
+            ..Default::default()
+        }
+    }
+    pub fn agent(mut self, id: &str, name: &str) -> Self {
+        self.agent_id = Some(id.to_owned());
+        self.agent = Some(name.to_owned());
+        self
+    }
+    pub fn provider(mut self, p: &str) -> Self {
+        self.provider = Some(p.to_owned());
+        self
+    }
+    pub fn account(mut self, a: Option<&str>) -> Self {
+        self.account = a.map(str::to_owned);
+        self
+    }
+    pub fn detail(mut self, d: impl Into<String>) -> Self {
+        self.detail = Some(crate::clean_text(&d.into()));
+        self
+    }
+    pub fn peer(mut self, p: Option<serde_json::Value>) -> Self {
+        self.peer = p;
+        self
+    }
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(i64::MAX)
+}
+
+/// Which entries to read, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub agent: Option<String>,
+    pub provider: Option<String>,
+    pub action: Option<String>,
+    /// Only entries with a smaller id (paging).
+    pub before: Option<i64>,
+    pub limit: usize,
+}
+
+enum Msg {
+    Entry(Box<Entry>),
+    Flush(mpsc::Sender<()>),
+    /// Write what is queued, close the connection (checkpointing the WAL), stop.
+    Close(mpsc::Sender<()>),
+}
+
+/// The audit log's handle: cheap to clone, safe to use from any thread.
+#[derive(Clone)]
+pub struct Audit {
+    tx: mpsc::Sender<Msg>,
+    path: PathBuf,
+    written: tokio::sync::broadcast::Sender<Entry>,
+}
+
+impl Audit {
+    /// Starts the writer on the vault's database (the `audit` table exists once the vault is open).
+    pub fn start(db_path: &Path) -> Result<Self> {
+        let conn = open(db_path)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(Error::from)?;
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let (written, _) = tokio::sync::broadcast::channel(256);
+        let notify = written.clone();
+        std::thread::Builder::new()
+            .name("akhrot-audit".into())
+            .spawn(move || writer(conn, rx, notify))
+            .map_err(|e| Error::Io(format!("cannot start the audit writer: {e}")))?;
+        Ok(Self {
+            tx,
+            path: db_path.to_owned(),
+            written,
+        })
+    }
+
+    /// Queues an entry; never blocks on the disk.
+    pub fn record(&self, e: Entry) {
+        let _ = self.tx.send(Msg::Entry(Box::new(e)));
+    }
+
+    /// Waits until everything queued so far is committed.
+    pub fn flush(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Msg::Flush(tx)).is_ok() {
+            let _ = rx.recv_timeout(Duration::from_secs(5));
+        }
+    }
+
+    /// Writes what is queued and closes the writer's connection; later entries are dropped.
+    /// Call at shutdown, so the database is left checkpointed.
+    pub fn close(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Msg::Close(tx)).is_ok() {
+            let _ = rx.recv_timeout(Duration::from_secs(5));
+        }
+    }
+
+    /// Entries as they are committed (for the UI's live view).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Entry> {
+        self.written.subscribe()
+    }
+
+    /// Reads entries, newest first.
+    pub fn query(&self, f: &Filter) -> Result<Vec<Entry>> {
+        self.flush();
+        let conn = open(&self.path)?;
+        let mut sql = String::from(
+            "SELECT id, at, agent_id, agent, provider, account, action, outcome, detail, peer FROM audit WHERE 1=1",
+        );
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        if let Some(a) = &f.agent {
+            sql.push_str(" AND (agent = ? OR agent_id = ?)");
+            args.push(Box::new(a.clone()));
+            args.push(Box::new(a.clone()));
+        }
+        if let Some(p) = &f.provider {
+            sql.push_str(" AND provider = ?");
+            args.push(Box::new(p.clone()));
+        }
+        if let Some(a) = &f.action {
+            sql.push_str(" AND action = ?");
+            args.push(Box::new(a.clone()));
+        }
+        if let Some(b) = f.before {
+            sql.push_str(" AND id < ?");
+            args.push(Box::new(b));
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        args.push(Box::new(
+            i64::try_from(f.limit.clamp(1, 10_000)).unwrap_or(100),
+        ));
+        let mut st = conn.prepare(&sql).map_err(Error::from)?;
+        let rows = st
+            .query_map(
+                rusqlite::params_from_iter(args.iter().map(|b| b.as_ref())),
+                |r| {
+                    let peer: Option<String> = r.get(9)?;
+                    Ok(Entry {
+                        id: r.get(0)?,
+                        at: r.get(1)?,
+                        agent_id: r.get(2)?,
+                        agent: r.get(3)?,
+                        provider: r.get(4)?,
+                        account: r.get(5)?,
+                        action: r.get(6)?,
+                        outcome: r.get(7)?,
+                        detail: r.get(8)?,
+                        peer: peer.and_then(|p| serde_json::from_str(&p).ok()),
+                    })
+                },
+            )
+            .map_err(Error::from)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
+    }
+}
+
+fn open(path: &Path) -> Result<Connection> {
+    let c = Connection::open(path)
+        .map_err(|e| Error::Storage(format!("cannot open {}: {e}", path.display())))?;
+    c.busy_timeout(Duration::from_secs(5))
+        .map_err(Error::from)?;
+    Ok(c)
+}
+
+fn writer(
+    mut conn: Connection,
+    rx: mpsc::Receiver<Msg>,
+    notify: tokio::sync::broadcast::Sender<Entry>,
+) {
+    let mut batches = 0u64;
+    while let Ok(first) = rx.recv() {
+        let mut batch = Vec::new();
+        let mut flushes = Vec::new();
+        let mut close = None;
+        let deadline = std::time::Instant::now() + BATCH_WAIT;
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            match m {
+                Msg::Entry(e) => batch.push(*e),
+                Msg::Flush(tx) => flushes.push(tx),
+                Msg::Close(tx) => {
+                    close = Some(tx);
+                    break;
+                }
+            }
+            if batch.len() >= BATCH_MAX {
+                break;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            next = rx.recv_timeout(left).ok();
+        }
+        if !batch.is_empty() {
+            match write_batch(&mut conn, &mut batch) {
+                Ok(()) => {
+                    for e in batch {
+                        let _ = notify.send(e);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "could not write audit entries"),
+            }
+            batches += 1;
+            if batches.is_multiple_of(256) {
+                let _ = conn.execute(
+                    "DELETE FROM audit WHERE id <= (SELECT max(id) FROM audit) - ?1",
+                    [RETAIN_ENTRIES],
+                );
+            }
+        }
+        for f in flushes {
+            let _ = f.send(());
+        }
+        if let Some(ack) = close {
+            drop(conn);
+            let _ = ack.send(());
+            return;
+        }
+    }
+}
+
+fn write_batch(conn: &mut Connection, batch: &mut [Entry]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut st = tx.prepare_cached(
+            "INSERT INTO audit (at, agent_id, agent, provider, account, action, outcome, detail, peer)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        for e in batch.iter_mut() {
+            st.execute(params![
+                e.at,
+                e.agent_id,
+                e.agent,
+                e.provider,
+                e.account,
+                e.action,
+                e.outcome,
+                e.detail,
+                e.peer.as_ref().map(|p| p.to_string()),
+            ])?;
+            e.id = tx.last_insert_rowid();
+        }
+    }
+    tx.commit()
+}

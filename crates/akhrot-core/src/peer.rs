@@ -1,0 +1,577 @@
+//! Who is at the other end of a loopback connection, according to the operating system.
+//!
+//! An agent that calls the loopback API says who it is through its key (the key's name is chosen
+//! by whoever created it, and the request may carry any user agent it likes). When the owner is
+//! asked to approve a request, the prompt should also show facts the caller cannot choose: which
+//! executable holds the client end of the TCP connection, with which arguments, in which
+//! directory, as which user, started by which parent. [`identify`] asks the OS for those facts.
+//!
+//! When nothing is found (the process already exited, it belongs to another user whose file
+//! descriptors we may not read, the platform is not supported) the answer is `Ok(None)`, and the
+//! prompt must say that the process is unknown rather than guess.
+//!
+//! Only Linux is implemented (through `/proc`). macOS would need `libproc`
+//! (`proc_listpids` / `proc_pidfdinfo` with `PROC_PIDFDSOCKETINFO`), which means FFI and `unsafe`
+//! code, forbidden in this workspace; Windows would need `GetExtendedTcpTable`. Both return
+//! `Ok(None)` for now.
+
+use std::io;
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+/// At most this many arguments of a command line are kept.
+pub const MAX_ARGS: usize = 20;
+/// Each kept argument (and path) is cut to this many characters.
+pub const MAX_ARG_CHARS: usize = 200;
+
+/// What the operating system says about the process at the other end of a loopback connection.
+///
+/// Every text field is as the OS reports it, except that control characters (newlines,
+/// terminal escapes) are replaced by `U+FFFD` so that a crafted argument cannot draw fake lines
+/// into the approval prompt, and that command lines are cut (see [`MAX_ARGS`], [`MAX_ARG_CHARS`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerProcess {
+    /// Process id.
+    pub pid: u32,
+    /// The executable (`/proc/<pid>/exe` link target); `None` when it cannot be read.
+    pub exe: Option<String>,
+    /// The command line (`/proc/<pid>/cmdline`), at most [`MAX_ARGS`] arguments of at most
+    /// [`MAX_ARG_CHARS`] characters each. Unlike `exe`, the process can rewrite this.
+    pub cmdline: Vec<String>,
+    /// The working directory (`/proc/<pid>/cwd` link target).
+    pub cwd: Option<String>,
+    /// The real user id (first number of `Uid:` in `/proc/<pid>/status`).
+    pub uid: Option<u32>,
+    /// The parent process (ppid from `/proc/<pid>/stat`); `None` when there is none (pid 0) or
+    /// it cannot be read.
+    pub parent: Option<ParentProcess>,
+}
+
+/// The parent of a [`PeerProcess`]: often the shell or IDE that launched the agent, which tells
+/// the owner more than the agent's own name does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentProcess {
+    /// Process id.
+    pub pid: u32,
+    /// The executable (`/proc/<pid>/exe` link target).
+    pub exe: Option<String>,
+    /// The command line, cut like [`PeerProcess::cmdline`].
+    pub cmdline: Vec<String>,
+}
+
+/// Finds the process owning the client side of a TCP connection on this machine.
+///
+/// `local` is our (server) address and `peer` the client's address, both as the listener saw
+/// them (from the accepted socket). The order matters: swapped, the lookup would find the server's
+/// own accepted socket, i.e. this process. The client's socket is the one whose own address is `peer`
+/// and whose remote address is `local`; IPv4 and IPv4-mapped IPv6 addresses
+/// (`::ffff:a.b.c.d`) compare equal, since a dual-stack listener sees an IPv4 client that way.
+///
+/// Linux: the socket's inode is looked up in `/proc/net/tcp` and `/proc/net/tcp6` (state
+/// ESTABLISHED only), then `/proc/<pid>/fd/*` is scanned for a `socket:[<inode>]` link, stopping
+/// at the first match. That costs O(processes × descriptors), a few milliseconds: call it from a
+/// blocking thread (`spawn_blocking`). The client may be this very process (in tests it is); it
+/// is returned like any other. If several processes share the socket (a fork after connecting),
+/// the first one found in `/proc` order (usually the lowest pid) is returned.
+///
+/// Returns `Ok(None)` when nothing matches: the connection is gone, the process exited, or it
+/// belongs to another user whose descriptors we cannot read. Malformed `/proc` content never
+/// panics; it simply does not match. `Err` only when `/proc/net/tcp` or `/proc` itself cannot
+/// be read.
+///
+/// Other OSes: always `Ok(None)` for now (see the module documentation).
+pub fn identify(local: SocketAddr, peer: SocketAddr) -> io::Result<Option<PeerProcess>> {
+    #[cfg(target_os = "linux")]
+    {
+        linux::identify(local, peer)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (local, peer);
+        Ok(None)
+    }
+}
+
+/// Replaces control characters and cuts to `max` characters.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn clean(s: &str, max: usize) -> String {
+    s.chars()
+        .take(max)
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::ffi::OsStr;
+    use std::fs;
+    use std::io;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    use std::path::Path;
+
+    use super::{MAX_ARG_CHARS, MAX_ARGS, ParentProcess, PeerProcess, clean};
+
+    /// `TCP_ESTABLISHED` in the kernel's `st` column.
+    const ESTABLISHED: u8 = 0x01;
+
+    /// Paths (exe, cwd) are cut far longer than arguments: they are one fact, not free text.
+    const MAX_PATH_CHARS: usize = 4096;
+
+    /// One row of `/proc/net/tcp` or `/proc/net/tcp6`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(super) struct TcpEntry {
+        pub local: SocketAddr,
+        pub remote: SocketAddr,
+        pub state: u8,
+        pub inode: u64,
+    }
+
+    pub(super) fn identify(local: SocketAddr, peer: SocketAddr) -> io::Result<Option<PeerProcess>> {
+        let Some(inode) = find_client_inode(local, peer)? else {
+            return Ok(None);
+        };
+        let Some(pid) = find_pid_with_socket(inode)? else {
+            return Ok(None);
+        };
+        Ok(read_process(pid))
+    }
+
+    /// The inode of the ESTABLISHED socket whose own address is `peer` and whose remote address
+    /// is `local`.
+    fn find_client_inode(local: SocketAddr, peer: SocketAddr) -> io::Result<Option<u64>> {
+        for (table, required) in [("/proc/net/tcp", true), ("/proc/net/tcp6", false)] {
+            let text = match fs::read_to_string(table) {
+                Ok(text) => text,
+                // Without IPv6 support the tcp6 table does not exist.
+                Err(_) if !required => continue,
+                Err(e) => return Err(e),
+            };
+            let found = parse_tcp_table(&text).into_iter().find(|e| {
+                e.state == ESTABLISHED
+                    && e.inode != 0
+                    && same_addr(e.local, peer)
+                    && same_addr(e.remote, local)
+            });
+            if let Some(entry) = found {
+                return Ok(Some(entry.inode));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Equal ports and equal IPs, an IPv4-mapped IPv6 address being equal to its IPv4 address
+    /// (flow info and scope id are ignored).
+    fn same_addr(a: SocketAddr, b: SocketAddr) -> bool {
+        a.port() == b.port() && a.ip().to_canonical() == b.ip().to_canonical()
+    }
+
+    /// Parses the rows of a `/proc/net/tcp{,6}` text; the header and unparsable rows are skipped.
+    ///
+    /// Columns: `sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid
+    /// timeout inode ...`.
+    pub(super) fn parse_tcp_table(text: &str) -> Vec<TcpEntry> {
+        text.lines().filter_map(parse_tcp_line).collect()
+    }
+
+    fn parse_tcp_line(line: &str) -> Option<TcpEntry> {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 10 || !fields[0].ends_with(':') {
+            return None;
+        }
+        Some(TcpEntry {
+            local: parse_hex_addr(fields[1])?,
+            remote: parse_hex_addr(fields[2])?,
+            state: parse_hex::<u8>(fields[3])?,
+            inode: fields[9].parse().ok().filter(|_| is_digits(fields[9]))?,
+        })
+    }
+
+    /// Parses `IP:PORT` as the kernel prints it.
+    ///
+    /// The kernel prints the address (a `__be32`, or four of them for IPv6) with `%08X` of the
+    /// value as loaded natively, so the bytes in network order are the parsed `u32`'s native-endian
+    /// bytes (`0100007F` is 127.0.0.1 on little-endian machines, `7F000001` on big-endian ones).
+    /// The port is printed after `ntohs`, so it is plain hex.
+    pub(super) fn parse_hex_addr(s: &str) -> Option<SocketAddr> {
+        let (ip, port) = s.split_once(':')?;
+        let port = parse_hex::<u16>(port).filter(|_| port.len() == 4)?;
+        let ip = match ip.len() {
+            8 => IpAddr::V4(Ipv4Addr::from(parse_hex::<u32>(ip)?.to_ne_bytes())),
+            32 => {
+                let mut bytes = [0u8; 16];
+                for (i, chunk) in bytes.chunks_exact_mut(4).enumerate() {
+                    let word = parse_hex::<u32>(ip.get(i * 8..i * 8 + 8)?)?;
+                    chunk.copy_from_slice(&word.to_ne_bytes());
+                }
+                IpAddr::V6(Ipv6Addr::from(bytes))
+            }
+            _ => return None,
+        };
+        Some(SocketAddr::new(ip, port))
+    }
+
+    /// Hex digits only (`from_str_radix` would also take a leading sign).
+    fn parse_hex<T: FromHex>(s: &str) -> Option<T> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        T::from_hex(s)
+    }
+
+    trait FromHex: Sized {
+        fn from_hex(s: &str) -> Option<Self>;
+    }
+    macro_rules! from_hex {
+        ($($t:ty),*) => {$(
+            impl FromHex for $t {
+                fn from_hex(s: &str) -> Option<Self> {
+                    <$t>::from_str_radix(s, 16).ok()
+                }
+            }
+        )*};
+    }
+    from_hex!(u8, u16, u32);
+
+    fn is_digits(s: &str) -> bool {
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+    }
+
+    /// The first process with a descriptor linked to `socket:[<inode>]`. Processes and
+    /// descriptors we cannot read (other users, exited meanwhile) are skipped silently.
+    fn find_pid_with_socket(inode: u64) -> io::Result<Option<u32>> {
+        let target = format!("socket:[{inode}]");
+        let target = OsStr::new(&target);
+        for entry in fs::read_dir("/proc")? {
+            let Ok(entry) = entry else { continue };
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .filter(|name| is_digits(name))
+                .and_then(|name| name.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
+                continue;
+            };
+            for fd in fds.flatten() {
+                if fs::read_link(fd.path()).is_ok_and(|link| link.as_os_str() == target) {
+                    return Ok(Some(pid));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// What `/proc/<pid>` says; `None` when the process no longer exists.
+    fn read_process(pid: u32) -> Option<PeerProcess> {
+        let dir = Path::new("/proc").join(pid.to_string());
+        let stat = fs::read_to_string(dir.join("stat")).ok();
+        if stat.is_none() && !dir.exists() {
+            return None;
+        }
+        let parent = stat
+            .as_deref()
+            .and_then(parse_ppid)
+            .filter(|&ppid| ppid != 0)
+            .map(|ppid| {
+                let pdir = Path::new("/proc").join(ppid.to_string());
+                ParentProcess {
+                    pid: ppid,
+                    exe: read_link_text(&pdir.join("exe")),
+                    cmdline: read_cmdline(&pdir.join("cmdline")),
+                }
+            });
+        Some(PeerProcess {
+            pid,
+            exe: read_link_text(&dir.join("exe")),
+            cmdline: read_cmdline(&dir.join("cmdline")),
+            cwd: read_link_text(&dir.join("cwd")),
+            uid: fs::read_to_string(dir.join("status"))
+                .ok()
+                .as_deref()
+                .and_then(parse_real_uid),
+            parent,
+        })
+    }
+
+    fn read_link_text(path: &Path) -> Option<String> {
+        let target = fs::read_link(path).ok()?;
+        Some(clean(&target.to_string_lossy(), MAX_PATH_CHARS))
+    }
+
+    fn read_cmdline(path: &Path) -> Vec<String> {
+        fs::read(path)
+            .map(|bytes| parse_cmdline(&bytes))
+            .unwrap_or_default()
+    }
+
+    /// NUL-separated arguments (the last one NUL-terminated), cut to [`MAX_ARGS`] ×
+    /// [`MAX_ARG_CHARS`].
+    pub(super) fn parse_cmdline(bytes: &[u8]) -> Vec<String> {
+        let bytes = bytes.strip_suffix(&[0]).unwrap_or(bytes);
+        if bytes.is_empty() {
+            return Vec::new();
+        }
+        bytes
+            .split(|&b| b == 0)
+            .take(MAX_ARGS)
+            .map(|arg| clean(&String::from_utf8_lossy(arg), MAX_ARG_CHARS))
+            .collect()
+    }
+
+    /// The ppid from `/proc/<pid>/stat`: `pid (comm) state ppid ...`, where `comm` may hold
+    /// spaces and `)`, so the fields are read after the last `)`.
+    pub(super) fn parse_ppid(stat: &str) -> Option<u32> {
+        let (_, rest) = stat.rsplit_once(')')?;
+        let mut fields = rest.split_whitespace();
+        let _state = fields.next()?;
+        let ppid = fields.next()?;
+        ppid.parse().ok().filter(|_| is_digits(ppid))
+    }
+
+    /// The real uid: the first number of the `Uid:` line of `/proc/<pid>/status`.
+    pub(super) fn parse_real_uid(status: &str) -> Option<u32> {
+        let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+        let uid = line.split_whitespace().next()?;
+        uid.parse().ok().filter(|_| is_digits(uid))
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::linux::{
+        TcpEntry, parse_cmdline, parse_hex_addr, parse_ppid, parse_real_uid, parse_tcp_table,
+    };
+    use super::*;
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+    use std::path::PathBuf;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    fn self_ppid() -> u32 {
+        let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+        parse_ppid(&stat).expect("ppid")
+    }
+
+    fn canonical(p: &str) -> PathBuf {
+        std::fs::canonicalize(p).expect("canonicalize")
+    }
+
+    /// Accepts one connection, giving up after `timeout`.
+    fn accept_within(listener: &TcpListener, timeout: Duration) -> (TcpStream, SocketAddr) {
+        listener.set_nonblocking(true).expect("nonblocking");
+        let deadline = Instant::now() + timeout;
+        loop {
+            match listener.accept() {
+                Ok((stream, addr)) => return (stream, addr),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn peer_identifies_this_process() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let local = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(local).unwrap();
+        let (accepted, peer) = listener.accept().unwrap();
+        assert_eq!(accepted.local_addr().unwrap(), local);
+
+        let found = identify(local, peer)
+            .unwrap()
+            .expect("the client is this process");
+        assert_eq!(found.pid, std::process::id());
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(
+            canonical(found.exe.as_deref().unwrap()),
+            std::fs::canonicalize(exe).unwrap()
+        );
+        assert!(!found.cmdline.is_empty());
+        assert!(found.cwd.is_some());
+        assert!(found.uid.is_some());
+        let parent = found.parent.expect("a parent");
+        assert_eq!(parent.pid, self_ppid());
+
+        // Serialized field names are camelCase.
+        let json = serde_json::to_value(identify(local, peer).unwrap()).unwrap();
+        assert!(json.get("cmdline").is_some() && json.get("parent").is_some());
+    }
+
+    #[test]
+    fn peer_identifies_a_child_process() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let local = listener.local_addr().unwrap();
+        // `read` is a builtin, so the process stays bash (a trailing `sleep` could be exec'd).
+        let script = format!(
+            "exec 3<>/dev/tcp/127.0.0.1/{}; read -r -t 5 _ <&3",
+            local.port()
+        );
+        let mut child = Command::new("bash")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (accepted, peer) = accept_within(&listener, Duration::from_secs(10));
+
+        let found = identify(local, peer);
+        drop(accepted);
+        let _ = child.kill();
+        let _ = child.wait();
+
+        let found = found.unwrap().expect("the child holds the client socket");
+        assert_eq!(found.pid, child.id());
+        assert!(found.exe.as_deref().unwrap().ends_with("bash"), "{found:?}");
+        assert_eq!(found.cmdline, ["bash", "-c", script.as_str()]);
+        assert_eq!(found.parent.map(|p| p.pid), Some(std::process::id()));
+    }
+
+    #[test]
+    fn peer_ipv4_client_on_dual_stack_listener() {
+        // A `[::]` listener sees an IPv4 client as `::ffff:127.0.0.1`, while the client socket
+        // is listed in /proc/net/tcp as plain IPv4.
+        let Ok(listener) = TcpListener::bind("[::]:0") else {
+            return; // no IPv6 here
+        };
+        let port = listener.local_addr().unwrap().port();
+        let Ok(_client) = TcpStream::connect(("127.0.0.1", port)) else {
+            return; // IPV6_V6ONLY by default here
+        };
+        let (accepted, peer) = accept_within(&listener, Duration::from_secs(10));
+        let local = accepted.local_addr().unwrap();
+        assert!(matches!(peer, SocketAddr::V6(_)), "{peer}");
+        let found = identify(local, peer)
+            .unwrap()
+            .expect("found through mapping");
+        assert_eq!(found.pid, std::process::id());
+    }
+
+    #[test]
+    fn peer_ipv6_loopback() {
+        let Ok(listener) = TcpListener::bind("[::1]:0") else {
+            return; // no IPv6 here
+        };
+        let local = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(local).unwrap();
+        let (_accepted, peer) = listener.accept().unwrap();
+        let found = identify(local, peer).unwrap().expect("found in tcp6");
+        assert_eq!(found.pid, std::process::id());
+    }
+
+    #[test]
+    fn peer_unknown_or_closed_is_none() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let local = listener.local_addr().unwrap();
+        let client = TcpStream::connect(local).unwrap();
+        let (mut accepted, peer) = listener.accept().unwrap();
+        drop(client);
+        let mut buf = [0u8; 1];
+        assert_eq!(accepted.read(&mut buf).unwrap(), 0); // the client is gone
+        drop(accepted);
+        assert_eq!(identify(local, peer).unwrap(), None);
+
+        let nobody: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert_eq!(identify(local, nobody).unwrap(), None);
+    }
+
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn peer_parses_proc_net_tcp() {
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 12345 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:D431 0100007F:1F90 01 00000000:00000000 00:00000000 00000000  1000        0 67890 1 0000000000000000 20 4 30 10 -1
+   2: 0101A8C0:0016 6401A8C0:C350 01 00000000:00000000 02:0009B4B7 00000000     0        0 424242 2 0000000000000000 20 4 31 10 -1
+   3: garbage
+   4: ZZZZZZZZ:0016 6401A8C0:C350 01 00000000:00000000 00:00000000 00000000     0        0 1 1
+   5: +100007F:0016 6401A8C0:C350 01 00000000:00000000 00:00000000 00000000     0        0 1 1
+   6: 0100007F:0016 6401A8C0:C350 01 00000000:00000000 00:00000000 00000000     0        0 -1 1
+";
+        let rows = parse_tcp_table(text);
+        assert_eq!(
+            rows,
+            [
+                TcpEntry {
+                    local: "127.0.0.1:8080".parse().unwrap(),
+                    remote: "0.0.0.0:0".parse().unwrap(),
+                    state: 0x0A,
+                    inode: 12345,
+                },
+                TcpEntry {
+                    local: "127.0.0.1:54321".parse().unwrap(),
+                    remote: "127.0.0.1:8080".parse().unwrap(),
+                    state: 0x01,
+                    inode: 67890,
+                },
+                TcpEntry {
+                    local: "192.168.1.1:22".parse().unwrap(),
+                    remote: "192.168.1.100:50000".parse().unwrap(),
+                    state: 0x01,
+                    inode: 424242,
+                },
+            ]
+        );
+
+        let tcp6 = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000001000000:1F90 00000000000000000000000001000000:D431 01 00000000:00000000 00:00000000 00000000  1000        0 555 1 0000000000000000 20 4 30 10 -1
+   1: 0000000000000000FFFF00000100007F:1F90 0000000000000000FFFF00000100007F:D432 01 00000000:00000000 00:00000000 00000000  1000        0 556 1 0000000000000000 20 4 30 10 -1
+   2: B80D0120000000000000000001000000:0050 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 557 1 0000000000000000 20 4 30 10 -1
+";
+        let rows = parse_tcp_table(tcp6);
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].local, "[::1]:8080".parse().unwrap());
+        assert_eq!(rows[0].remote, "[::1]:54321".parse().unwrap());
+        assert_eq!(rows[1].local, "[::ffff:127.0.0.1]:8080".parse().unwrap());
+        assert_eq!(rows[2].local, "[2001:db8::1]:80".parse().unwrap());
+        assert_eq!(rows[2].inode, 557);
+
+        for bad in [
+            "",
+            ":",
+            "0100007F",
+            "0100007F:",
+            "0100007F:1F9",
+            "100007F:1F90",
+            "0100007F:-1F9",
+        ] {
+            assert_eq!(parse_hex_addr(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn peer_parses_stat_status_and_cmdline() {
+        // comm may contain spaces and ')'.
+        assert_eq!(parse_ppid("42 (evil) S 1 (x)) R 777 42 42 0 -1"), Some(777));
+        assert_eq!(parse_ppid("42 (bash) S 4242 42 42 0 -1"), Some(4242));
+        assert_eq!(parse_ppid("42 (bash) S"), None);
+        assert_eq!(parse_ppid("no paren here"), None);
+        assert_eq!(parse_ppid("1 (x) S -5 1"), None);
+
+        let status =
+            "Name:\tbash\nUmask:\t0022\nUid:\t1000\t1001\t1002\t1003\nGid:\t100\t100\t100\t100\n";
+        assert_eq!(parse_real_uid(status), Some(1000));
+        assert_eq!(parse_real_uid("Name:\tx\n"), None);
+        assert_eq!(parse_real_uid("Uid:\tabc\n"), None);
+
+        assert_eq!(parse_cmdline(b""), Vec::<String>::new());
+        assert_eq!(
+            parse_cmdline(b"bash\0-c\0echo hi\0"),
+            ["bash", "-c", "echo hi"]
+        );
+        assert_eq!(parse_cmdline(b"a\0\0b\0"), ["a", "", "b"]);
+        assert_eq!(parse_cmdline(b"x\nfake: line\0"), ["x\u{FFFD}fake: line"]);
+        let long = "é".repeat(500);
+        let many: Vec<u8> = (0..30)
+            .flat_map(|_| format!("{long}\0").into_bytes())
+            .collect();
+        let args = parse_cmdline(&many);
+        assert_eq!(args.len(), MAX_ARGS);
+        assert!(args.iter().all(|a| a.chars().count() == MAX_ARG_CHARS));
+    }
+}
