@@ -7,7 +7,7 @@
 //! is written on the vault's own `synchronous=FULL` connection.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, params};
@@ -17,8 +17,7 @@ use crate::{Error, Result};
 
 /// Entries kept; older ones are pruned.
 pub const RETAIN_ENTRIES: i64 = 100_000;
-const BATCH_MAX: usize = 1024;
-const BATCH_WAIT: Duration = Duration::from_millis(2);
+const BATCH_WAIT: Duration = Duration::from_millis(5);
 
 /// One audit entry as stored and shown.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -91,17 +90,32 @@ pub struct Filter {
     pub limit: usize,
 }
 
-enum Msg {
-    Entry(Box<Entry>),
-    Flush(mpsc::Sender<()>),
-    /// Write what is queued, close the connection (checkpointing the WAL), stop.
-    Close(mpsc::Sender<()>),
+/// What the request path and the writer share: a buffer appended to without waking anyone,
+/// drained by the writer every [`BATCH_WAIT`].
+#[derive(Default)]
+struct Shared {
+    state: Mutex<Buffer>,
+    /// Wakes the writer early (flush, close).
+    wake: Condvar,
+    /// Tells flushers a batch was committed.
+    written: Condvar,
+}
+
+#[derive(Default)]
+struct Buffer {
+    entries: Vec<Entry>,
+    /// Entries handed in, and entries committed (or given up on), since start.
+    queued: u64,
+    done: u64,
+    urgent: bool,
+    closing: bool,
+    closed: bool,
 }
 
 /// The audit log's handle: cheap to clone, safe to use from any thread.
 #[derive(Clone)]
 pub struct Audit {
-    tx: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
     path: PathBuf,
     written: tokio::sync::broadcast::Sender<Entry>,
 }
@@ -112,39 +126,82 @@ impl Audit {
         let conn = open(db_path)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(Error::from)?;
-        let (tx, rx) = mpsc::channel::<Msg>();
+        let shared = Arc::new(Shared::default());
         let (written, _) = tokio::sync::broadcast::channel(256);
-        let notify = written.clone();
+        let (s, notify) = (shared.clone(), written.clone());
         std::thread::Builder::new()
             .name("akhrot-audit".into())
-            .spawn(move || writer(conn, rx, notify))
+            .spawn(move || writer(conn, &s, &notify))
             .map_err(|e| Error::Io(format!("cannot start the audit writer: {e}")))?;
         Ok(Self {
-            tx,
+            shared,
             path: db_path.to_owned(),
             written,
         })
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Buffer> {
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Queues an entry; never blocks on the disk.
     pub fn record(&self, e: Entry) {
-        let _ = self.tx.send(Msg::Entry(Box::new(e)));
+        let mut b = self.lock();
+        if b.closed {
+            return;
+        }
+        let was_empty = b.entries.is_empty();
+        b.entries.push(e);
+        b.queued += 1;
+        // One wake-up per group, not per entry.
+        if was_empty {
+            self.shared.wake.notify_one();
+        }
     }
 
     /// Waits until everything queued so far is committed.
     pub fn flush(&self) {
-        let (tx, rx) = mpsc::channel();
-        if self.tx.send(Msg::Flush(tx)).is_ok() {
-            let _ = rx.recv_timeout(Duration::from_secs(5));
+        let mut b = self.lock();
+        let target = b.queued;
+        b.urgent = true;
+        self.shared.wake.notify_one();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while b.done < target && !b.closed {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            b = self
+                .shared
+                .written
+                .wait_timeout(b, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
         }
     }
 
     /// Writes what is queued and closes the writer's connection; later entries are dropped.
     /// Call at shutdown, so the database is left checkpointed.
     pub fn close(&self) {
-        let (tx, rx) = mpsc::channel();
-        if self.tx.send(Msg::Close(tx)).is_ok() {
-            let _ = rx.recv_timeout(Duration::from_secs(5));
+        {
+            let mut b = self.lock();
+            b.closing = true;
+            self.shared.wake.notify_one();
+        }
+        self.flush();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut b = self.lock();
+        while !b.closed {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            b = self
+                .shared
+                .written
+                .wait_timeout(b, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
         }
     }
 
@@ -215,58 +272,54 @@ fn open(path: &Path) -> Result<Connection> {
     Ok(c)
 }
 
-fn writer(
-    mut conn: Connection,
-    rx: mpsc::Receiver<Msg>,
-    notify: tokio::sync::broadcast::Sender<Entry>,
-) {
+fn writer(mut conn: Connection, shared: &Shared, notify: &tokio::sync::broadcast::Sender<Entry>) {
+    let lock = || shared.state.lock().unwrap_or_else(|p| p.into_inner());
     let mut batches = 0u64;
-    while let Ok(first) = rx.recv() {
-        let mut batch = Vec::new();
-        let mut flushes = Vec::new();
-        let mut close = None;
-        let deadline = std::time::Instant::now() + BATCH_WAIT;
-        let mut next = Some(first);
-        while let Some(m) = next.take() {
-            match m {
-                Msg::Entry(e) => batch.push(*e),
-                Msg::Flush(tx) => flushes.push(tx),
-                Msg::Close(tx) => {
-                    close = Some(tx);
-                    break;
-                }
+    loop {
+        // Sleep until there is something to do; then give the group a moment to gather.
+        let gather = {
+            let mut b = lock();
+            while b.entries.is_empty() && !b.urgent && !b.closing {
+                b = shared.wake.wait(b).unwrap_or_else(|p| p.into_inner());
             }
-            if batch.len() >= BATCH_MAX {
-                break;
-            }
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            next = rx.recv_timeout(left).ok();
+            !b.urgent && !b.closing
+        };
+        if gather {
+            std::thread::sleep(BATCH_WAIT);
         }
+        let (mut batch, closing) = {
+            let mut b = lock();
+            b.urgent = false;
+            (std::mem::take(&mut b.entries), b.closing)
+        };
+        let n = batch.len() as u64;
         if !batch.is_empty() {
             match write_batch(&mut conn, &mut batch) {
-                Ok(()) => {
+                Ok(()) if notify.receiver_count() > 0 => {
                     for e in batch {
                         let _ = notify.send(e);
                     }
                 }
+                Ok(()) => {}
                 Err(e) => tracing::error!(error = %e, "could not write audit entries"),
             }
             batches += 1;
-            if batches.is_multiple_of(256) {
+            if batches.is_multiple_of(1024) {
                 let _ = conn.execute(
                     "DELETE FROM audit WHERE id <= (SELECT max(id) FROM audit) - ?1",
                     [RETAIN_ENTRIES],
                 );
             }
         }
-        for f in flushes {
-            let _ = f.send(());
-        }
-        if let Some(ack) = close {
+        let mut b = lock();
+        b.done += n;
+        if closing && b.entries.is_empty() {
             drop(conn);
-            let _ = ack.send(());
+            b.closed = true;
+            shared.written.notify_all();
             return;
         }
+        shared.written.notify_all();
     }
 }
 

@@ -74,8 +74,6 @@ const MIGRATIONS: &[&str] = &[
         detail TEXT,
         peer TEXT
     );
-    CREATE INDEX audit_agent ON audit (agent, id);
-    CREATE INDEX audit_provider ON audit (provider, id);
     CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
 ];
 
