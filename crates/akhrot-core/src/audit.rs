@@ -35,6 +35,10 @@ pub struct Entry {
     pub detail: Option<String>,
     /// What the OS said about the calling process (JSON), when known.
     pub peer: Option<serde_json::Value>,
+    /// Identical events within one commit group (a burst of hand-outs to one agent) are one
+    /// entry: how many, and when the last one was (unix milliseconds).
+    pub count: i64,
+    pub last_at: Option<i64>,
 }
 
 impl Entry {
@@ -43,6 +47,7 @@ impl Entry {
             at: now_ms(),
             action: action.to_owned(),
             outcome: outcome.to_owned(),
+            count: 1,
             ..Default::default()
         }
     }
@@ -215,7 +220,8 @@ impl Audit {
         self.flush();
         let conn = open(&self.path)?;
         let mut sql = String::from(
-            "SELECT id, at, agent_id, agent, provider, account, action, outcome, detail, peer FROM audit WHERE 1=1",
+            "SELECT id, at, agent_id, agent, provider, account, action, outcome, detail, peer, count, last_at
+             FROM audit WHERE 1=1",
         );
         let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
         if let Some(a) = &f.agent {
@@ -256,6 +262,8 @@ impl Audit {
                         outcome: r.get(7)?,
                         detail: r.get(8)?,
                         peer: peer.and_then(|p| serde_json::from_str(&p).ok()),
+                        count: r.get(10)?,
+                        last_at: r.get(11)?,
                     })
                 },
             )
@@ -323,12 +331,48 @@ fn writer(mut conn: Connection, shared: &Shared, notify: &tokio::sync::broadcast
     }
 }
 
-fn write_batch(conn: &mut Connection, batch: &mut [Entry]) -> rusqlite::Result<()> {
+/// Folds identical events of one group into one entry with a count (order kept).
+fn coalesce(batch: Vec<Entry>) -> Vec<Entry> {
+    let mut out: Vec<Entry> = Vec::with_capacity(batch.len().min(64));
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for e in batch {
+        // Every field that distinguishes events, NUL-separated.
+        let key = [
+            e.agent_id.as_deref().unwrap_or(""),
+            e.provider.as_deref().unwrap_or(""),
+            e.account.as_deref().unwrap_or(""),
+            &e.action,
+            &e.outcome,
+            e.detail.as_deref().unwrap_or(""),
+            &e.peer.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+        ]
+        .join("\0");
+        match index.get(&key) {
+            Some(&i) => {
+                let first = &mut out[i];
+                first.count += e.count;
+                first.last_at = Some(
+                    e.last_at
+                        .unwrap_or(e.at)
+                        .max(first.last_at.unwrap_or(first.at)),
+                );
+            }
+            None => {
+                index.insert(key, out.len());
+                out.push(e);
+            }
+        }
+    }
+    out
+}
+
+fn write_batch(conn: &mut Connection, batch: &mut Vec<Entry>) -> rusqlite::Result<()> {
+    *batch = coalesce(std::mem::take(batch));
     let tx = conn.transaction()?;
     {
         let mut st = tx.prepare_cached(
-            "INSERT INTO audit (at, agent_id, agent, provider, account, action, outcome, detail, peer)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO audit (at, agent_id, agent, provider, account, action, outcome, detail, peer, count, last_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
         for e in batch.iter_mut() {
             st.execute(params![
@@ -341,9 +385,52 @@ fn write_batch(conn: &mut Connection, batch: &mut [Entry]) -> rusqlite::Result<(
                 e.outcome,
                 e.detail,
                 e.peer.as_ref().map(|p| p.to_string()),
+                e.count,
+                e.last_at,
             ])?;
             e.id = tx.last_insert_rowid();
         }
     }
     tx.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identical_events_of_a_group_fold_into_one_with_a_count() {
+        let e = |agent: &str, outcome: &str, at: i64| Entry {
+            at,
+            ..Entry::new("token", outcome)
+                .agent(agent, agent)
+                .provider("openai")
+        };
+        let out = coalesce(vec![
+            e("a", "handed_out", 1),
+            e("b", "handed_out", 2),
+            e("a", "handed_out", 3),
+            e("a", "denied", 4),
+            e("a", "handed_out", 5),
+        ]);
+        let summary: Vec<(&str, &str, i64, Option<i64>)> = out
+            .iter()
+            .map(|e| {
+                (
+                    e.agent.as_deref().unwrap(),
+                    e.outcome.as_str(),
+                    e.count,
+                    e.last_at,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("a", "handed_out", 3, Some(5)),
+                ("b", "handed_out", 1, None),
+                ("a", "denied", 1, None)
+            ]
+        );
+    }
 }

@@ -72,7 +72,9 @@ const MIGRATIONS: &[&str] = &[
         action TEXT NOT NULL,
         outcome TEXT NOT NULL,
         detail TEXT,
-        peer TEXT
+        peer TEXT,
+        count INTEGER NOT NULL DEFAULT 1,
+        last_at INTEGER
     );
     CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
 ];
