@@ -325,7 +325,7 @@ fn events_stream_announces_new_and_answered_approvals() {
     let key = s.create_key("bot", &[]);
     s.add("openai", None, json!({"apiKey": "sk-events"}));
     let mut sock = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     write!(
         sock,
@@ -340,7 +340,7 @@ fn events_stream_announces_new_and_answered_approvals() {
     assert!(line.starts_with("HTTP/1.1 200"), "{line}");
     let w = fetch_async(&s, &key, json!({"provider": "openai"}));
     let mut seen = String::new();
-    while !seen.contains("\"created\"") {
+    while !seen.contains("\"type\":\"created\"") {
         line.clear();
         reader.read_line(&mut line).unwrap();
         seen.push_str(&line);
@@ -348,7 +348,7 @@ fn events_stream_announces_new_and_answered_approvals() {
     assert!(seen.contains("event: approval"), "{seen}");
     let p = wait_pending(&s, 1).remove(0);
     answer(&s, p["id"].as_str().unwrap(), "once");
-    while !seen.contains("\"resolved\"") {
+    while !seen.contains("\"type\":\"resolved\"") {
         line.clear();
         reader.read_line(&mut line).unwrap();
         seen.push_str(&line);
