@@ -156,12 +156,47 @@ impl Audit {
             return;
         }
         let was_empty = b.entries.is_empty();
+        let mut e = e;
+        e.count = e.count.max(1);
+        b.queued += u64::try_from(e.count).unwrap_or(1);
         b.entries.push(e);
-        b.queued += 1;
         // One wake-up per group, not per entry.
         if was_empty {
             self.shared.wake.notify_one();
         }
+    }
+
+    /// Records a token hand-out. A hand-out identical to one already waiting in the current
+    /// group (same agent, provider, account, no process detail) only bumps its count: the hot
+    /// path allocates nothing in steady state.
+    pub fn record_handout(&self, agent_id: &str, agent: &str, provider: &str, account: &str) {
+        let now = now_ms();
+        let mut b = self.lock();
+        if b.closed {
+            return;
+        }
+        let same = b.entries.iter_mut().rev().take(8).find(|e| {
+            e.action == "token"
+                && e.outcome == "handed_out"
+                && e.peer.is_none()
+                && e.detail.is_none()
+                && e.agent_id.as_deref() == Some(agent_id)
+                && e.provider.as_deref() == Some(provider)
+                && e.account.as_deref() == Some(account)
+        });
+        if let Some(e) = same {
+            e.count += 1;
+            e.last_at = Some(now);
+            b.queued += 1;
+            return;
+        }
+        drop(b);
+        self.record(
+            Entry::new("token", "handed_out")
+                .agent(agent_id, agent)
+                .provider(provider)
+                .account(Some(account)),
+        );
     }
 
     /// Waits until everything queued so far is committed.
@@ -300,7 +335,10 @@ fn writer(mut conn: Connection, shared: &Shared, notify: &tokio::sync::broadcast
             b.urgent = false;
             (std::mem::take(&mut b.entries), b.closing)
         };
-        let n = batch.len() as u64;
+        let n: u64 = batch
+            .iter()
+            .map(|e| u64::try_from(e.count).unwrap_or(1))
+            .sum();
         if !batch.is_empty() {
             match write_batch(&mut conn, &mut batch) {
                 Ok(()) if notify.receiver_count() > 0 => {

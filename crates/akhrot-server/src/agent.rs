@@ -324,13 +324,18 @@ pub async fn fetch_token(
             return Err(e);
         }
     };
-    state.audit.record(
-        Entry::new("token", "handed_out")
-            .agent(&agent.id, &agent.name)
-            .provider(&p.code)
-            .account(Some(&conn.account))
-            .peer(peer),
-    );
+    match peer {
+        None => state
+            .audit
+            .record_handout(&agent.id, &agent.name, &p.code, &conn.account),
+        Some(_) => state.audit.record(
+            Entry::new("token", "handed_out")
+                .agent(&agent.id, &agent.name)
+                .provider(&p.code)
+                .account(Some(&conn.account))
+                .peer(peer),
+        ),
+    }
     Ok(crate::error::success_typed(TokenAnswer::new(
         &p, &conn, &creds,
     )))
