@@ -205,11 +205,16 @@ impl Audit {
         let target = b.queued;
         b.urgent = true;
         self.shared.wake.notify_one();
+        self.wait_until(b, |b| b.done >= target || b.closed);
+    }
+
+    /// Waits (at most 5 s) for the writer to reach `done`.
+    fn wait_until(&self, mut b: std::sync::MutexGuard<'_, Buffer>, done: impl Fn(&Buffer) -> bool) {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while b.done < target && !b.closed {
+        while !done(&b) {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
-                break;
+                return;
             }
             b = self
                 .shared
@@ -229,20 +234,7 @@ impl Audit {
             self.shared.wake.notify_one();
         }
         self.flush();
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        let mut b = self.lock();
-        while !b.closed {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            b = self
-                .shared
-                .written
-                .wait_timeout(b, left)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|p| p.into_inner().0);
-        }
+        self.wait_until(self.lock(), |b| b.closed);
     }
 
     /// Entries as they are committed (for the UI's live view).
