@@ -63,22 +63,13 @@ impl Answer {
     }
 }
 
-/// What the prompt shows.
+/// What the prompt shows: the request, and the prompt's own facts.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Prompt {
     pub id: String,
-    pub agent_id: String,
-    pub agent: String,
-    pub provider: String,
-    pub provider_name: String,
-    pub account: String,
-    pub scopes: Vec<String>,
-    pub reason: Option<String>,
-    /// What the OS says about the calling process (not what the agent claims), when known.
-    pub peer: Option<serde_json::Value>,
-    /// Method and path, for proxied calls.
-    pub request: Option<String>,
+    #[serde(flatten)]
+    pub ask: Ask,
     /// Unix seconds.
     pub created_at: i64,
     pub expires_at: i64,
@@ -127,7 +118,8 @@ pub struct Approvals {
 }
 
 /// What a request needs approved.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Ask {
     pub agent_id: String,
     pub agent: String,
@@ -136,7 +128,9 @@ pub struct Ask {
     pub account: String,
     pub scopes: Vec<String>,
     pub reason: Option<String>,
+    /// What the OS says about the calling process (not what the agent claims), when known.
     pub peer: Option<serde_json::Value>,
+    /// Method and path, for proxied calls.
     pub request: Option<String>,
 }
 
@@ -199,7 +193,7 @@ impl Approvals {
                 let of_agent = st.open.values().filter(|o| o.key.0 == key.0).count();
                 if of_agent >= MAX_PENDING_PER_AGENT {
                     return Err(AskError::TooManyPending {
-                        agent: ask.agent,
+                        agent: ask.agent.clone(),
                         max: MAX_PENDING_PER_AGENT,
                     });
                 }
@@ -207,15 +201,7 @@ impl Approvals {
                 let id = format!("apr_{}", random_hex(8));
                 let prompt = Prompt {
                     id: id.clone(),
-                    agent_id: ask.agent_id,
-                    agent: ask.agent,
-                    provider: ask.provider,
-                    provider_name: ask.provider_name,
-                    account: ask.account,
-                    scopes: ask.scopes,
-                    reason: ask.reason,
-                    peer: ask.peer,
-                    request: ask.request,
+                    ask,
                     created_at: now,
                     expires_at: now + i64::try_from(self.timeout.as_secs()).unwrap_or(120),
                     waiting: 1,
@@ -258,8 +244,10 @@ impl Approvals {
             let mut st = self.state();
             let open = st.open.remove(id)?;
             if answer == Answer::UntilQuit {
-                st.until_quit
-                    .insert((open.prompt.agent_id.clone(), open.prompt.provider.clone()));
+                st.until_quit.insert((
+                    open.prompt.ask.agent_id.clone(),
+                    open.prompt.ask.provider.clone(),
+                ));
             }
             open
         };

@@ -394,16 +394,19 @@ pub async fn answer_approval(
         Answer::For(secs) => {
             let until = akhrot_core::now_unix().saturating_add(i64::try_from(secs).unwrap_or(3600));
             state.vault.set_policy(
-                &pending.agent_id,
-                &pending.provider,
+                &pending.ask.agent_id,
+                &pending.ask.provider,
                 Mode::Allow,
                 Some(until),
             )?;
         }
         Answer::Always => {
-            state
-                .vault
-                .set_policy(&pending.agent_id, &pending.provider, Mode::Allow, None)?;
+            state.vault.set_policy(
+                &pending.ask.agent_id,
+                &pending.ask.provider,
+                Mode::Allow,
+                None,
+            )?;
         }
         _ => {}
     }
@@ -415,9 +418,9 @@ pub async fn answer_approval(
     })?;
     state.audit.record(
         Entry::new("approval", &answer.as_str())
-            .agent(&prompt.agent_id, &prompt.agent)
-            .provider(&prompt.provider)
-            .account(Some(&prompt.account)),
+            .agent(&prompt.ask.agent_id, &prompt.ask.agent)
+            .provider(&prompt.ask.provider)
+            .account(Some(&prompt.ask.account)),
     );
     Ok(success(
         json!({ "approval": prompt, "answer": answer.as_str() }),
