@@ -257,10 +257,15 @@ impl Broker {
     pub fn redirect_uri_for(&self, p: &Provider) -> String {
         let chosen = self
             .vault
-            .oauth_client(&p.code)
+            .oauth_client_info(&p.code)
             .ok()
             .flatten()
             .and_then(|c| c.redirect);
+        self.redirect_uri(p, chosen)
+    }
+
+    /// The redirect URI for a provider given the user's choice (if any).
+    pub fn redirect_uri(&self, p: &Provider, chosen: Option<Redirect>) -> String {
         match chosen.unwrap_or(p.redirect) {
             Redirect::Loopback => self.loopback_redirect.clone(),
             Redirect::DeepLink => DEEP_LINK_REDIRECT.to_owned(),

@@ -30,8 +30,6 @@ pub const USER_AGENT: &str = concat!(
 pub struct ClientCreds {
     pub client_id: String,
     pub client_secret: Option<SecretString>,
-    /// The user's choice of redirect, overriding the catalog's.
-    pub redirect: Option<crate::catalog::Redirect>,
 }
 
 /// What goes to the user's browser, and what stays with the session.

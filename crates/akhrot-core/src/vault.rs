@@ -199,6 +199,15 @@ pub struct ConnectionInfo {
     pub updated_at: i64,
 }
 
+/// What is known of an OAuth app without opening its secret.
+#[derive(Debug, Clone)]
+pub struct OAuthClientInfo {
+    pub client_id: String,
+    pub has_secret: bool,
+    /// The user's choice of redirect, overriding the catalog's.
+    pub redirect: Option<crate::catalog::Redirect>,
+}
+
 /// The opened secret values of a connection, by field name.
 pub type Credentials = BTreeMap<String, SecretString>;
 
@@ -885,16 +894,16 @@ impl Vault {
 
     /// The OAuth app for a provider, if the user set one.
     pub fn oauth_client(&self, provider: &str) -> Result<Option<crate::oauth::ClientCreds>> {
-        let row: Option<(String, Option<Vec<u8>>, Option<String>)> = self
+        let row: Option<(String, Option<Vec<u8>>)> = self
             .db()
             .query_row(
-                "SELECT client_id, secret, redirect FROM oauth_clients WHERE provider = ?1",
+                "SELECT client_id, secret FROM oauth_clients WHERE provider = ?1",
                 params![provider],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
             .map_err(storage)?;
-        let Some((client_id, sealed, redirect)) = row else {
+        let Some((client_id, sealed)) = row else {
             return Ok(None);
         };
         let client_secret = match sealed {
@@ -913,18 +922,46 @@ impl Vault {
         Ok(Some(crate::oauth::ClientCreds {
             client_id,
             client_secret,
-            redirect: redirect.as_deref().and_then(parse_redirect),
         }))
     }
 
-    /// Which providers have an OAuth app set (no secrets).
-    pub fn oauth_client_ids(&self) -> Result<BTreeMap<String, (String, bool)>> {
+    /// The OAuth apps that are set, without opening any secret: provider → what is known.
+    pub fn oauth_clients_info(&self) -> Result<BTreeMap<String, OAuthClientInfo>> {
+        self.query_clients_info(
+            "SELECT provider, client_id, secret IS NOT NULL, redirect FROM oauth_clients",
+            [],
+        )
+    }
+
+    /// One provider's OAuth app, without opening its secret.
+    pub fn oauth_client_info(&self, provider: &str) -> Result<Option<OAuthClientInfo>> {
+        Ok(self
+            .query_clients_info(
+                "SELECT provider, client_id, secret IS NOT NULL, redirect FROM oauth_clients WHERE provider = ?1",
+                [provider],
+            )?
+            .remove(provider))
+    }
+
+    fn query_clients_info<P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+    ) -> Result<BTreeMap<String, OAuthClientInfo>> {
         let db = self.db();
-        let mut st = db
-            .prepare("SELECT provider, client_id, secret IS NOT NULL FROM oauth_clients")
-            .map_err(storage)?;
+        let mut st = db.prepare(sql).map_err(storage)?;
         let rows = st
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?))))
+            .query_map(params, |r| {
+                let redirect: Option<String> = r.get(3)?;
+                Ok((
+                    r.get::<_, String>(0)?,
+                    OAuthClientInfo {
+                        client_id: r.get(1)?,
+                        has_secret: r.get(2)?,
+                        redirect: redirect.as_deref().and_then(parse_redirect),
+                    },
+                ))
+            })
             .map_err(storage)?;
         rows.collect::<rusqlite::Result<_>>().map_err(storage)
     }

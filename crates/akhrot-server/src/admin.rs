@@ -316,7 +316,7 @@ pub async fn list_clients(
     State(state): State<Arc<AppState>>,
     _: AdminAuth,
 ) -> Result<Response, ApiError> {
-    let set = state.vault.oauth_client_ids()?;
+    let set = state.vault.oauth_clients_info()?;
     let list: Vec<Value> = state
         .catalog
         .iter()
@@ -327,9 +327,9 @@ pub async fn list_clients(
                 "provider": p.code,
                 "name": p.name,
                 "configured": c.is_some(),
-                "clientId": c.map(|c| c.0.clone()),
-                "hasSecret": c.map(|c| c.1),
-                "redirectUri": state.broker.redirect_uri_for(p),
+                "clientId": c.map(|c| c.client_id.clone()),
+                "hasSecret": c.map(|c| c.has_secret),
+                "redirectUri": state.broker.redirect_uri(p, c.and_then(|c| c.redirect)),
                 "consoleUrl": p.console_url,
             })
         })

@@ -135,7 +135,7 @@ pub async fn provider_context(
     });
     if p.auth == AuthType::Oauth2 {
         out["scopes"] = json!(p.scopes);
-        out["clientConfigured"] = json!(state.vault.oauth_client(&p.code)?.is_some());
+        out["clientConfigured"] = json!(state.vault.oauth_client_info(&p.code)?.is_some());
     } else {
         out["fields"] = json!(
             p.fields
