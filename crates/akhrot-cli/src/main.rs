@@ -57,6 +57,12 @@ enum Command {
     Serve(ServeArgs),
     /// Show connections and their state
     Status(JsonFlag),
+    /// Open the web UI in your browser with a fresh one-time sign-in link
+    Ui {
+        /// Print the link instead of opening a browser
+        #[arg(long)]
+        no_browser: bool,
+    },
     /// Create, list and revoke agent keys
     #[command(subcommand)]
     Keys(KeysCmd),
@@ -312,6 +318,7 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Ui { no_browser } => ui(&Client::connect(&paths()?)?, no_browser),
         Command::Connect {
             provider,
             scopes,
@@ -405,6 +412,10 @@ fn serve(paths: Paths, args: ServeArgs) -> Result<()> {
             "akhrot: serving on {} (data dir {})",
             owner.base_url(),
             paths.data_dir.display()
+        );
+        println!(
+            "akhrot: web UI: {}  (one-time sign-in link, valid for an hour; `akhrot ui` makes another)",
+            owner.ui_login_url()
         );
         let _ = std::io::stdout().flush();
         owner.serve(shutdown).await?;
@@ -897,6 +908,22 @@ fn clients(c: &Client, cmd: ClientsCmd) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Opens (or prints) a fresh one-time sign-in link to the web UI.
+fn ui(c: &Client, no_browser: bool) -> Result<()> {
+    let v = c.post("/admin/ui-link", &json!({}))?;
+    let url = v["url"].as_str().unwrap_or_default();
+    let opened = !no_browser
+        && std::env::var_os("AKHROT_NO_BROWSER").is_none()
+        && open::that_detached(url).is_ok();
+    if opened {
+        eprintln!("Opened the Akhrot web UI in your browser. If it did not open, visit (once):");
+    } else {
+        eprintln!("Open this one-time link in a browser (it works once, for an hour):");
+    }
+    println!("{url}");
+    Ok(())
 }
 
 fn connect(

@@ -7,6 +7,7 @@
 //! withdrawn.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -113,7 +114,8 @@ struct State {
 
 pub struct Approvals {
     state: Mutex<State>,
-    timeout: Duration,
+    /// Milliseconds; the Settings page can change it while requests wait.
+    timeout_ms: AtomicU64,
     events: broadcast::Sender<Event>,
 }
 
@@ -139,7 +141,7 @@ impl Approvals {
         let (events, _) = broadcast::channel(256);
         Arc::new(Self {
             state: Mutex::new(State::default()),
-            timeout,
+            timeout_ms: AtomicU64::new(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
             events,
         })
     }
@@ -153,7 +155,15 @@ impl Approvals {
     }
 
     pub fn timeout(&self) -> Duration {
-        self.timeout
+        Duration::from_millis(self.timeout_ms.load(Ordering::Relaxed))
+    }
+
+    /// Sets how long requests that ask from now on wait.
+    pub fn set_timeout(&self, timeout: Duration) {
+        self.timeout_ms.store(
+            u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
 
     /// Whether the user chose "until I quit" for this agent and provider.
@@ -203,7 +213,7 @@ impl Approvals {
                     id: id.clone(),
                     ask,
                     created_at: now,
-                    expires_at: now + i64::try_from(self.timeout.as_secs()).unwrap_or(120),
+                    expires_at: now + i64::try_from(self.timeout().as_secs()).unwrap_or(120),
                     waiting: 1,
                 };
                 let (tx, rx) = watch::channel(None);
@@ -225,7 +235,7 @@ impl Approvals {
             approvals: self.clone(),
             id: id.clone(),
         };
-        let result = tokio::time::timeout(self.timeout, rx.wait_for(Option::is_some)).await;
+        let result = tokio::time::timeout(self.timeout(), rx.wait_for(Option::is_some)).await;
         let outcome = match result {
             Ok(Ok(answer)) => Outcome::Answered(answer.unwrap_or(Answer::Deny)),
             Ok(Err(_)) => Outcome::Answered(Answer::Deny),

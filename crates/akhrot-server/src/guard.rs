@@ -28,7 +28,7 @@ pub async fn hygiene(State(state): State<Arc<AppState>>, req: Request, next: Nex
     // Method and path only (queries may carry codes and states), and only when debug logging is on.
     let log = tracing::enabled!(tracing::Level::DEBUG)
         .then(|| (req.method().clone(), req.uri().path().to_owned()));
-    let resp = match check_request(&state, req.method(), req.headers()) {
+    let resp = match check_request(&state, req.method(), req.uri().path(), req.headers()) {
         Err(e) => e.into_response(),
         Ok(()) => next.run(req).await,
     };
@@ -44,7 +44,12 @@ pub async fn hygiene(State(state): State<Arc<AppState>>, req: Request, next: Nex
     with_security_headers(resp)
 }
 
-fn check_request(state: &AppState, method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
+fn check_request(
+    state: &AppState,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -77,6 +82,7 @@ fn check_request(state: &AppState, method: &Method, headers: &HeaderMap) -> Resu
     }
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
         && !matches!(site, "same-origin" | "none")
+        && !is_page_visit(method, path, headers)
     {
         return Err(ApiError::new(
             Code::ForbiddenHost,
@@ -89,6 +95,19 @@ fn check_request(state: &AppState, method: &Method, headers: &HeaderMap) -> Resu
         ));
     }
     Ok(())
+}
+
+/// A person's browser arriving at one of the pages meant for people from elsewhere: the
+/// provider sending them back to `/oauth/callback` (cross-site, or same-site for a loopback
+/// provider), or a link to the UI. These are top-level GET navigations, which no page can read
+/// the answer of; the callback is checked by its single-use `state`, and the UI's data still
+/// needs a session.
+fn is_page_visit(method: &Method, path: &str, headers: &HeaderMap) -> bool {
+    *method == Method::GET
+        && headers
+            .get("sec-fetch-mode")
+            .is_some_and(|m| m.as_bytes() == b"navigate")
+        && (path == "/oauth/callback" || path == "/" || path == "/ui" || path.starts_with("/ui/"))
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -213,9 +232,17 @@ impl FromRequestParts<Arc<AppState>> for AdminAuth {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        let presented = bearer(parts).unwrap_or("");
-        let expected = state.admin_token.expose().as_bytes();
-        if presented.len() == expected.len() && bool::from(presented.as_bytes().ct_eq(expected)) {
+        if let Some(presented) = bearer(parts) {
+            let expected = state.admin_token.expose().as_bytes();
+            if presented.len() == expected.len() && bool::from(presented.as_bytes().ct_eq(expected))
+            {
+                return Ok(AdminAuth);
+            }
+        } else if (parts.headers.contains_key(crate::ui::UI_HEADER)
+            || parts.uri.path() == "/admin/events")
+            && state.ui.check(&parts.headers)
+        {
+            // The user's browser, signed in through a one-time link (see `ui`).
             return Ok(AdminAuth);
         }
         Err(ApiError::new(

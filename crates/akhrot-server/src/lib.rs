@@ -10,8 +10,11 @@ mod agent;
 pub mod error;
 pub mod guard;
 mod oauth;
+mod page;
 mod ratelimit;
 mod render;
+mod settings;
+pub mod ui;
 
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -58,6 +61,10 @@ pub struct AppState {
     pub allowed_origins: Vec<String>,
     pub limiter: RateLimiter,
     pub skill_md: String,
+    /// The web UI's sign-in links and sessions.
+    pub ui: ui::UiAuth,
+    /// Where `config.toml` lives (the Settings page writes it).
+    pub config_dir: std::path::PathBuf,
 }
 
 impl AppState {
@@ -218,6 +225,8 @@ impl Owner {
             base_url: base_url.clone(),
             started_at: now_rfc3339(),
             limiter: RateLimiter::new(opts.rate_limit_per_min),
+            ui: ui::UiAuth::new(port),
+            config_dir: opts.paths.config_dir.clone(),
         });
         let info = ServerInfo {
             pid: std::process::id(),
@@ -250,6 +259,11 @@ impl Owner {
 
     pub fn base_url(&self) -> &str {
         &self.state.base_url
+    }
+
+    /// A one-time sign-in link for the web UI (valid for an hour, spent when opened).
+    pub fn ui_login_url(&self) -> String {
+        ui::login_url(&self.state)
     }
 
     pub fn state(&self) -> Arc<AppState> {
@@ -375,6 +389,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/audit", get(admin::audit_log))
         .route("/admin/events", get(admin::events))
         .route("/admin/status", get(admin::status))
+        .route(
+            "/admin/settings",
+            get(settings::get_settings).post(settings::set_settings),
+        )
+        .route("/admin/ui-link", post(ui::new_link))
+        .route("/admin/logout", post(ui::logout))
+        .route("/", get(ui::root))
+        .route("/ui", get(ui::root))
+        .route("/ui/", get(ui::index))
+        .route("/ui/login", get(ui::login))
+        .route("/ui/{*path}", get(ui::file))
         .route("/admin/keys", get(admin::list_keys).post(admin::create_key))
         .route("/admin/keys/{name}", delete(admin::revoke_key))
         .route("/admin/policies", post(admin::set_policy))

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -13,6 +13,7 @@ use akhrot_core::broker::{CallbackOutcome, CallbackParams};
 use crate::AppState;
 use crate::error::{ApiError, success};
 use crate::guard::{AgentAuth, JsonBody, string_field};
+use crate::page::esc;
 
 #[derive(Deserialize)]
 pub struct StartSession {
@@ -121,31 +122,6 @@ pub fn callback_page(outcome: &CallbackOutcome) -> Response {
         ),
         CallbackOutcome::Malformed(why) => ("This is not a sign-in link".into(), format!("{}.", esc(why))),
     };
-    let html = format!(
-        "<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content=\"width=device-width\">\
-         <title>{t} · Akhrot</title><style>body{{font:16px system-ui,sans-serif;max-width:36em;margin:15vh auto;padding:0 1em;color:#222}}\
-         h1{{font-size:1.4em}}@media(prefers-color-scheme:dark){{body{{background:#111;color:#ddd}}}}</style></head>\
-         <body><h1>{t}</h1><p>{body}</p></body></html>",
-        t = esc(&title)
-    );
     let status = StatusCode::from_u16(outcome.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-    let mut resp = (status, html).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
-    );
-    resp
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
+    crate::page::html(status, &title, &body)
 }

@@ -2,10 +2,11 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 pub struct RateLimiter {
-    per_minute: u32,
+    per_minute: AtomicU32,
     buckets: Mutex<HashMap<String, Bucket>>,
 }
 
@@ -18,21 +19,31 @@ impl RateLimiter {
     /// `per_minute = 0` turns limiting off.
     pub fn new(per_minute: u32) -> Self {
         Self {
-            per_minute,
+            per_minute: AtomicU32::new(per_minute),
             buckets: Mutex::new(HashMap::new()),
         }
     }
 
     pub fn per_minute(&self) -> u32 {
-        self.per_minute
+        self.per_minute.load(Ordering::Relaxed)
+    }
+
+    /// Changes the rate for every agent at once (`0` turns limiting off).
+    pub fn set_per_minute(&self, per_minute: u32) {
+        self.per_minute.store(per_minute, Ordering::Relaxed);
+        self.buckets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// Takes one token for `agent`, or says how many whole seconds until one is available.
     pub fn check(&self, agent: &str) -> Result<(), u64> {
-        if self.per_minute == 0 {
+        let per_minute = self.per_minute();
+        if per_minute == 0 {
             return Ok(());
         }
-        let capacity = f64::from(self.per_minute);
+        let capacity = f64::from(per_minute);
         let per_sec = capacity / 60.0;
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
