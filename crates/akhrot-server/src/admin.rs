@@ -486,25 +486,33 @@ pub async fn events(
     use axum::response::sse::{Event, KeepAlive, Sse};
     let approvals = state.approvals.subscribe();
     let audit = state.audit.subscribe();
-    let stream = futures_util::stream::unfold((approvals, audit), |(mut ap, mut au)| async move {
-        loop {
-            let ev = tokio::select! {
-                r = ap.recv() => match r {
-                    Ok(e) => Some(("approval", serde_json::to_string(&e).unwrap_or_default())),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Some(("resync", "{}".to_string())),
-                    Err(_) => return None,
-                },
-                r = au.recv() => match r {
-                    Ok(e) => Some(("audit", serde_json::to_string(&e).unwrap_or_default())),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Some(("resync", "{}".to_string())),
-                    Err(_) => return None,
-                },
-            };
-            if let Some((kind, data)) = ev {
-                return Some((Ok(Event::default().event(kind).data(data)), (ap, au)));
+    let closing = state.closing.subscribe();
+    let stream = futures_util::stream::unfold(
+        (approvals, audit, closing),
+        |(mut ap, mut au, mut closing)| async move {
+            loop {
+                let ev = tokio::select! {
+                    _ = closing.wait_for(|c| *c) => return None,
+                    r = ap.recv() => match r {
+                        Ok(e) => Some(("approval", serde_json::to_string(&e).unwrap_or_default())),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Some(("resync", "{}".to_string())),
+                        Err(_) => return None,
+                    },
+                    r = au.recv() => match r {
+                        Ok(e) => Some(("audit", serde_json::to_string(&e).unwrap_or_default())),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Some(("resync", "{}".to_string())),
+                        Err(_) => return None,
+                    },
+                };
+                if let Some((kind, data)) = ev {
+                    return Some((
+                        Ok(Event::default().event(kind).data(data)),
+                        (ap, au, closing),
+                    ));
+                }
             }
-        }
-    });
+        },
+    );
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 

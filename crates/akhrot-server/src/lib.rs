@@ -65,6 +65,9 @@ pub struct AppState {
     pub ui: ui::UiAuth,
     /// Where `config.toml` lives (the Settings page writes it).
     pub config_dir: std::path::PathBuf,
+    /// Turns true when shutdown starts, so long-lived answers (the event stream) end and do not
+    /// hold the graceful shutdown open.
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
@@ -227,6 +230,7 @@ impl Owner {
             limiter: RateLimiter::new(opts.rate_limit_per_min),
             ui: ui::UiAuth::new(port),
             config_dir: opts.paths.config_dir.clone(),
+            closing: tokio::sync::watch::Sender::new(false),
         });
         let info = ServerInfo {
             pid: std::process::id(),
@@ -291,6 +295,11 @@ impl Owner {
             }
         });
         let app = router(self.state.clone());
+        let closing = self.state.closing.clone();
+        let shutdown = async move {
+            shutdown.await;
+            closing.send_replace(true);
+        };
         let result = axum::serve(
             self.listener,
             app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
@@ -399,6 +408,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ui", get(ui::root))
         .route("/ui/", get(ui::index))
         .route("/ui/login", get(ui::login))
+        .route("/ui/session", get(ui::session))
         .route("/ui/{*path}", get(ui::file))
         .route("/admin/keys", get(admin::list_keys).post(admin::create_key))
         .route("/admin/keys/{name}", delete(admin::revoke_key))

@@ -248,6 +248,12 @@ pub async fn logout(
     resp
 }
 
+/// Whether this browser is signed in: the UI asks before anything else, so a signed-out window
+/// shows how to sign in without a failed request in its console.
+pub async fn session(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    success(json!({ "signedIn": state.ui.check(&headers) }))
+}
+
 /// A fresh one-time sign-in link (for `akhrot ui` and the desktop window).
 pub async fn new_link(State(state): State<Arc<AppState>>, _: AdminAuth) -> Response {
     success(json!({
