@@ -1,0 +1,228 @@
+// The web UI in real headless Chromium against a real `akhrot serve`, a real keyring and a real
+// OAuth server. Every test fails on any console error or uncaught exception in the page.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startOidc, startAkhrot, providerToml, launchBrowser, signedInPage, shot } from './harness.mjs';
+
+let oidc;
+let akhrot;
+let browser;
+
+before(async () => {
+  oidc = await startOidc();
+  akhrot = await startAkhrot({
+    providers: { testidp: providerToml('testidp', oidc.issuer) },
+    args: ['--approval-timeout', '60'],
+  });
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await akhrot?.stop();
+  oidc?.stop();
+});
+
+/** Opens a signed-in page, runs `fn`, and fails on any console problem. */
+async function withPage(fn, opts) {
+  const s = await signedInPage(browser, akhrot, opts);
+  try {
+    await fn(s.page, s.context);
+    // Let late errors (event stream, timers) surface.
+    await s.page.waitForTimeout(300);
+    assert.deepEqual(s.problems, [], 'no console errors or warnings');
+  } finally {
+    await s.context.close();
+  }
+}
+
+/** An agent's token request, running while the test drives the UI. */
+function agentFetch(key, body) {
+  return akhrot.call('POST', '/tokens/fetch', { bearer: key, body });
+}
+
+test('the sign-in link works once; without a session the UI says how to sign in', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(e.message));
+  const link = await akhrot.newLink();
+  await page.goto(link);
+  await page.waitForSelector('[data-testid="page-connections"]');
+  assert.match(page.url(), /\/ui\/(#.*)?$/, 'the code is gone from the address bar');
+  const again = await page.goto(link);
+  assert.equal(again.status(), 403);
+  assert.match(await page.textContent('body'), /akhrot ui/);
+  // A browser that never signed in gets the signed-out screen, not data.
+  const other = await browser.newContext();
+  const p2 = await other.newPage();
+  p2.on('pageerror', (e) => problems.push(e.message));
+  p2.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') problems.push(m.text()); });
+  await p2.goto(`${akhrot.base}/ui/`);
+  await p2.waitForSelector('[data-testid="signed-out"]');
+  assert.match(await p2.textContent('[data-testid="signed-out"]'), /akhrot ui/);
+  assert.deepEqual(problems, []);
+  await other.close();
+  await context.close();
+});
+
+test('a blocked token request appears in Approvals; Allow once completes it, Deny refuses it', async () => {
+  const { key } = await akhrot.admin('POST', '/admin/keys', { name: 'research-bot' });
+  await akhrot.admin('POST', '/admin/connections', { provider: 'openai', fields: { apiKey: 'sk-browser-test-1' } });
+  await withPage(async (page) => {
+    await page.click('a[href="#/approvals"]');
+    await page.waitForSelector('[data-testid="page-approvals"]');
+    const waiting = agentFetch(key, { provider: 'openai', reason: 'summarise the quarterly report' });
+    const card = page.locator('[data-testid="approval-card"]');
+    await card.first().waitFor();
+    const text = await card.first().textContent();
+    assert.match(text, /research-bot/);
+    assert.match(text, /summarise the quarterly report/);
+    assert.match(text, /OpenAI/);
+    // The OS's view of the caller: this test process (node), shown apart from the key name.
+    assert.match(text, /node/);
+    await page.waitForSelector('[data-testid="approvals-badge"]');
+    assert.equal((await page.textContent('[data-testid="approvals-badge"]')).trim(), '1');
+    await shot(page, 'approvals');
+    await card.first().locator('[data-testid="allow-once"]').click();
+    const answered = await waiting;
+    assert.equal(answered.status, 200, JSON.stringify(answered.json));
+    assert.equal(answered.json.data.accessToken, 'sk-browser-test-1');
+    await card.first().waitFor({ state: 'detached' });
+
+    const denied = agentFetch(key, { provider: 'openai', reason: 'second try' });
+    await card.first().waitFor();
+    await card.first().locator('[data-testid="deny"]').click();
+    const d = await denied;
+    assert.equal(d.status, 403);
+    assert.equal(d.json.error.code, 'APPROVAL_DENIED');
+    await page.waitForSelector('[data-testid="approvals-badge"]', { state: 'hidden' });
+  });
+});
+
+test('creating an agent key shows it once, and the key works', async () => {
+  await withPage(async (page) => {
+    await page.click('a[href="#/agents"]');
+    await page.waitForSelector('[data-testid="page-agents"]');
+    await page.fill('[data-testid="create-agent"] [name="agentName"]', 'ui-made-agent');
+    await page.click('[data-testid="create-agent"] button[type="submit"]');
+    await page.waitForSelector('[data-testid="new-key-dialog"]');
+    const key = (await page.inputValue('[data-testid="new-key"]').catch(() => null))
+      ?? (await page.textContent('[data-testid="new-key"]'));
+    assert.match(key.trim(), /^akhrot_[0-9a-z]{10}_[0-9a-f]{64}$/);
+    await shot(page, 'agents-new-key');
+    const summary = await akhrot.call('GET', '/ai/context/summary', { bearer: key.trim() });
+    assert.equal(summary.status, 200);
+    await page.keyboard.press('Escape');
+    await page.waitForSelector('[data-testid="new-key-dialog"]', { state: 'hidden' });
+    await page.waitForSelector('[data-testid="agent-ui-made-agent"]');
+    await shot(page, 'agents');
+  });
+});
+
+test('adding an API key from Connections stores it', async () => {
+  await withPage(async (page) => {
+    await page.fill('[data-testid="provider-search"]', 'anthropic');
+    await page.click('[data-testid="add-anthropic"]');
+    const dialog = page.locator('[data-testid="add-dialog"]');
+    await dialog.waitFor();
+    const secret = 'sk-ant-browser-test-secret';
+    await dialog.locator('input[name="apiKey"]').fill(secret);
+    assert.equal(await dialog.locator('input[name="apiKey"]').getAttribute('type'), 'password');
+    await dialog.locator('button[type="submit"]').click();
+    await page.waitForSelector('[data-testid="connection-anthropic"]');
+    const conns = await akhrot.admin('GET', '/admin/connections');
+    assert.ok(conns.some((c) => c.provider === 'anthropic'), JSON.stringify(conns));
+    const token = await akhrot.admin('POST', '/admin/token', { provider: 'anthropic' });
+    assert.equal(token.accessToken, secret);
+    assert.ok(!(await page.content()).includes(secret), 'the secret is not left in the page');
+  });
+});
+
+test('connecting a custom OAuth provider through the real authorization server', async () => {
+  await withPage(async (page, context) => {
+    await page.fill('[data-testid="provider-search"]', 'Test IdP');
+    const card = page.locator('[data-testid="provider-testidp"]');
+    await card.waitFor();
+    assert.match(await card.textContent(), /No client configured/i);
+    await page.click('[data-testid="client-testidp"]');
+    const dialog = page.locator('[data-testid="client-dialog"]');
+    await dialog.waitFor();
+    assert.match(await dialog.textContent(), new RegExp(`${akhrot.base}/oauth/callback`.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+    await dialog.locator('input[name="clientId"]').fill('public-client');
+    await shot(page, 'oauth-client');
+    await dialog.locator('button[type="submit"]').click();
+    await dialog.waitFor({ state: 'hidden' });
+    await page.waitForSelector('[data-testid="connect-testidp"]');
+
+    const popup = context.waitForEvent('page');
+    await page.click('[data-testid="connect-testidp"]');
+    const consent = await popup;
+    await consent.waitForLoadState();
+    assert.ok(consent.url().startsWith(oidc.issuer), consent.url());
+    // The authorization server's own sign-in form (devInteractions).
+    await consent.fill('input[name="login"]', 'ada');
+    await consent.fill('input[name="password"]', 'correct horse');
+    await Promise.all([consent.waitForURL(/\/oauth\/callback/), consent.click('button[type="submit"]')]);
+    assert.match(await consent.textContent('body'), /Connected/);
+    await consent.close();
+    await page.waitForSelector('[data-testid="connection-testidp"]');
+    assert.match(await page.textContent('[data-testid="connection-testidp"]'), /ada@example\.test/);
+    const token = await akhrot.admin('POST', '/admin/token', { provider: 'testidp' });
+    const me = await fetch(`${oidc.issuer}/me`, { headers: { Authorization: `Bearer ${token.accessToken}` } });
+    assert.equal(me.status, 200, 'the token the UI connection got is live at the server');
+    await page.fill('[data-testid="provider-search"]', '');
+    await shot(page, 'connections');
+  });
+});
+
+test('activity shows the audit log and filters it; settings pause every agent', async () => {
+  const { key } = await akhrot.admin('POST', '/admin/keys', { name: 'paused-bot', allowAll: true });
+  await withPage(async (page) => {
+    await page.click('a[href="#/activity"]');
+    await page.waitForSelector('[data-testid="page-activity"]');
+    const table = page.locator('[data-testid="audit-table"]');
+    await table.waitFor();
+    assert.match(await table.textContent(), /research-bot/);
+    await page.selectOption('[data-testid="filter-action"]', 'key');
+    await page.waitForFunction(() => !document.querySelector('[data-testid="audit-table"]').textContent.includes('approval'));
+    await shot(page, 'activity');
+    // A new entry arrives live (no reload).
+    await page.selectOption('[data-testid="filter-action"]', '');
+    await akhrot.admin('POST', '/admin/keys', { name: 'live-entry-bot' });
+    await page.waitForFunction(() => document.querySelector('[data-testid="audit-table"]').textContent.includes('live-entry-bot'));
+
+    await page.click('a[href="#/settings"]');
+    await page.waitForSelector('[data-testid="page-settings"]');
+    await page.check('[data-testid="pause-toggle"]');
+    await page.waitForSelector('text=Agents are paused');
+    const r = await agentFetch(key, { provider: 'openai' });
+    assert.equal(r.status, 403);
+    assert.match(r.json.error.message, /paused/);
+    await shot(page, 'settings-paused');
+    await page.uncheck('[data-testid="pause-toggle"]');
+    await page.waitForSelector('text=Agents are paused', { state: 'hidden' });
+    const ok = await agentFetch(key, { provider: 'openai' });
+    assert.equal(ok.status, 200);
+  });
+});
+
+test('dark theme and keyboard navigation', async () => {
+  await withPage(async (page) => {
+    await shot(page, 'connections-dark');
+    const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    const [r, g, b] = bg.match(/\d+/g).map(Number);
+    assert.ok(r + g + b < 200, `dark background, got ${bg}`);
+    // Tab reaches the navigation, Enter follows it.
+    for (let i = 0; i < 15; i++) {
+      await page.keyboard.press('Tab');
+      const href = await page.evaluate(() => document.activeElement?.getAttribute('href'));
+      if (href === '#/agents') break;
+    }
+    assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('href')), '#/agents');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('[data-testid="page-agents"]');
+    await shot(page, 'agents-dark');
+  }, { colorScheme: 'dark' });
+});
