@@ -22,7 +22,7 @@ use crate::error::{ApiError, Code};
 /// Request bodies larger than this are refused.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// Host, Origin and content-type checks, and the security headers of every answer.
+/// Host and Origin checks, and the security headers of every answer.
 pub async fn hygiene(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     // Method and path only (queries may carry codes and states), and only when debug logging is on.
@@ -89,12 +89,21 @@ fn check_request(
             "cross-site browser requests are refused: web pages cannot use this API",
         ));
     }
-    if matches!(*method, Method::POST | Method::PUT | Method::PATCH) && !is_json(headers) {
-        return Err(ApiError::bad_request(
-            "send the body as JSON with `Content-Type: application/json`",
-        ));
-    }
     Ok(())
+}
+
+/// Writes must be JSON (no cross-site form can send that). A route layer: it runs only once the
+/// route and its method matched, so a wrong method is a 405 with `Allow`, never this 400.
+pub async fn require_json(req: Request, next: Next) -> Response {
+    if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH)
+        && !is_json(req.headers())
+    {
+        return ApiError::bad_request(
+            "send the body as JSON with `Content-Type: application/json`",
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// A person's browser arriving at one of the pages meant for people from elsewhere: the
@@ -253,9 +262,57 @@ impl FromRequestParts<Arc<AppState>> for AdminAuth {
 }
 
 /// `?account=` on the routes that take one.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AccountQuery {
+    /// Which connected account, when there are several (its label, at most 200 characters).
+    #[param(max_length = 200)]
     pub account: Option<String>,
+}
+
+impl AccountQuery {
+    /// The account asked for, bounded like the `account` of a JSON body.
+    pub fn account(&self) -> Result<Option<&str>, ApiError> {
+        match self.account.as_deref() {
+            Some(a) if a.chars().count() > 200 => Err(ApiError::bad_request(
+                "`account` is longer than 200 characters",
+            )),
+            a => Ok(a),
+        }
+    }
+}
+
+/// Path parameters; a malformed path is a `BAD_REQUEST` in the envelope (not axum's plain text).
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(_) => Err(ApiError::bad_request(
+                "malformed path: each segment must be valid UTF-8 once percent-decoded",
+            )),
+        }
+    }
+}
+
+/// Query parameters; a malformed query is a `BAD_REQUEST` in the envelope that never echoes it.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|axum::extract::Query(v)| ApiQuery(v))
+            .map_err(|_| {
+                ApiError::bad_request(
+                    "malformed query string (a parameter given twice, or not valid UTF-8 once percent-decoded)",
+                )
+            })
+    }
 }
 
 /// An optional string field of a JSON body (kept as `Value` so a wrong type is a clear

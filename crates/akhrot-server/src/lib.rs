@@ -10,6 +10,7 @@ mod agent;
 pub mod error;
 pub mod guard;
 mod oauth;
+pub mod openapi;
 mod page;
 mod ratelimit;
 mod render;
@@ -386,6 +387,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/oauth/sessions", post(oauth::start_session))
         .route("/oauth/sessions/{id}", get(oauth::get_session))
         .route("/oauth/callback", get(oauth::callback))
+        .route("/openapi.json", get(openapi::openapi_json))
         .route(
             "/admin/clients",
             get(admin::list_clients).post(admin::set_client),
@@ -424,6 +426,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/token", post(admin::token))
         .route("/admin/providers", get(admin::list_providers))
         .route("/admin/providers/{code}", get(admin::get_provider))
+        // Before the 405 fallback is set, so a wrong method is a 405, not a content-type 400.
+        .route_layer(axum::middleware::from_fn(guard::require_json))
         .fallback(|| async { admin::not_found() })
         .method_not_allowed_fallback(|| async {
             error::ApiError::new(
