@@ -1,0 +1,145 @@
+//! The OpenAPI document: the served `GET /openapi.json` and `akhrot openapi` are exactly the
+//! checked-in `docs/openapi.json`; and the answers schemathesis found wrong stay right (a wrong
+//! method is 405 with `Allow`, malformed paths and queries are JSON errors).
+#![allow(clippy::unwrap_used)]
+
+use akhrot_e2e::*;
+use serde_json::{Value, json};
+
+fn checked_in() -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+    std::fs::read_to_string(&path).unwrap()
+}
+
+/// Status line, headers (lower-cased names) and body of a raw answer.
+fn parse(raw: &str) -> (u16, Vec<(String, String)>, String) {
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn send(
+    s: &Server,
+    method: &str,
+    target: &str,
+    extra: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    parse(&s.raw(&format!(
+        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{extra}Connection: close\r\n\r\n",
+        s.port
+    )))
+}
+
+#[test]
+fn served_document_and_cli_output_equal_docs_openapi_json() {
+    let d = Dirs::new();
+    let s = Server::start(&d);
+    let (status, headers, body) = send(&s, "GET", "/openapi.json", "");
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "content-type"), Some("application/json"));
+    assert!(
+        body == checked_in(),
+        "GET /openapi.json differs from docs/openapi.json; run `UPDATE_OPENAPI=1 cargo test -p akhrot-server openapi`"
+    );
+    let out = s.cli(&["openapi"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out) == checked_in(),
+        "`akhrot openapi` differs from docs/openapi.json"
+    );
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["openapi"], "3.1.0");
+}
+
+#[test]
+fn wrong_method_is_405_with_allow_in_the_envelope() {
+    let d = Dirs::new();
+    let s = Server::start(&d);
+    let key = s.create_key("bot", &["*"]);
+    for (method, path, allow) in [
+        ("PUT", "/tokens/fetch", "POST"),
+        ("PATCH", "/oauth/sessions", "POST"),
+        ("DELETE", "/ai/context/summary", "GET,HEAD"),
+        ("POST", "/ai/context/openai", "GET,HEAD"),
+        ("PUT", "/openapi.json", "GET,HEAD"),
+    ] {
+        // No JSON content type, no body: still a 405, not the writes' 400.
+        let (status, headers, body) = send(
+            &s,
+            method,
+            path,
+            &format!("Authorization: Bearer {key}\r\n"),
+        );
+        assert_eq!(status, 405, "{method} {path}: {body}");
+        assert_eq!(header(&headers, "allow"), Some(allow), "{method} {path}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(code(&v), "METHOD_NOT_ALLOWED", "{method} {path}");
+    }
+    // The right method without a JSON content type is still refused.
+    let (status, _, body) = send(
+        &s,
+        "POST",
+        "/tokens/fetch",
+        &format!(
+            "Authorization: Bearer {key}\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
+        ),
+    );
+    assert_eq!(status, 400, "{body}");
+}
+
+#[test]
+fn malformed_paths_and_queries_are_json_errors_that_echo_nothing() {
+    let d = Dirs::new();
+    let s = Server::start(&d);
+    let key = s.create_key("bot", &["*"]);
+    let auth = format!("Authorization: Bearer {key}\r\n");
+    for target in [
+        "/ai/context/%FF%FE",
+        "/ai/context/openai/%C3%28",
+        "/oauth/sessions/%FF",
+        "/ai/context/openai?account=a&account=b",
+        "/ai/context/openai/api?account=x&account=y",
+    ] {
+        let (status, headers, body) = send(&s, "GET", target, &auth);
+        assert_eq!(status, 400, "{target}: {body}");
+        assert_eq!(
+            header(&headers, "content-type"),
+            Some("application/json"),
+            "{target}"
+        );
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(code(&v), "BAD_REQUEST", "{target}");
+        assert!(
+            !body.contains("account=") && !body.contains("%FF"),
+            "{body}"
+        );
+    }
+    let long = "a".repeat(201);
+    let (status, v) = s.get(&format!("/ai/context/openai?account={long}"), Some(&key));
+    assert_eq!((status, code(&v)), (400, "BAD_REQUEST"), "{v}");
+    let (status, v) = s.post(
+        "/oauth/sessions",
+        Some(&key),
+        &json!({ "provider": "github", "scopes": ["ok", ""] }),
+    );
+    assert_eq!((status, code(&v)), (400, "BAD_REQUEST"), "{v}");
+}
