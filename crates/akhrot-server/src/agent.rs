@@ -277,7 +277,7 @@ pub struct ProviderContext {
     summary = "One provider",
     description = "One catalog provider, connected or not: auth type, accounts, fields, services with base URLs and docs, how the credential goes on a request, and how to get a token.",
     params(
-        ("provider" = String, Path, description = "A catalog provider code, e.g. `github`."),
+        ("provider" = String, Path, description = "A catalog provider code, e.g. `github`.", example = "github"),
         AccountQuery,
     ),
     responses(
@@ -383,8 +383,8 @@ pub struct ServiceContext {
     summary = "One service of a provider",
     description = "Base URL, docs URL, the scopes it needs, example calls each with a ready `curl`, and how to get a token.",
     params(
-        ("provider" = String, Path, description = "A catalog provider code, e.g. `google`."),
-        ("service" = String, Path, description = "One of the provider's service codes, e.g. `gmail`."),
+        ("provider" = String, Path, description = "A catalog provider code, e.g. `google`.", example = "github"),
+        ("service" = String, Path, description = "One of the provider's service codes, e.g. `gmail`.", example = "repos"),
         AccountQuery,
     ),
     responses(
@@ -452,7 +452,7 @@ pub async fn service_context(
 #[derive(Deserialize, ToSchema)]
 pub struct FetchRequest {
     /// The provider's code, e.g. `openai`.
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 64)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 64, example = "openai")]
     provider: Option<Value>,
     /// Which connected account, when there are several.
     #[schema(value_type = Option<String>, max_length = 200)]

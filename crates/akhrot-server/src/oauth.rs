@@ -22,13 +22,14 @@ use crate::page::esc;
 #[derive(Deserialize, ToSchema)]
 pub struct StartSession {
     /// The code of an OAuth provider, e.g. `google`.
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 64)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 64, example = "github")]
     provider: Option<Value>,
     /// Scopes beyond the provider's defaults: an array, or one space- or comma-separated string.
     #[schema(value_type = Option<Scopes>)]
     scopes: Option<Value>,
-    /// A label for the account to be connected (letters, digits, `.@_+-`).
-    #[schema(value_type = Option<String>, max_length = 200)]
+    /// A label to store the connection under instead of the account name the provider reports:
+    /// 1-200 printable characters, not only spaces.
+    #[schema(value_type = Option<String>, max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
     account: Option<Value>,
 }
 
@@ -167,9 +168,9 @@ fn scopes_field(v: Option<Value>) -> Result<Vec<String>, ApiError> {
     request_body(content = StartSession, content_type = "application/json"),
     responses(
         (status = 200, description = "The session, `pending`, with the consent `url`.", body = Envelope<Session>),
-        (status = 400, description = "`BAD_REQUEST`: malformed JSON, a missing `provider`, a field of the wrong type or too long, bad scopes, a body that is not `application/json`, or a provider that is not connected with OAuth (API-key providers are added by the user).", body = ErrorEnvelope),
+        (status = 400, description = "`BAD_REQUEST`: malformed JSON, a missing `provider`, a field of the wrong type or too long, bad scopes or account label, or a body that is not `application/json`.", body = ErrorEnvelope),
         (status = 404, description = "`PROVIDER_NOT_FOUND`: no such provider code in the catalog.", body = ErrorEnvelope),
-        (status = 409, description = "`CLIENT_NOT_CONFIGURED`: the provider has no OAuth client credentials set; the message says how to set them. `VAULT_INTEGRITY`: the stored client secret failed authentication.", body = ErrorEnvelope),
+        (status = 409, description = "`CLIENT_NOT_CONFIGURED`: the provider has no OAuth client credentials set; the message says how to set them. `CONFLICT`: the provider is not an OAuth provider (API-key and Telegram connections are added by the user with `akhrot add`). `VAULT_INTEGRITY`: the stored client secret failed authentication.", body = ErrorEnvelope),
         (status = 413, description = "`BAD_REQUEST`: the body is larger than 64 KiB.", body = ErrorEnvelope),
     )
 )]
@@ -194,6 +195,15 @@ pub fn start(
         })?;
     let scopes = scopes_field(req.scopes)?;
     let account = string_field(req.account, "account", 200)?;
+    // As the schema's pattern says (U+FEFF counts as a space there, as in JavaScript).
+    if account
+        .as_deref()
+        .is_some_and(|a| a.chars().all(|c| c.is_whitespace() || c == '\u{feff}'))
+    {
+        return Err(ApiError::bad_request(
+            "an account label is 1-200 printable characters, not only spaces",
+        ));
+    }
     let view = state
         .broker
         .start_session(owner, &provider, &scopes, account.as_deref())?;

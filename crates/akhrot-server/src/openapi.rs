@@ -8,6 +8,7 @@ use std::sync::LazyLock;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::server::{ServerBuilder, ServerVariableBuilder};
@@ -142,6 +143,25 @@ impl Modify for Common {
             "Retry-After".into(),
             RefOr::T(integer_header("Seconds to wait before retrying.")),
         );
+        // The session a start returns is the one to poll (schemathesis follows this link).
+        if let Some(RefOr::T(ok)) = doc
+            .paths
+            .paths
+            .get_mut("/oauth/sessions")
+            .and_then(|i| i.post.as_mut())
+            .and_then(|op| op.responses.responses.get_mut("200"))
+        {
+            ok.links.insert(
+                "GetSession".into(),
+                RefOr::T(
+                    LinkBuilder::new()
+                        .operation_id("getOAuthSession")
+                        .parameter("id", "$response.body#/data/sessionId")
+                        .description("Poll the session until it is `completed`.")
+                        .build(),
+                ),
+            );
+        }
         for item in doc.paths.paths.values_mut() {
             for op in [
                 &mut item.get,
