@@ -100,7 +100,7 @@ fn wrong_method_is_405_with_allow_in_the_envelope() {
         "POST",
         "/tokens/fetch",
         &format!(
-            "Authorization: Bearer {key}\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
+            "Authorization: Bearer {key}\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n"
         ),
     );
     assert_eq!(status, 400, "{body}");
@@ -142,4 +142,42 @@ fn malformed_paths_and_queries_are_json_errors_that_echo_nothing() {
         &json!({ "provider": "github", "scopes": ["ok", ""] }),
     );
     assert_eq!((status, code(&v)), (400, "BAD_REQUEST"), "{v}");
+}
+
+#[test]
+fn a_refused_write_leaves_the_connection_usable() {
+    use std::io::{Read, Write};
+    let d = Dirs::new();
+    let s = Server::start(&d);
+    let key = s.create_key("bot", &["*"]);
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let body = "x".repeat(1000);
+    let host = format!("127.0.0.1:{}", s.port);
+    // Refused before anything reads the body: wrong content type, then a foreign Origin.
+    let first = format!(
+        "POST /tokens/fetch HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let second = format!(
+        "POST /tokens/fetch HTTP/1.1\r\nHost: {host}\r\nOrigin: https://evil.example\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let third = format!("GET /openapi.json HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    c.write_all(format!("{first}{second}{third}").as_bytes())
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    let statuses: Vec<&str> = text
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &text[i + 9..i + 12])
+        .collect();
+    assert_eq!(
+        statuses,
+        ["400", "403", "200"],
+        "{}",
+        &text[..text.len().min(600)]
+    );
 }

@@ -29,7 +29,7 @@ pub async fn hygiene(State(state): State<Arc<AppState>>, req: Request, next: Nex
     let log = tracing::enabled!(tracing::Level::DEBUG)
         .then(|| (req.method().clone(), req.uri().path().to_owned()));
     let resp = match check_request(&state, req.method(), req.uri().path(), req.headers()) {
-        Err(e) => e.into_response(),
+        Err(e) => refuse_unread(req, e).await,
         Ok(()) => next.run(req).await,
     };
     if let Some((method, path)) = log {
@@ -98,12 +98,20 @@ pub async fn require_json(req: Request, next: Next) -> Response {
     if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH)
         && !is_json(req.headers())
     {
-        return ApiError::bad_request(
-            "send the body as JSON with `Content-Type: application/json`",
-        )
-        .into_response();
+        let e =
+            ApiError::bad_request("send the body as JSON with `Content-Type: application/json`");
+        return refuse_unread(req, e).await;
     }
     next.run(req).await
+}
+
+/// Answers `e` to a request whose body nobody read: reads (and drops) up to [`MAX_BODY`] of it
+/// first, for at most a second, so the connection stays usable for the client's next request
+/// instead of being closed under it (a client reusing it then sees "server disconnected").
+async fn refuse_unread(req: Request, e: ApiError) -> Response {
+    let drain = axum::body::to_bytes(req.into_body(), MAX_BODY);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
+    e.into_response()
 }
 
 /// A person's browser arriving at one of the pages meant for people from elsewhere: the
