@@ -447,7 +447,7 @@ impl Catalog {
     /// Merges one `providers.d` file's text over the catalog, as if read from `path`; problems
     /// go to [`Catalog::issues`]. The fuzz target `providers_toml` drives it.
     pub fn overlay_text(&mut self, path: &Path, text: &str) {
-        let (table, _) = match parse_file(&text) {
+        let (table, _) = match parse_file(text) {
             Ok(t) => t,
             Err((line, message)) => {
                 self.issues.push(CatalogIssue {
@@ -459,7 +459,7 @@ impl Catalog {
             }
         };
         for (code, value) in table {
-            let line = header_line(&text, &code);
+            let line = header_line(text, &code);
             let result = match self.index.get(&code) {
                 Some(&i) => toml::Value::try_from(&*self.providers[i])
                     .map_err(|e| e.to_string())
