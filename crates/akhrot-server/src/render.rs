@@ -49,6 +49,36 @@ pub fn fill(template: &str, known: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// Replaces `{name}` with its value; a name without one is an error naming it (for values
+/// that are sent, not shown).
+pub fn fill_strict(template: &str, known: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        match after.find('}') {
+            Some(end)
+                if !after[..end].is_empty()
+                    && after[..end].chars().all(|c| c.is_ascii_alphanumeric()) =>
+            {
+                let name = &after[..end];
+                match known.get(name) {
+                    Some(v) => out.push_str(v),
+                    None => return Err(name.to_owned()),
+                }
+                rest = &after[end + 1..];
+            }
+            _ => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 fn single_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
@@ -160,5 +190,13 @@ mod tests {
         assert_eq!(fill("{\"a\": 1}", &known), "{\"a\": 1}");
         assert_eq!(shell_var("accountSid"), "ACCOUNT_SID");
         assert_eq!(single_quote("it's"), "'it'\\''s'");
+        assert_eq!(
+            fill_strict("https://{domain}/v3", &known).as_deref(),
+            Ok("https://mg.example.com/v3")
+        );
+        assert_eq!(
+            fill_strict("Bearer {accessToken}", &known),
+            Err("accessToken".into())
+        );
     }
 }
