@@ -424,13 +424,16 @@ pub async fn handle(
     AgentAuth(agent): AgentAuth,
     req: Request,
 ) -> Response {
-    match run(&state, &agent, peer_addr, req).await {
+    match forward(&state, &agent, peer_addr, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn run(
+/// Forwards one agent request (its URI path starting with `/proxy/{provider}`) and answers with
+/// the provider's answer, or an error in the contract's envelope. The MCP server's proxy tool can
+/// call this with a request it builds; the caller has authenticated `agent`.
+pub(crate) async fn forward(
     state: &AppState,
     agent: &akhrot_core::vault::Agent,
     peer_addr: SocketAddr,
