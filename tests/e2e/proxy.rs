@@ -374,6 +374,24 @@ fn header_basic_and_query_injection_and_what_is_never_forwarded() {
         !format!("{g:?}").contains(&e.key),
         "the agent key never reaches the provider"
     );
+    assert_eq!(
+        g.header("content-length"),
+        None,
+        "a GET goes without a body"
+    );
+    assert_eq!(g.header("transfer-encoding"), None);
+    // An empty POST still says its length.
+    let r = http()
+        .post(e.url("/proxy/hdr/empty"))
+        .header("Authorization", format!("Bearer {}", e.key))
+        .send_empty()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let g = e.up.seen().pop().unwrap();
+    assert_eq!(
+        (g.method.as_str(), g.header("content-length")),
+        ("POST", Some("0"))
+    );
 
     // Basic auth, and a non-JSON body (the JSON rule of the API does not apply to the proxy).
     let mut r = http()

@@ -577,12 +577,17 @@ pub(crate) async fn forward(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let payload = read_payload(body, declared).await?;
-    if matches!(payload, Payload::Kept(_)) {
-        // Sent with its exact length by the client.
+    let wants_length = matches!(method, Method::POST | Method::PUT | Method::PATCH);
+    if let Payload::Kept(b) = &payload {
+        // Sent with its exact length by the client; an empty body on a method that usually has
+        // one still says `Content-Length: 0` (servers may insist on a length).
         base_headers.remove(header::CONTENT_LENGTH);
+        if b.is_empty() && wants_length {
+            base_headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        }
     }
 
-    let send = |creds: &Credentials, conn: &ConnectionInfo, body: reqwest::Body| {
+    let send = |creds: &Credentials, conn: &ConnectionInfo, body: Option<reqwest::Body>| {
         let known = known_values(&p, conn, creds);
         let inj = inject(&p, &known)?;
         let mut u = url.clone();
@@ -596,12 +601,11 @@ pub(crate) async fn forward(
         for (k, v) in inj.headers {
             headers.insert(k, v);
         }
-        let fut = state
-            .proxy_http
-            .request(method.clone(), u)
-            .headers(headers)
-            .body(body)
-            .send();
+        let mut rb = state.proxy_http.request(method.clone(), u).headers(headers);
+        if let Some(body) = body {
+            rb = rb.body(body);
+        }
+        let fut = rb.send();
         Ok::<_, ApiError>((fut, inj.token))
     };
     let timeout = state.provider_timeout;
@@ -617,13 +621,11 @@ pub(crate) async fn forward(
             format!("{host} {why}; try again later"),
         )
     };
-    let body_of = |payload: &Payload| match payload {
-        Payload::Kept(b) => Some(reqwest::Body::from(b.clone())),
-        Payload::Streamed(_) => None,
-    };
+    // A kept body can be sent again; an empty one is not sent as a body at all.
+    let body_of = |b: &Bytes| (!b.is_empty()).then(|| reqwest::Body::from(b.clone()));
     let (first_body, kept) = match payload {
-        Payload::Kept(b) => (reqwest::Body::from(b.clone()), Some(Payload::Kept(b))),
-        Payload::Streamed(b) => (reqwest::Body::wrap_stream(b.into_data_stream()), None),
+        Payload::Kept(b) => (body_of(&b), Some(b)),
+        Payload::Streamed(b) => (Some(reqwest::Body::wrap_stream(b.into_data_stream())), None),
     };
     let (fut, used) = send(&creds, &conn, first_body)?;
     let mut resp = match tokio::time::timeout(timeout, fut).await {
@@ -645,7 +647,7 @@ pub(crate) async fn forward(
     let mut note = "";
     if resp.status() == StatusCode::UNAUTHORIZED
         && p.auth == AuthType::Oauth2
-        && let Some(body) = kept.as_ref().and_then(body_of)
+        && let Some(kept) = &kept
     {
         match state
             .broker
@@ -653,7 +655,7 @@ pub(crate) async fn forward(
             .await
         {
             Ok((conn2, creds2)) => {
-                let (fut, _) = send(&creds2, &conn2, body)?;
+                let (fut, _) = send(&creds2, &conn2, body_of(kept))?;
                 match tokio::time::timeout(timeout, fut).await {
                     Ok(Ok(r)) => {
                         resp = r;
