@@ -976,3 +976,68 @@ fn a_401_refreshes_once_and_the_retry_carries_the_new_token() {
     let (st, v) = s.post("/tokens/fetch", Some(&key), &json!({"provider": "idp"}));
     assert_eq!((st, code(&v)), (400, "TOKEN_EXPIRED"), "{v}");
 }
+
+#[test]
+fn a_provider_that_does_not_answer_is_a_502_after_the_provider_timeout() {
+    // Accepts, reads the request, and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            if let Some((_, s)) = read_request(stream) {
+                held.push(s);
+            }
+        }
+    });
+    let d = Dirs::new();
+    write_provider_file(
+        &d,
+        "slow",
+        &api_key_provider(
+            "slow",
+            r#"headers = { "X-Api-Key" = "{accessToken}" }"#,
+            &[("api", format!("http://127.0.0.1:{port}"))],
+        ),
+    );
+    std::fs::create_dir_all(d.config()).unwrap();
+    std::fs::write(d.config().join("config.toml"), "provider_timeout = 2\n").unwrap();
+    let s = Server::start(&d);
+    s.add("slow", None, json!({"apiKey": "secret-slow"}));
+    let key = s.create_key("agent", &["*"]);
+    let started = Instant::now();
+    let mut r = http()
+        .get(format!("{}/proxy/slow/wait", s.base))
+        .header("Authorization", format!("Bearer {key}"))
+        .call()
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(r.status().as_u16(), 502);
+    let v = body_json(&mut r);
+    assert_eq!(code(&v), "PROVIDER_ERROR");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("within 2 s"),
+        "{v}"
+    );
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    // A streamed upload gets its time: the clock starts when the body has been sent.
+    let data = pattern(3 << 20);
+    let started = Instant::now();
+    let r = http()
+        .post(format!("{}/proxy/slow/upload", s.base))
+        .header("Authorization", format!("Bearer {key}"))
+        .send(&data[..])
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 502);
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    wait_audit(&s, |x| {
+        x["outcome"] == "502" && x["detail"] == format!("POST 127.0.0.1:{port}/upload -> 502")
+    });
+}

@@ -623,12 +623,33 @@ pub(crate) async fn forward(
     };
     // A kept body can be sent again; an empty one is not sent as a body at all.
     let body_of = |b: &Bytes| (!b.is_empty()).then(|| reqwest::Body::from(b.clone()));
+    // A large upload may take longer than the provider timeout: for a streamed body the clock
+    // for the answer's headers starts when the agent's body has been read to its end.
+    let (uploaded_tx, uploaded_rx) = tokio::sync::oneshot::channel::<()>();
     let (first_body, kept) = match payload {
-        Payload::Kept(b) => (body_of(&b), Some(b)),
-        Payload::Streamed(b) => (Some(reqwest::Body::wrap_stream(b.into_data_stream())), None),
+        Payload::Kept(b) => {
+            let _ = uploaded_tx.send(());
+            (body_of(&b), Some(b))
+        }
+        Payload::Streamed(b) => {
+            let tail = futures_util::stream::once(async move {
+                let _ = uploaded_tx.send(());
+                None::<Result<Bytes, axum::Error>>
+            })
+            .filter_map(|x| async move { x });
+            let body = reqwest::Body::wrap_stream(b.into_data_stream().chain(tail));
+            (Some(body), None)
+        }
     };
     let (fut, used) = send(&creds, &conn, first_body)?;
-    let mut resp = match tokio::time::timeout(timeout, fut).await {
+    let first = tokio::select! {
+        r = fut => Ok(r),
+        () = async {
+            let _ = uploaded_rx.await;
+            tokio::time::sleep(timeout).await;
+        } => Err(()),
+    };
+    let mut resp = match first {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             let e = upstream_error(Some(e));
