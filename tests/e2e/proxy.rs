@@ -458,6 +458,24 @@ fn header_basic_and_query_injection_and_what_is_never_forwarded() {
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(e.up.seen().pop().unwrap().target, "/a/y");
 
+    // The context answers say how to go through the proxy.
+    let (st, v) = e.s.get("/ai/context/hdr", Some(&e.key));
+    assert_eq!(st, 200);
+    assert_eq!(v["data"]["proxy"]["url"], format!("{}/proxy/hdr", e.s.base));
+    let (_, v) = e.s.get("/ai/context/two/beta", Some(&e.key));
+    assert_eq!(v["data"]["proxy"]["headers"]["X-Akhrot-Service"], "beta");
+    let (_, v) = e.s.get("/ai/context/github/repos", Some(&e.key));
+    let ex = &v["data"]["examples"][0];
+    let curl = ex["proxyCurl"].as_str().unwrap();
+    assert!(
+        curl.contains(&format!("{}/proxy/github/user/repos", e.s.base))
+            && !curl.contains("X-Akhrot-Service")
+            && curl.contains("$AKHROT_API_KEY"),
+        "{curl}"
+    );
+    let (_, v) = e.s.get("/ai/context/telegram", Some(&e.key));
+    assert!(v["data"]["proxy"].is_null(), "no proxy for MTProto");
+
     // Answers: no cookies for the loopback origin, the provider's CSP replaced by a sandbox.
     let mut r = e.get("/proxy/hdr/page", &e.key);
     assert_eq!(r.status().as_u16(), 200);

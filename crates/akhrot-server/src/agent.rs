@@ -130,6 +130,9 @@ pub async fn provider_context(
         "usage": render::usage(&p, &known),
         "getToken": render::get_token(&state.base_url, &p.code, q.account.as_deref()),
     });
+    if p.auth != AuthType::Mtproto && p.inject.digest.is_none() {
+        out["proxy"] = render::proxy(&state.base_url, &p, None);
+    }
     if p.auth == AuthType::Oauth2 {
         out["scopes"] = json!(p.scopes);
         out["clientConfigured"] = json!(state.vault.oauth_client_info(&p.code)?.is_some());
@@ -185,7 +188,16 @@ pub async fn service_context(
         .map(|(k, v)| (k.clone(), render::fill(v, &known)))
         .collect();
     headers.extend(s.headers.clone());
-    let out = json!({
+    let proxied = p.auth != AuthType::Mtproto && p.inject.digest.is_none() && s.base_url.is_some();
+    let mut bases: Vec<&str> = p
+        .services
+        .iter()
+        .filter_map(|s| s.base_url.as_deref())
+        .collect();
+    bases.sort_unstable();
+    bases.dedup();
+    let multi = bases.len() > 1;
+    let mut out = json!({
         "provider": p.code,
         "service": s.code,
         "name": s.name,
@@ -196,9 +208,18 @@ pub async fn service_context(
         "scopes": s.scopes,
         "headers": headers,
         "usage": render::usage(&p, &known),
-        "examples": s.examples.iter().map(|e| render::example(&p, s, e, &known)).collect::<Vec<_>>(),
+        "examples": s.examples.iter().map(|e| {
+            let mut v = render::example(&p, s, e, &known);
+            if proxied {
+                v["proxyCurl"] = json!(render::proxy_curl(&state.base_url, &p, s, e, multi, &known));
+            }
+            v
+        }).collect::<Vec<_>>(),
         "getToken": render::get_token(&state.base_url, &p.code, q.account.as_deref()),
     });
+    if proxied {
+        out["proxy"] = render::proxy(&state.base_url, &p, Some(s));
+    }
     Ok(success(out))
 }
 

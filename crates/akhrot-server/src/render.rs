@@ -130,6 +130,59 @@ pub fn base_url(s: &Service, known: &BTreeMap<String, String>) -> Option<String>
     s.base_url.as_deref().map(|u| fill(u, known))
 }
 
+/// How to reach a provider through the proxy: the URL prefix, and the header that picks the
+/// service when the provider has APIs on several base URLs.
+pub fn proxy(base_url: &str, p: &Provider, service: Option<&Service>) -> Value {
+    let url = format!("{base_url}/proxy/{}", p.code);
+    let mut bases: Vec<&str> = p
+        .services
+        .iter()
+        .filter_map(|s| s.base_url.as_deref())
+        .collect();
+    bases.sort_unstable();
+    bases.dedup();
+    let mut out = json!({
+        "url": url,
+        "note": "Send the API call here instead of to the provider: Akhrot adds the credential. The path is relative to the service's base URL.",
+    });
+    if bases.len() > 1 {
+        out["serviceHeader"] = json!("X-Akhrot-Service");
+        if let Some(s) = service {
+            out["headers"] = json!({ "X-Akhrot-Service": s.code });
+        }
+    }
+    out
+}
+
+/// One example call through the proxy, as a `curl` line (no credential in it).
+pub fn proxy_curl(
+    base_url: &str,
+    p: &Provider,
+    s: &Service,
+    e: &Example,
+    multi: bool,
+    known: &BTreeMap<String, String>,
+) -> String {
+    let method = e.method.to_ascii_uppercase();
+    let mut curl = String::from("curl -s");
+    if method != "GET" {
+        curl.push_str(&format!(" -X {method}"));
+    }
+    curl.push_str(&format!(
+        " \"{base_url}/proxy/{}{}\" -H \"Authorization: Bearer $AKHROT_API_KEY\"",
+        p.code,
+        fill(&e.path, known)
+    ));
+    if multi {
+        curl.push_str(&format!(" -H \"X-Akhrot-Service: {}\"", s.code));
+    }
+    if let Some(body) = &e.body {
+        curl.push_str(" -H \"Content-Type: application/json\" -d ");
+        curl.push_str(&single_quote(&fill_body(body, known)));
+    }
+    curl
+}
+
 /// One example call, as a full URL and a `curl` line.
 pub fn example(p: &Provider, s: &Service, e: &Example, known: &BTreeMap<String, String>) -> Value {
     let base = base_url(s, known).unwrap_or_default();
