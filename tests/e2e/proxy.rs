@@ -285,6 +285,11 @@ fn env() -> Env {
         &[("alpha", format!("{b}/a")), ("beta", format!("{b}/b"))],
     ));
     toml.push_str(&api_key_provider(
+        "ten",
+        r#"headers = { "X-Api-Key" = "{accessToken}" }"#,
+        &[("api", format!("{b}/t/{{user}}"))],
+    ));
+    toml.push_str(&api_key_provider(
         "down",
         r#"headers = { "X-Api-Key" = "{accessToken}" }"#,
         &[("api", format!("http://127.0.0.1:{}/v1", closed_port()))],
@@ -299,6 +304,7 @@ fn env() -> Env {
         ("qry", "secret-qry-3333"),
         ("two", "secret-two-4444"),
         ("down", "secret-down-5555"),
+        ("ten", "secret-ten-6666"),
     ] {
         s.add(p, None, json!({"user": "alice", "apiKey": secret}));
     }
@@ -582,6 +588,23 @@ fn traversal_other_hosts_redirects_and_upstream_failures() {
     );
     std::thread::sleep(Duration::from_millis(200));
     assert!(e.evil.seen().is_empty(), "the redirect was not followed");
+
+    // A base URL filled with the connection's values: plain names only.
+    let r = e.get("/proxy/ten/x", &e.key);
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(e.up.seen().pop().unwrap().target, "/t/alice/x");
+    e.s.add(
+        "ten",
+        None,
+        json!({"user": "alice/../../v1", "apiKey": "secret-ten-6666"}),
+    );
+    let mut r = e.get("/proxy/ten/x", &e.key);
+    assert_eq!(r.status().as_u16(), 400);
+    let v = body_json(&mut r);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("`user`"),
+        "{v}"
+    );
 
     // Providers the proxy cannot carry, unknown and unconnected ones.
     let mut r = e.get("/proxy/telegram/x", &e.key);

@@ -152,6 +152,15 @@ pub fn check_path(rest: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Letters, digits, `.`, `-`, `_`, `~` only (URL-unreserved), and not `.`/`..`.
+fn is_plain(v: &str) -> bool {
+    !v.is_empty()
+        && v != "."
+        && v != ".."
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'~'))
+}
+
 /// `scheme, host, port` of a URL, lowercased, with the scheme's default port.
 fn origin_of(u: &url::Url) -> Option<(String, String, u16)> {
     Some((
@@ -488,6 +497,10 @@ pub(crate) async fn forward(
         .find_connection(&p.code, account.as_deref())
         .map(|c| c.public_fields)
         .unwrap_or_default();
+    // Values that go into a base URL must be plain names (no `/`, `@`, `?`, `:`): they may not
+    // move the request to another host or path.
+    let public: BTreeMap<String, String> =
+        public.into_iter().filter(|(_, v)| is_plain(v)).collect();
     let s = choose_service(&p, service.as_deref(), &public)?;
     check_path(rest)?;
     let base = s
@@ -497,7 +510,7 @@ pub(crate) async fn forward(
         .transpose()
         .map_err(|name| {
             ApiError::bad_request(format!(
-                "the {} base URL needs the connection's `{name}`, which it does not have; the user can re-add the connection with it",
+                "the {} base URL needs the connection's `{name}`, which it does not have (or not as a plain name of letters, digits, `.`, `-`, `_`); the user can re-add the connection with it",
                 p.name
             ))
         })?
@@ -797,6 +810,26 @@ mod tests {
         // Built-in providers do not open their OAuth hosts to the proxy.
         let login = url::Url::parse("https://github.com/login/oauth/access_token").unwrap();
         assert!(!allowed.contains(&origin_of(&login).unwrap()));
+    }
+
+    #[test]
+    fn base_url_values_must_be_plain_names() {
+        for ok in ["AC123", "mg.example.com", "a-b_c~d", "3f2c-11"] {
+            assert!(is_plain(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "evil.com/x",
+            "a@b",
+            "x?y",
+            "h:1",
+            "a b",
+            "%2e",
+        ] {
+            assert!(!is_plain(bad), "{bad}");
+        }
     }
 
     #[test]
