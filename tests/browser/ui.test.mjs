@@ -255,6 +255,14 @@ test('a proxied call shows its method and URL in Approvals; the Agents page sets
     await page.click('[data-testid="policy-set-proxy-bot"]');
     await page.waitForSelector('[data-testid="agent-proxy-bot"] [data-testid="policy-openai"]');
     assert.match(await page.textContent('[data-testid="agent-proxy-bot"] [data-testid="policy-openai"]'), /Proxy only/);
+
+    // The denied call is in Activity under "Proxied calls", with its method and URL.
+    await page.click('a[href="#/activity"]');
+    await page.waitForSelector('[data-testid="page-activity"]');
+    await page.selectOption('[data-testid="filter-action"]', 'proxy');
+    await page.waitForFunction(() => document.querySelector('[data-testid="audit-table"]').textContent
+      .includes('GET https://api.openai.com/v1/models?limit (denied by the user)'));
+    assert.doesNotMatch(await page.textContent('[data-testid="audit-table"]'), /sk-browser-proxy|limit=5/);
   });
   const f = await akhrot.call('POST', '/tokens/fetch', { bearer: key, body: { provider: 'openai' } });
   assert.equal(f.status, 403);
