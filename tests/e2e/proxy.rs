@@ -979,6 +979,22 @@ fn a_401_refreshes_once_and_the_retry_carries_the_new_token() {
     // 401, refreshes once, and retries with the new token.
     oidc.control("drop-access-tokens");
     assert!(oidc.userinfo(&first).is_none(), "the old token is dead");
+    // A body too large to keep (over 1 MiB) is streamed once: the 401 comes back, no refresh.
+    // (A GET with a body: the server's userinfo reads no body on GET, so it judges the token.)
+    let req = ureq::http::Request::builder()
+        .method("GET")
+        .uri(format!("{}/proxy/idp/me", s.base))
+        .header("Authorization", format!("Bearer {key}"))
+        .header("Content-Type", "application/octet-stream")
+        .body(vec![b'a'; 2 << 20])
+        .unwrap();
+    let r = http().run(req).unwrap();
+    assert_eq!(r.status().as_u16(), 401, "the provider's 401, passed back");
+    assert_eq!(
+        oidc.stat("refreshToken"),
+        refreshes,
+        "no refresh for a streamed body"
+    );
     let body = "purpose=retry-test";
     let mut r = http()
         .post(format!("{}/proxy/idp/me", s.base))
