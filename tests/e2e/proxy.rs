@@ -1021,6 +1021,32 @@ fn a_401_refreshes_once_and_the_retry_carries_the_new_token() {
         })
     });
 
+    // Several calls refused at once share one refresh.
+    oidc.control("drop-access-tokens");
+    let before = oidc.stat("refreshToken");
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let (url, key) = (format!("{}/proxy/idp/me", s.base), key.clone());
+            std::thread::spawn(move || {
+                http()
+                    .get(url)
+                    .header("Authorization", format!("Bearer {key}"))
+                    .call()
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    for c in calls {
+        assert_eq!(c.join().unwrap(), 200);
+    }
+    assert_eq!(
+        oidc.stat("refreshToken"),
+        before + 1,
+        "one refresh for six calls"
+    );
+
     // When the refresh token is gone too, the provider's 401 is passed back as it is.
     oidc.control("revoke-all");
     let r = http()
