@@ -1124,3 +1124,61 @@ fn a_provider_that_does_not_answer_is_a_502_after_the_provider_timeout() {
         x["outcome"] == "502" && x["detail"] == format!("POST 127.0.0.1:{port}/upload -> 502")
     });
 }
+
+#[test]
+fn shutdown_cuts_a_streaming_answer_instead_of_waiting_for_it() {
+    // Sends headers and a first chunk of an endless chunked answer, then holds the connection.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            if let Some((_, mut s)) = read_request(stream) {
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+                );
+                held.push(s);
+            }
+        }
+    });
+    let d = Dirs::new();
+    write_provider_file(
+        &d,
+        "endless",
+        &api_key_provider(
+            "endless",
+            r#"headers = { "X-Api-Key" = "{accessToken}" }"#,
+            &[("api", format!("http://127.0.0.1:{port}"))],
+        ),
+    );
+    let s = Server::start(&d);
+    s.add("endless", None, json!({"apiKey": "secret-endless"}));
+    let key = s.create_key("agent", &["*"]);
+    let r = http()
+        .get(format!("{}/proxy/endless/stream", s.base))
+        .header("Authorization", format!("Bearer {key}"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let mut reader = r.into_body().into_reader();
+    let mut first = [0u8; 5];
+    reader.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"hello");
+    let reading = std::thread::spawn(move || {
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest).is_err()
+    });
+    let started = Instant::now();
+    let status = s.stop();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the owner stopped without waiting for the stream: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        reading.join().unwrap(),
+        "the agent sees a broken answer, not a complete one"
+    );
+}

@@ -747,7 +747,32 @@ pub(crate) async fn forward(
             h.insert(HeaderName::from_static("x-akhrot-upstream"), v);
         }
     }
-    let stream = resp.bytes_stream();
+    // The answer streams until the provider ends it, or until Akhrot shuts down: then it is cut
+    // with an error (the agent sees a broken answer, never a silently shortened one) so that a
+    // long download does not hold the shutdown open.
+    let upstream = resp.bytes_stream();
+    let closing = state.closing.subscribe();
+    let stream = futures_util::stream::unfold(
+        (upstream, closing, false),
+        |(mut up, mut closing, cut)| async move {
+            if cut {
+                return None;
+            }
+            let next = tokio::select! {
+                item = up.next() => Some(item),
+                _ = closing.wait_for(|c| *c) => None,
+            };
+            match next {
+                Some(item) => {
+                    item.map(|r| (r.map_err(std::io::Error::other), (up, closing, false)))
+                }
+                None => Some((
+                    Err(std::io::Error::other("Akhrot is shutting down")),
+                    (up, closing, true),
+                )),
+            }
+        },
+    );
     out.body(Body::from_stream(stream)).map_err(|_| {
         ApiError::new(
             Code::ProviderError,
