@@ -1,6 +1,7 @@
 //! `akhrot`: the headless vault owner (`akhrot serve`) and the commands that talk to it.
 
 mod client;
+mod exec;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Read, Write};
@@ -138,6 +139,35 @@ enum Command {
         #[arg(value_parser = ["on", "off"])]
         state: String,
     },
+    /// Run a command with fresh tokens in its environment (as an agent, with AKHROT_API_KEY)
+    #[command(
+        after_help = "The token goes in the catalog's variable for the provider (GH_TOKEN, \
+                            OPENAI_API_KEY, …; else <CODE>_TOKEN) or the one after the colon. \
+                            AKHROT_API_KEY is removed from the command's environment; no token is printed.\n\n\
+                            Exit codes: the command's own; 2 usage, 3 no owner running, 4 refused \
+                            (denied, timed out, not connected), 126 cannot run, 127 not found.\n\n\
+                            Examples:\n  akhrot exec -p github -- gh repo list\n  \
+                            akhrot exec -p openai -p github:GITHUB_TOKEN --reason 'release notes' -- ./release.sh"
+    )]
+    Exec {
+        /// A provider whose token to pass, optionally with the variable to put it in (repeatable)
+        #[arg(
+            short = 'p',
+            long = "provider",
+            value_name = "CODE[:ENV]",
+            required = true
+        )]
+        providers: Vec<String>,
+        /// Which connected account, when there are several
+        #[arg(long)]
+        account: Option<String>,
+        /// Shown to the user in the approval prompt [default: the command line]
+        #[arg(long)]
+        reason: Option<String>,
+        /// The command and its arguments, after `--`
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<std::ffi::OsString>,
+    },
     /// Print shell completions (bash, zsh, fish, elvish, powershell)
     Completions { shell: clap_complete::Shell },
 }
@@ -245,7 +275,10 @@ fn main() {
     let code = match run(cli) {
         Ok(()) => 0,
         Err(e) => {
-            if let Some(no) = e.downcast_ref::<NoOwner>() {
+            if let Some(x) = e.downcast_ref::<exec::ExecError>() {
+                eprintln!("akhrot: {x}");
+                x.code
+            } else if let Some(no) = e.downcast_ref::<NoOwner>() {
                 eprintln!("akhrot: {no}");
                 EXIT_NO_OWNER
             } else if let Some(f) = e.downcast_ref::<ApiFailure>() {
@@ -267,6 +300,21 @@ fn run(cli: Cli) -> Result<()> {
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "akhrot", &mut std::io::stdout());
             Ok(())
+        }
+        Command::Exec {
+            providers,
+            account,
+            reason,
+            command,
+        } => {
+            let code = exec::run(
+                &paths()?,
+                &providers,
+                account.as_deref(),
+                reason.as_deref(),
+                &command,
+            )?;
+            std::process::exit(code);
         }
         Command::Status(f) => status(&Client::connect(&paths()?)?, f.json),
         Command::Keys(k) => keys(&Client::connect(&paths()?)?, k),
