@@ -168,6 +168,13 @@ enum Command {
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<std::ffi::OsString>,
     },
+    /// Serve MCP (Model Context Protocol) on stdin/stdout for an agent (with AKHROT_API_KEY)
+    #[command(
+        after_help = "For MCP clients: add `akhrot mcp` as a stdio server with AKHROT_API_KEY \
+                            set to the agent's key. Tools: list_connections, describe, get_token, \
+                            start_connection, check_connection, call_api. Exit codes: 2 no key, 3 no owner running."
+    )]
+    Mcp,
     /// Print shell completions (bash, zsh, fish, elvish, powershell)
     Completions { shell: clap_complete::Shell },
 }
@@ -316,6 +323,7 @@ fn run(cli: Cli) -> Result<()> {
             )?;
             std::process::exit(code);
         }
+        Command::Mcp => mcp(paths()?),
         Command::Status(f) => status(&Client::connect(&paths()?)?, f.json),
         Command::Keys(k) => keys(&Client::connect(&paths()?)?, k),
         Command::Policy(PolicyCmd::Set {
@@ -469,6 +477,34 @@ fn serve(paths: Paths, args: ServeArgs) -> Result<()> {
         owner.serve(shutdown).await?;
         Ok(())
     })
+}
+
+/// `akhrot mcp`: MCP over stdio, speaking for the agent whose key is in AKHROT_API_KEY.
+fn mcp(paths: Paths) -> Result<()> {
+    let key = std::env::var(exec::KEY_VAR).unwrap_or_default();
+    if key.trim().is_empty() {
+        return Err(anyhow!(exec::ExecError {
+            code: exec::EXIT_USAGE,
+            message: format!(
+                "{} is not set: `akhrot mcp` speaks for an agent, with the key the user created (`akhrot keys create --name <agent>`)",
+                exec::KEY_VAR
+            ),
+        }));
+    }
+    // Say at once when no owner runs (the MCP client shows this in its server log); the owner
+    // is looked up again at each call, so a restart on another port is followed.
+    client::owner_info(&paths)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(akhrot_server::mcp::serve_stdio(
+        paths,
+        key.trim().to_owned(),
+    ))
+    .context("the MCP connection failed")?;
+    Ok(())
 }
 
 /// Installs the SIGTERM/SIGINT handlers now; the returned future resolves on either.

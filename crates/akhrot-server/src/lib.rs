@@ -9,6 +9,7 @@ mod admin;
 mod agent;
 pub mod error;
 pub mod guard;
+pub mod mcp;
 mod oauth;
 mod page;
 mod ratelimit;
@@ -424,6 +425,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/token", post(admin::token))
         .route("/admin/providers", get(admin::list_providers))
         .route("/admin/providers/{code}", get(admin::get_provider))
+        .merge(
+            Router::new()
+                .route_service("/mcp", mcp::http_service(&state))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    mcp::require_agent,
+                )),
+        )
         .fallback(|| async { admin::not_found() })
         .method_not_allowed_fallback(|| async {
             error::ApiError::new(
