@@ -15,6 +15,8 @@ mod page;
 mod ratelimit;
 mod render;
 mod settings;
+#[cfg(test)]
+mod skill_folder;
 pub mod ui;
 
 use std::fs::File;
