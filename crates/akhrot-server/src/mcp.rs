@@ -46,6 +46,7 @@ const KEPT_HEADERS: &[&str] = &[
     "etag",
     "last-modified",
     "www-authenticate",
+    "x-akhrot-upstream",
 ];
 
 /// Where the owner's agent API is.
@@ -464,8 +465,11 @@ impl AkhrotMcp {
             let room = MAX_BODY_TEXT.saturating_sub(body.len());
             body.extend_from_slice(&chunk[..chunk.len().min(room)]);
         }
-        // Akhrot's own refusals (denied, not connected, forbidden host…) come in its envelope.
-        if let Some(e) = own_error(&headers, &body) {
+        // Akhrot's own refusals (denied, not connected, forbidden host…) come in its envelope and
+        // without `X-Akhrot-Upstream`, which marks every answer that came from the provider.
+        if !headers.contains_key("x-akhrot-upstream")
+            && let Some(e) = own_error(&headers, &body)
+        {
             return Err(e);
         }
         let truncated = total > body.len();
@@ -520,7 +524,7 @@ fn envelope(v: Value) -> Result<Value, ToolError> {
     Err(ToolError::new(code, message))
 }
 
-/// Akhrot's own error answer on a proxy call (as opposed to the provider's answer).
+/// Akhrot's own error answer on a proxy call: its envelope, exactly.
 fn own_error(headers: &Map<String, Value>, body: &[u8]) -> Option<ToolError> {
     let json_type = headers
         .get("content-type")
