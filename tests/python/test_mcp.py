@@ -192,10 +192,16 @@ async def check_session(session: ClientSession, owner: Owner, standin: StandIn |
         assert len(big["body"]) <= 100 * 1024
 
 
-async def approval_flow(owner: Owner, make_session, transport: str):
-    """A token request that needs the user's approval is reported while it waits, then completes
-    when the user approves it with the admin CLI."""
+async def approval_flow(owner: Owner, make_session, transport: str, tool: str = "get_token"):
+    """A request that needs the user's approval (a token, or a proxied call) is reported while it
+    waits, then completes when the user approves it with the admin CLI; a denial is a tool error."""
     progress, logs = [], []
+    if tool == "get_token":
+        args = {"provider": "openai", "reason": f"approval over {transport}"}
+        provider = "openai"
+    else:
+        args = {"provider": "standin", "method": "GET", "path": "/whoami", "reason": f"approval over {transport}"}
+        provider = "standin"
 
     async def on_progress(p, total, message):
         progress.append(message)
@@ -208,10 +214,7 @@ async def approval_flow(owner: Owner, make_session, transport: str):
         result = {}
 
         async def call():
-            result["r"] = await session.call_tool(
-                "get_token", {"provider": "openai", "reason": f"approval over {transport}"},
-                progress_callback=on_progress,
-            )
+            result["r"] = await session.call_tool(tool, args, progress_callback=on_progress)
 
         async def user():
             # The user looks at `akhrot approvals` only once the agent has been told it waits.
@@ -221,15 +224,20 @@ async def approval_flow(owner: Owner, make_session, transport: str):
             pending = json.loads(owner.cli("approvals", "--json").stdout)
             assert len(pending) == 1, pending
             assert pending[0]["reason"] == f"approval over {transport}", pending
+            assert pending[0]["provider"] == provider, pending
             owner.cli("approvals", "approve", pending[0]["id"])
 
         with anyio.fail_after(60):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(call)
                 tg.start_soon(user)
-        token = data_of(result["r"])
-        assert token["accessToken"] == OPENAI_KEY, token
-        assert any("waiting for the user to approve" in (m or "") and "openai" in m for m in progress), progress
+        done = data_of(result["r"])
+        if tool == "get_token":
+            assert done["accessToken"] == OPENAI_KEY, done
+        else:
+            assert done["status"] == 200 and json.loads(done["body"])["path"] == "/v1/whoami", done
+            assert pending_request(owner) is None
+        assert any("waiting for the user to approve" in (m or "") and provider in m for m in progress), progress
         assert any("waiting for the user to approve" in json.dumps(l) for l in logs), logs
 
         # A denial is a tool error with the API's code.
@@ -249,6 +257,11 @@ async def approval_flow(owner: Owner, make_session, transport: str):
                 tg.start_soon(deny)
         r = result["r"]
         assert r.is_error and "APPROVAL_DENIED" in text_of(r), text_of(r)
+
+
+def pending_request(owner: Owner):
+    pending = json.loads(owner.cli("approvals", "--json").stdout)
+    return pending[0] if pending else None
 
 
 def stdio_params(owner: Owner, key: str) -> StdioServerParameters:
@@ -331,6 +344,8 @@ def main() -> int:
                 ("http: tools, tokens, errors" + (", proxy" if standin else ""), http_checks),
                 ("stdio: a pending approval is reported, then approved", lambda: approval_flow(owner, stdio_session(owner, asker), "stdio")),
                 ("http: a pending approval is reported, then approved", lambda: approval_flow(owner, http_session(owner, asker), "http")),
+                *([("stdio: a proxied call waiting for approval is reported, then approved",
+                    lambda: approval_flow(owner, stdio_session(owner, asker), "stdio", "call_api"))] if standin else []),
                 ("http: /mcp needs an agent key, Host/Origin/JSON rules", lambda: http_hygiene(owner, key)),
             ]
             for name, check in checks:
