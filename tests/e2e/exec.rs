@@ -223,3 +223,51 @@ fn refusals_and_usage_errors_have_their_exit_codes() {
         .unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
 }
+
+#[test]
+fn a_prompt_waits_for_the_user_and_names_only_the_program() {
+    let (_dirs, s, _) = setup();
+    let asking = s.create_key("asking-agent", &[]);
+    let data = s.data.clone();
+    let config = s.config.clone();
+    let waiting = std::thread::spawn(move || {
+        Command::new(bin())
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--config-dir")
+            .arg(&config)
+            .args([
+                "exec",
+                "-p",
+                "openai",
+                "--",
+                "sh",
+                "-c",
+                "printf %s \"$OPENAI_API_KEY\" | wc -c",
+                "--password=hunter2",
+            ])
+            .env("AKHROT_API_KEY", &asking)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let prompt = loop {
+        let list = s.admin_get("/admin/approvals");
+        if let Some(p) = list.as_array().unwrap().first() {
+            break p.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no prompt appeared");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(prompt["reason"], "akhrot exec: run `sh`", "{prompt}");
+    assert!(!prompt.to_string().contains("hunter2"), "{prompt}");
+    s.admin_post(
+        &format!("/admin/approvals/{}", prompt["id"].as_str().unwrap()),
+        &json!({ "answer": "once" }),
+    );
+    let o = waiting.join().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), OPENAI.len().to_string());
+    no_token_in(&o);
+}

@@ -153,18 +153,17 @@ pub fn run(
         vars.push((var, Zeroizing::new(String::new())));
     }
     let client = Client::for_agent(paths, key.trim())?;
+    // By default the prompt names the program only: its arguments may hold secrets (the prompt
+    // also shows the calling process's command line, with secrets redacted).
     let reason = reason.map(str::to_owned).unwrap_or_else(|| {
-        format!(
-            "akhrot exec {}",
-            command
-                .iter()
-                .map(|a| a.to_string_lossy())
-                .collect::<Vec<_>>()
-                .join(" ")
-                .chars()
-                .take(200)
-                .collect::<String>()
-        )
+        let name = std::path::Path::new(program)
+            .file_name()
+            .unwrap_or(program)
+            .to_string_lossy()
+            .chars()
+            .take(100)
+            .collect::<String>();
+        format!("akhrot exec: run `{name}`")
     });
     for (w, (_, slot)) in wants.iter().zip(vars.iter_mut()) {
         let mut body = json!({ "provider": w.provider, "reason": reason });

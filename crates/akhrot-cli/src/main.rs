@@ -161,7 +161,7 @@ enum Command {
         /// Which connected account, when there are several
         #[arg(long)]
         account: Option<String>,
-        /// Shown to the user in the approval prompt [default: the command line]
+        /// Shown to the user in the approval prompt [default: the program's name]
         #[arg(long)]
         reason: Option<String>,
         /// The command and its arguments, after `--`
