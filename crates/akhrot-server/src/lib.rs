@@ -10,12 +10,15 @@ mod admin;
 mod agent;
 pub mod error;
 pub mod guard;
+pub mod mcp;
 mod oauth;
 mod page;
 mod proxy;
 mod ratelimit;
 mod render;
 mod settings;
+#[cfg(test)]
+mod skill_folder;
 pub mod ui;
 
 use std::fs::File;
@@ -434,6 +437,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/token", post(admin::token))
         .route("/admin/providers", get(admin::list_providers))
         .route("/admin/providers/{code}", get(admin::get_provider))
+        .merge(
+            Router::new()
+                .route_service("/mcp", mcp::http_service(&state))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    mcp::require_agent,
+                )),
+        )
         .fallback(|| async { admin::not_found() })
         .method_not_allowed_fallback(|| async {
             error::ApiError::new(
