@@ -440,6 +440,14 @@ fn header_basic_and_query_injection_and_what_is_never_forwarded() {
         assert_eq!(g.query(), "q=hello%20world&key=secret-qry-3333");
     }
 
+    // The provider alone is its base URL.
+    let r = e.get("/proxy/hdr", &e.key);
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(e.up.seen().pop().unwrap().target, "/v1");
+    let r = e.get("/proxy/hdr/?a=b", &e.key);
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(e.up.seen().pop().unwrap().target, "/v1/?a=b");
+
     // A provider with two base URLs needs a service; the header or the query chooses it.
     let mut r = e.get("/proxy/two/x", &e.key);
     assert_eq!(r.status().as_u16(), 400);
