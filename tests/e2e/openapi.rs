@@ -81,6 +81,13 @@ fn wrong_method_is_405_with_allow_in_the_envelope() {
         ("DELETE", "/ai/context/summary", "GET,HEAD"),
         ("POST", "/ai/context/openai", "GET,HEAD"),
         ("PUT", "/openapi.json", "GET,HEAD"),
+        ("POST", "/ai/approvals", "GET,HEAD"),
+        // The proxy takes any method but forwards only these.
+        (
+            "TRACE",
+            "/proxy/openai/v1/models",
+            "GET,HEAD,POST,PUT,PATCH,DELETE,OPTIONS",
+        ),
     ] {
         // No JSON content type, no body: still a 405, not the writes' 400.
         let (status, headers, body) = send(

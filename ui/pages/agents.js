@@ -12,6 +12,7 @@ const MODES = [
   ['allow', 'Allow'],
   ['deny', 'Deny'],
   ['allow-hour', 'Allow for 1 hour'],
+  ['proxy-only', 'Proxy only (never the token)'],
 ];
 
 export function mount(root) {
@@ -115,12 +116,12 @@ function policyChips(a) {
   const entries = Object.entries(a.policies || {}).sort(([x], [y]) => (x === '*' ? -1 : y === '*' ? 1 : providerName(x).localeCompare(providerName(y))));
   const chips = entries.map(([code, pol]) => {
     let mode = pol.mode;
-    let text = { allow: 'Allow', ask: 'Ask', deny: 'Deny' }[mode] || mode;
-    if (mode === 'allow' && pol.until) {
-      if (pol.until > now) text = `Allow until ${fmt.clock(pol.until)}`;
+    let text = { allow: 'Allow', ask: 'Ask', deny: 'Deny', 'proxy-only': 'Proxy only' }[mode] || mode;
+    if ((mode === 'allow' || mode === 'proxy-only') && pol.until) {
+      if (pol.until > now) text = `${text} until ${fmt.clock(pol.until)}`;
       else {
+        text = `Ask (${text.toLowerCase()} ended ${fmt.clock(pol.until)})`;
         mode = 'ask';
-        text = `Ask (allow ended ${fmt.clock(pol.until)})`;
       }
     }
     return h('li', { class: ['chip', `chip-${mode}`], 'data-testid': `policy-${code}` },

@@ -10,13 +10,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use std::sync::atomic::Ordering;
-
-use akhrot_core::approvals::{Ask, AskError, Outcome};
 use akhrot_core::audit::Entry;
 use akhrot_core::catalog::{AuthType, Provider};
-use akhrot_core::vault::{ConnectionInfo, Credentials, Mode};
-use akhrot_core::{now_unix, unix_to_rfc3339};
+use akhrot_core::unix_to_rfc3339;
+use akhrot_core::vault::{ConnectionInfo, Credentials};
 
 use crate::AppState;
 use crate::error::{ApiError, Code, Envelope, ErrorEnvelope, printable, success_typed};
@@ -254,6 +251,9 @@ pub struct ProviderContext {
     pub services: Vec<ServiceInfo>,
     pub usage: render::Usage,
     pub get_token: render::GetToken,
+    /// How to call the provider's API through `/proxy/…` (not for MTProto or Digest providers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<render::ProxyInfo>,
     /// OAuth providers: the default scopes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<String>>,
@@ -325,6 +325,8 @@ pub async fn provider_context(
         services,
         usage: render::usage(&p, &known),
         get_token: render::get_token(&state.base_url, &p.code, account),
+        proxy: (p.auth != AuthType::Mtproto && p.inject.digest.is_none())
+            .then(|| render::proxy(&state.base_url, &p, None)),
         scopes: oauth.then(|| p.scopes.clone()),
         client_configured: if oauth {
             Some(state.vault.oauth_client_info(&p.code)?.is_some())
@@ -372,6 +374,9 @@ pub struct ServiceContext {
     pub usage: render::Usage,
     pub examples: Vec<render::ExampleCall>,
     pub get_token: render::GetToken,
+    /// How to call this service through `/proxy/…` (not for MTProto or Digest providers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<render::ProxyInfo>,
 }
 
 #[utoipa::path(
@@ -425,6 +430,15 @@ pub async fn service_context(
         .map(|(k, v)| (k.clone(), render::fill(v, &known)))
         .collect();
     headers.extend(s.headers.clone());
+    let proxied = p.auth != AuthType::Mtproto && p.inject.digest.is_none() && s.base_url.is_some();
+    let mut bases: Vec<&str> = p
+        .services
+        .iter()
+        .filter_map(|s| s.base_url.as_deref())
+        .collect();
+    bases.sort_unstable();
+    bases.dedup();
+    let multi = bases.len() > 1;
     let out = ServiceContext {
         provider: p.code.clone(),
         service: s.code.clone(),
@@ -439,9 +453,17 @@ pub async fn service_context(
         examples: s
             .examples
             .iter()
-            .map(|e| render::example(&p, s, e, &known))
+            .map(|e| {
+                let mut call = render::example(&p, s, e, &known);
+                if proxied {
+                    call.proxy_curl =
+                        Some(render::proxy_curl(&state.base_url, &p, s, e, multi, &known));
+                }
+                call
+            })
             .collect(),
         get_token: render::get_token(&state.base_url, &p.code, account),
+        proxy: proxied.then(|| render::proxy(&state.base_url, &p, Some(s))),
     };
     Ok(success_typed(out))
 }
@@ -504,88 +526,17 @@ pub async fn fetch_token(
             .provider(&p.code)
             .account(account.as_deref())
     };
-    // Not connected is answered before policy: there is nothing to approve.
-    state
-        .vault
-        .require_connection(&p.code, account.as_deref())?;
-    if state.paused.load(Ordering::Relaxed) {
-        state
-            .audit
-            .record(audit("denied").detail("agents are paused"));
-        return Err(ApiError::new(
-            Code::ApprovalDenied,
-            "the user has paused all agents; try again later",
-        ));
-    }
-    let mut peer = None;
-    match state
-        .vault
-        .policy_for(&agent.id, &p.code)
-        .effective(now_unix())
-    {
-        Mode::Allow => {}
-        Mode::Deny => {
-            state.audit.record(audit("denied").detail("policy deny"));
-            return Err(ApiError::new(
-                Code::ApprovalDenied,
-                format!(
-                    "the user does not allow agent `{}` to use {}",
-                    agent.name, p.name
-                ),
-            ));
-        }
-        Mode::Ask if state.approvals.allowed_until_quit(&agent.id, &p.code) => {}
-        Mode::Ask => {
-            peer = crate::peer_json(state.port, peer_addr).await;
-            let conn = state.vault.find_connection(&p.code, account.as_deref());
-            let ask = Ask {
-                agent_id: agent.id.clone(),
-                agent: agent.name.clone(),
-                provider: p.code.clone(),
-                provider_name: p.name.clone(),
-                account: conn.as_ref().map(|c| c.account.clone()).unwrap_or_default(),
-                scopes: conn.map(|c| c.scopes).unwrap_or_default(),
-                reason: reason.clone(),
-                peer: peer.clone(),
-                request: None,
-            };
-            match state.approvals.ask(ask).await {
-                Ok(Outcome::Answered(a)) if a.allows() => {}
-                Ok(Outcome::Answered(_)) => {
-                    state
-                        .audit
-                        .record(audit("denied").detail("denied by the user").peer(peer));
-                    return Err(ApiError::new(
-                        Code::ApprovalDenied,
-                        format!(
-                            "the user denied agent `{}` access to {}",
-                            agent.name, p.name
-                        ),
-                    ));
-                }
-                Ok(Outcome::TimedOut) => {
-                    state.audit.record(audit("timeout").peer(peer));
-                    return Err(ApiError::new(
-                        Code::ApprovalTimeout,
-                        format!(
-                            "nobody answered the approval prompt within {} s; ask the user to look at Akhrot, then retry",
-                            state.approvals.timeout().as_secs()
-                        ),
-                    ));
-                }
-                Err(AskError::TooManyPending { agent, max }) => {
-                    let mut e = ApiError::new(
-                        Code::RateLimited,
-                        format!(
-                            "agent `{agent}` already has {max} approval prompts waiting; wait for the user to answer them"
-                        ),
-                    );
-                    e.retry_after = Some(10);
-                    return Err(e);
-                }
-            }
-        }
-    }
+    let peer = crate::access::authorize(
+        &state,
+        &agent,
+        &p,
+        account.as_deref(),
+        reason,
+        None,
+        peer_addr,
+    )
+    .await?
+    .peer;
     let (conn, creds) = match state.broker.fresh_credentials(&p, account.as_deref()).await {
         Ok(v) => v,
         Err(e) => {
@@ -685,4 +636,59 @@ impl<'a> TokenAnswer<'a> {
             extra,
         }
     }
+}
+
+/// One of the calling agent's own requests waiting for the user's answer.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnApproval {
+    /// The prompt's id (the user answers it; agents cannot).
+    pub id: String,
+    pub provider: String,
+    /// The account asked for (empty when none was named).
+    pub account: String,
+    /// For a proxied call: its method and URL, e.g. `GET api.github.com/user`.
+    pub request: Option<String>,
+    /// The `reason` the agent gave.
+    pub reason: Option<String>,
+    /// When the prompt appeared (RFC 3339).
+    pub created_at: String,
+    /// When it times out (RFC 3339): the waiting request then gets `APPROVAL_TIMEOUT`.
+    pub expires_at: String,
+}
+
+#[utoipa::path(
+    get,
+    path = "/ai/approvals",
+    tag = "tokens",
+    operation_id = "listOwnApprovals",
+    security(("agentKey" = [])),
+    summary = "This agent's requests waiting for the user",
+    description = "The calling agent's own approval prompts that the user has not answered yet (never another agent's), so it can tell its user that an answer is awaited. Answering is for the user only.",
+    responses(
+        (status = 200, description = "The waiting prompts.", body = Envelope<Vec<OwnApproval>>),
+    )
+)]
+/// `GET /ai/approvals`: the calling agent's own prompts waiting for the user (never another
+/// agent's), so a client can tell its user that an answer is awaited. Answering stays admin-only.
+pub async fn own_approvals(
+    State(state): State<Arc<AppState>>,
+    AgentAuth(agent): AgentAuth,
+) -> Response {
+    let list: Vec<OwnApproval> = state
+        .approvals
+        .pending()
+        .into_iter()
+        .filter(|p| p.ask.agent_id == agent.id)
+        .map(|p| OwnApproval {
+            id: p.id,
+            provider: p.ask.provider,
+            account: p.ask.account,
+            request: p.ask.request,
+            reason: p.ask.reason,
+            created_at: unix_to_rfc3339(p.created_at),
+            expires_at: unix_to_rfc3339(p.expires_at),
+        })
+        .collect();
+    success_typed(list)
 }

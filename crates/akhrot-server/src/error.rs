@@ -89,6 +89,8 @@ pub struct ApiError {
     pub message: String,
     pub status: StatusCode,
     pub retry_after: Option<u64>,
+    /// The `Allow` header of a 405 that axum's router does not add itself.
+    pub allow: Option<&'static str>,
 }
 
 impl ApiError {
@@ -98,6 +100,7 @@ impl ApiError {
             message: message.into(),
             status: code.status(),
             retry_after: None,
+            allow: None,
         }
     }
 
@@ -208,6 +211,10 @@ impl IntoResponse for ApiError {
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        if let Some(allow) = self.allow {
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
         }
         resp
     }

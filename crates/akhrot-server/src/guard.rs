@@ -1,9 +1,10 @@
 //! Loopback hygiene and authentication.
 //!
 //! Every request passes [`hygiene`]: its `Host` must name this listener (DNS rebinding), a
-//! browser request must come from this origin (no web page may drive the API), writes must be
-//! JSON. Bodies are read by [`JsonBody`] with a size cap, and malformed JSON is a
-//! `BAD_REQUEST`. [`AgentAuth`] and [`AdminAuth`] check the two kinds of credential.
+//! browser request must come from this origin (no web page may drive the API); [`require_json`]:
+//! writes must be JSON (except through `/proxy/`, which forwards any body). Bodies are read by
+//! [`JsonBody`] with a size cap, and malformed JSON is a `BAD_REQUEST`. [`AgentAuth`] and
+//! [`AdminAuth`] check the two kinds of credential.
 
 use std::sync::Arc;
 
@@ -28,9 +29,12 @@ pub async fn hygiene(State(state): State<Arc<AppState>>, req: Request, next: Nex
     // Method and path only (queries may carry codes and states), and only when debug logging is on.
     let log = tracing::enabled!(tracing::Level::DEBUG)
         .then(|| (req.method().clone(), req.uri().path().to_owned()));
-    let resp = match check_request(&state, req.method(), req.uri().path(), req.headers()) {
-        Err(e) => refuse_unread(req, e).await,
-        Ok(()) => next.run(req).await,
+    let resp = match buffer_small_body(req).await {
+        Err(resp) => resp,
+        Ok(req) => match check_request(&state, req.method(), req.uri().path(), req.headers()) {
+            Err(e) => refuse_unread(req, e).await,
+            Ok(()) => next.run(req).await,
+        },
     };
     if let Some((method, path)) = log {
         tracing::debug!(
@@ -92,10 +96,12 @@ fn check_request(
     Ok(())
 }
 
-/// Writes must be JSON (no cross-site form can send that). A route layer: it runs only once the
-/// route and its method matched, so a wrong method is a 405 with `Allow`, never this 400.
+/// Writes must be JSON (no cross-site form can send that), except proxied calls, which carry
+/// whatever body the provider's API takes (forms, uploads, JSON). A route layer: it runs only
+/// once the route and its method matched, so a wrong method is a 405 with `Allow`, never this 400.
 pub async fn require_json(req: Request, next: Next) -> Response {
     if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH)
+        && !req.uri().path().starts_with("/proxy/")
         && !is_json(req.headers())
     {
         let e =
@@ -103,6 +109,26 @@ pub async fn require_json(req: Request, next: Next) -> Response {
         return refuse_unread(req, e).await;
     }
     next.run(req).await
+}
+
+/// Reads a body of known size up to [`MAX_BODY`] before anything else, so that whatever refuses
+/// the request without reading it (a bad agent key, a foreign `Origin`) leaves the connection
+/// usable: hyper closes a keep-alive connection whose request body was not read, and a client
+/// reusing it then sees "server disconnected". Larger and chunked bodies still stream.
+async fn buffer_small_body(req: Request) -> Result<Request, Response> {
+    let len = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    if !matches!(len, Some(n) if n > 0 && n <= MAX_BODY) {
+        return Ok(req);
+    }
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(bytes) => Ok(Request::from_parts(parts, axum::body::Body::from(bytes))),
+        Err(_) => Err(ApiError::bad_request("the request body could not be read").into_response()),
+    }
 }
 
 /// Answers `e` to a request whose body nobody read: reads (and drops) up to [`MAX_BODY`] of it

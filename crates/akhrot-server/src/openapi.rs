@@ -9,10 +9,12 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::link::LinkBuilder;
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::server::{ServerBuilder, ServerVariableBuilder};
-use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response as ApiResponse, ResponseBuilder};
+use utoipa::openapi::{
+    ContentBuilder, Ref, RefOr, Required, Response as ApiResponse, ResponseBuilder,
+};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{Code, ErrorEnvelope};
@@ -32,8 +34,11 @@ Answers every operation can give besides its own: `403 FORBIDDEN_HOST` for a req
 take; and, with an agent key, `401 UNAUTHORIZED`, `429 RATE_LIMITED` (with `Retry-After`) and \
 `503 VAULT_UNAVAILABLE` (the vault database cannot be read or written, e.g. disk full).
 
-Not described here: the admin API (`/admin/…`, the user's own CLI and UI, may change) and the \
-web UI (`/ui/…`).";
+Not described here: `/mcp`, the Model Context Protocol server (Streamable HTTP, same agent key): \
+it speaks JSON-RPC 2.0 messages defined by the MCP specification, not resources and operations, \
+and MCP clients discover its tools with `tools/list` (they are the operations below: list \
+connections, describe, get a token, start a connection, call an API through the proxy); the admin \
+API (`/admin/…`, the user's own CLI and UI, may change); and the web UI (`/ui/…`).";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -51,6 +56,8 @@ web UI (`/ui/…`).";
         crate::oauth::start_session,
         crate::oauth::get_session,
         crate::oauth::callback,
+        crate::agent::own_approvals,
+        proxy,
         openapi_json,
     ),
     components(schemas(Code, ErrorEnvelope)),
@@ -59,6 +66,7 @@ web UI (`/ui/…`).";
         (name = "context", description = "What is connected, and how to use each provider."),
         (name = "tokens", description = "Credentials, under the user's policy and approvals."),
         (name = "oauth", description = "Connecting OAuth providers."),
+        (name = "proxy", description = "Calling a provider's API through Akhrot, which adds the credential: the agent never holds it."),
         (name = "meta", description = "This document."),
     )
 )]
@@ -74,6 +82,19 @@ fn error_response(description: &str) -> ApiResponse {
             "application/json",
             ContentBuilder::new()
                 .schema(Some(Ref::from_schema_name("Error")))
+                .build(),
+        )
+        .build()
+}
+
+/// A proxied answer: Akhrot's own error, or the provider's answer with the same status.
+fn passthrough(description: &str) -> ApiResponse {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "*/*",
+            ContentBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(SchemaType::AnyValue)))
                 .build(),
         )
         .build()
@@ -162,6 +183,54 @@ impl Modify for Common {
                 ),
             );
         }
+        if let Some(item) = doc.paths.paths.get_mut("/proxy/{provider}/{path}") {
+            for (name, op) in [
+                ("proxyGet", &mut item.get),
+                ("proxyPost", &mut item.post),
+                ("proxyPut", &mut item.put),
+                ("proxyPatch", &mut item.patch),
+                ("proxyDelete", &mut item.delete),
+            ] {
+                if let Some(op) = op {
+                    op.operation_id = Some(name.into());
+                    if matches!(name, "proxyGet" | "proxyDelete") {
+                        op.request_body = None;
+                    } else if let Some(RefOr::T(body)) = op.request_body.as_mut() {
+                        body.required = Some(Required::False);
+                    }
+                    // The provider may answer with these statuses too, in any form.
+                    for (code, what) in [
+                        (
+                            "401",
+                            "`UNAUTHORIZED`: a missing, malformed, unknown or revoked agent key",
+                        ),
+                        (
+                            "405",
+                            "`METHOD_NOT_ALLOWED` (with `Allow`): a method the proxy does not forward",
+                        ),
+                        (
+                            "409",
+                            "`VAULT_INTEGRITY`: the stored credential failed authentication; the user must reconnect",
+                        ),
+                        (
+                            "429",
+                            "`RATE_LIMITED` (with `Retry-After`): too many requests from this agent key",
+                        ),
+                        (
+                            "503",
+                            "`VAULT_UNAVAILABLE`: the vault database cannot be read right now",
+                        ),
+                    ] {
+                        op.responses.responses.insert(
+                            code.into(),
+                            RefOr::T(passthrough(&format!(
+                                "From Akhrot (JSON, schema `Error`): {what}. Or the provider's own {code}."
+                            ))),
+                        );
+                    }
+                }
+            }
+        }
         for item in doc.paths.paths.values_mut() {
             for op in [
                 &mut item.get,
@@ -206,6 +275,51 @@ impl Modify for Common {
         }
     }
 }
+
+/// `ANY /proxy/{provider}/{path…}` as the document describes it (the handler is
+/// `proxy::handle`, one function for every method, which reads the path itself). The path's
+/// `{path}` stands for the rest of the URL path, slashes included.
+#[utoipa::path(
+    method(get, post, put, patch, delete),
+    path = "/proxy/{provider}/{path}",
+    tag = "proxy",
+    operation_id = "proxy",
+    security(("agentKey" = [])),
+    summary = "Call a provider's API with the credential added",
+    description = "Forwards the request to the provider service's base URL from the catalog plus `{path}` and the query (less `akhrot_account` and `akhrot_service`), with the credential injected the way the provider expects, and streams the answer back. Only the provider's own catalog hosts are reachable; redirects are passed back, never followed; on a 401 from the provider an OAuth connection is refreshed and the call retried once. Policy and approvals apply as for `POST /tokens/fetch`, and the prompt shows the method and URL.",
+    params(
+        ("provider" = String, Path, description = "A catalog provider code, e.g. `github`.", example = "github"),
+        ("path" = String, Path, description = "The API path relative to the service's base URL; it may contain `/` but no `.` or `..` segment or backslash, in any encoding.", example = "user"),
+        ("X-Akhrot-Account" = Option<String>, Header, max_length = 200, description = "Which connected account, when there are several (or `?akhrot_account=`)."),
+        ("X-Akhrot-Service" = Option<String>, Header, description = "Which service, when the provider has APIs on several base URLs (or `?akhrot_service=`); `GET /ai/context/{provider}` says when it is needed."),
+        ("X-Akhrot-Reason" = Option<String>, Header, max_length = 500, description = "Why: shown to the user if they are asked to approve."),
+    ),
+    request_body(description = "Any body the provider's API takes, passed on as it is.", content(
+        (serde_json::Value = "*/*"),
+    )),
+    responses(
+        (status = "default", description = "The provider's answer, passed back as it is (status, headers and body; `Set-Cookie` and the provider's Content-Security-Policy are dropped).", content(
+            (serde_json::Value = "*/*"),
+        )),
+        (status = 400, description = "`BAD_REQUEST` from Akhrot (JSON, schema `Error`): a `.`/`..` segment or backslash in the path, an MTProto or Digest provider, several base URLs and no service chosen, or a header over its length. Or the provider's own 400.", content(
+            (serde_json::Value = "*/*"),
+        )),
+        (status = 403, description = "`APPROVAL_DENIED` or `FORBIDDEN_HOST` from Akhrot (JSON, schema `Error`): denied by the user or a policy, or a host the catalog does not list for the provider. Or the provider's own 403.", content(
+            (serde_json::Value = "*/*"),
+        )),
+        (status = 404, description = "`PROVIDER_NOT_FOUND`, `INTEGRATION_NOT_FOUND` or `NOT_FOUND` (no such service) from Akhrot (JSON, schema `Error`). Or the provider's own 404.", content(
+            (serde_json::Value = "*/*"),
+        )),
+        (status = 408, description = "`APPROVAL_TIMEOUT` from Akhrot (JSON, schema `Error`). Or the provider's own 408.", content(
+            (serde_json::Value = "*/*"),
+        )),
+        (status = 502, description = "`PROVIDER_ERROR` from Akhrot (JSON, schema `Error`): the provider could not be reached or did not answer in time. Or the provider's own 502.", content(
+            (serde_json::Value = "*/*"),
+        )),
+    )
+)]
+#[allow(dead_code)]
+fn proxy() {}
 
 #[utoipa::path(
     get,

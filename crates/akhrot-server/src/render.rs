@@ -50,6 +50,36 @@ pub fn fill(template: &str, known: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// Replaces `{name}` with its value; a name without one is an error naming it (for values
+/// that are sent, not shown).
+pub fn fill_strict(template: &str, known: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        match after.find('}') {
+            Some(end)
+                if !after[..end].is_empty()
+                    && after[..end].chars().all(|c| c.is_ascii_alphanumeric()) =>
+            {
+                let name = &after[..end];
+                match known.get(name) {
+                    Some(v) => out.push_str(v),
+                    None => return Err(name.to_owned()),
+                }
+                rest = &after[end + 1..];
+            }
+            _ => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 fn single_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
@@ -141,6 +171,7 @@ pub fn base_url(s: &Service, known: &BTreeMap<String, String>) -> Option<String>
 
 /// One example call of a service's API.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct ExampleCall {
     pub title: String,
     /// The HTTP method, upper case.
@@ -151,6 +182,75 @@ pub struct ExampleCall {
     /// The JSON body to send, as text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// The same call through `/proxy/…`, where Akhrot adds the credential.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_curl: Option<String>,
+}
+
+/// How to call the provider's API through Akhrot's proxy.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyInfo {
+    /// The URL prefix: append the API path relative to the service's base URL.
+    pub url: String,
+    pub note: &'static str,
+    /// The header that picks the service, when the provider has APIs on several base URLs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_header: Option<&'static str>,
+    /// Headers to send with each call (the service's code, when it has to be chosen).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers: Option<BTreeMap<String, String>>,
+}
+
+/// How to reach a provider through the proxy: the URL prefix, and the header that picks the
+/// service when the provider has APIs on several base URLs.
+pub fn proxy(base_url: &str, p: &Provider, service: Option<&Service>) -> ProxyInfo {
+    let url = format!("{base_url}/proxy/{}", p.code);
+    let mut bases: Vec<&str> = p
+        .services
+        .iter()
+        .filter_map(|s| s.base_url.as_deref())
+        .collect();
+    bases.sort_unstable();
+    bases.dedup();
+    let multi = bases.len() > 1;
+    ProxyInfo {
+        url,
+        note: "Send the API call here instead of to the provider: Akhrot adds the credential. The path is relative to the service's base URL.",
+        service_header: multi.then_some("X-Akhrot-Service"),
+        headers: service
+            .filter(|_| multi)
+            .map(|s| BTreeMap::from([("X-Akhrot-Service".to_string(), s.code.clone())])),
+    }
+}
+
+/// One example call through the proxy, as a `curl` line (no credential in it).
+pub fn proxy_curl(
+    base_url: &str,
+    p: &Provider,
+    s: &Service,
+    e: &Example,
+    multi: bool,
+    known: &BTreeMap<String, String>,
+) -> String {
+    let method = e.method.to_ascii_uppercase();
+    let mut curl = String::from("curl -s");
+    if method != "GET" {
+        curl.push_str(&format!(" -X {method}"));
+    }
+    curl.push_str(&format!(
+        " \"{base_url}/proxy/{}{}\" -H \"Authorization: Bearer $AKHROT_API_KEY\"",
+        p.code,
+        fill(&e.path, known)
+    ));
+    if multi {
+        curl.push_str(&format!(" -H \"X-Akhrot-Service: {}\"", s.code));
+    }
+    if let Some(body) = &e.body {
+        curl.push_str(" -H \"Content-Type: application/json\" -d ");
+        curl.push_str(&single_quote(&fill_body(body, known)));
+    }
+    curl
 }
 
 /// One example call, as a full URL and a `curl` line.
@@ -191,6 +291,7 @@ pub fn example(
         url,
         curl,
         body: e.body.as_ref().map(|b| fill_body(b, known)),
+        proxy_curl: None,
     }
 }
 
@@ -220,5 +321,13 @@ mod tests {
         assert_eq!(fill("{\"a\": 1}", &known), "{\"a\": 1}");
         assert_eq!(shell_var("accountSid"), "ACCOUNT_SID");
         assert_eq!(single_quote("it's"), "'it'\\''s'");
+        assert_eq!(
+            fill_strict("https://{domain}/v3", &known).as_deref(),
+            Ok("https://mg.example.com/v3")
+        );
+        assert_eq!(
+            fill_strict("Bearer {accessToken}", &known),
+            Err("accessToken".into())
+        );
     }
 }
