@@ -141,12 +141,13 @@ impl AkhrotMcp {
         }
     }
 
-    /// For `/mcp`: the listener's own base URL, each request's own key.
-    pub fn http(base_url: String) -> Self {
+    /// For `/mcp`: the listener's own base URL, each request's own key. One HTTP client is
+    /// shared by every request (stateless mode makes a server per request).
+    pub fn http(base_url: String, http: reqwest::Client) -> Self {
         Self {
             owner: Owner::Url(base_url),
             key: Key::FromRequest,
-            http: http_client(),
+            http,
         }
     }
 
@@ -748,8 +749,9 @@ pub fn http_service(
         });
     }
     let base = state.base_url.clone();
+    let http = http_client();
     rmcp::transport::StreamableHttpService::new(
-        move || Ok(AkhrotMcp::http(base.clone())),
+        move || Ok(AkhrotMcp::http(base.clone(), http.clone())),
         Default::default(),
         config,
     )
