@@ -12,6 +12,7 @@ const MODES = [
   ['allow', 'Allow'],
   ['deny', 'Deny'],
   ['allow-hour', 'Allow for 1 hour'],
+  ['proxy-only', 'Proxy only (never the token)'],
 ];
 
 export function mount(root) {
@@ -115,7 +116,7 @@ function policyChips(a) {
   const entries = Object.entries(a.policies || {}).sort(([x], [y]) => (x === '*' ? -1 : y === '*' ? 1 : providerName(x).localeCompare(providerName(y))));
   const chips = entries.map(([code, pol]) => {
     let mode = pol.mode;
-    let text = { allow: 'Allow', ask: 'Ask', deny: 'Deny' }[mode] || mode;
+    let text = { allow: 'Allow', ask: 'Ask', deny: 'Deny', 'proxy-only': 'Proxy only' }[mode] || mode;
     if (mode === 'allow' && pol.until) {
       if (pol.until > now) text = `Allow until ${fmt.clock(pol.until)}`;
       else {

@@ -269,7 +269,8 @@ enum PolicyCmd {
         agent: String,
         #[arg(long)]
         provider: String,
-        #[arg(value_parser = ["allow", "ask", "deny"])]
+        /// proxy-only: no token hand-outs; calls through /proxy/P/… are allowed
+        #[arg(value_parser = ["allow", "ask", "deny", "proxy-only"])]
         mode: String,
         /// With allow: only for this long (e.g. 30m, 1h, 2d), then back to ask
         #[arg(long = "for", value_name = "DURATION")]
@@ -812,6 +813,7 @@ fn approvals(c: &Client, cmd: Option<ApprovalsCmd>, as_json: bool) -> Result<()>
                             p["provider"].as_str().unwrap_or(""),
                             p["account"].as_str().unwrap_or("")
                         ),
+                        p["request"].as_str().unwrap_or("token").to_owned(),
                         p["reason"].as_str().unwrap_or("-").to_owned(),
                         process,
                     ]
@@ -820,7 +822,10 @@ fn approvals(c: &Client, cmd: Option<ApprovalsCmd>, as_json: bool) -> Result<()>
             if rows.is_empty() {
                 println!("No pending approvals.");
             } else {
-                print_table(&["ID", "AGENT", "PROVIDER", "REASON", "PROCESS"], &rows);
+                print_table(
+                    &["ID", "AGENT", "PROVIDER", "REQUEST", "REASON", "PROCESS"],
+                    &rows,
+                );
                 eprintln!(
                     "Answer with `akhrot approvals approve ID [--for 1h|--always]` or `akhrot approvals deny ID`."
                 );

@@ -1,7 +1,8 @@
 //! Pending approvals: a token request under an `ask` policy waits here until the user answers,
 //! the prompt times out, or the agent goes away.
 //!
-//! Two identical requests from one agent (same provider and account) share one prompt. An
+//! Two identical requests from one agent (same provider, account and, for proxied calls, the
+//! same method and URL) share one prompt. An
 //! agent may have only [`MAX_PENDING_PER_AGENT`] prompts open at once, so no agent can flood
 //! the user. When every waiter of a prompt has gone (the agent disconnected), the prompt is
 //! withdrawn.
@@ -101,7 +102,8 @@ pub enum Event {
 
 struct Open {
     prompt: Prompt,
-    key: (String, String, String),
+    /// Agent id, provider, account, request: identical requests share one prompt.
+    key: (String, String, String, Option<String>),
     answer: watch::Sender<Option<Answer>>,
 }
 
@@ -193,6 +195,7 @@ impl Approvals {
             ask.agent_id.clone(),
             ask.provider.clone(),
             ask.account.clone(),
+            ask.request.clone(),
         );
         let (id, mut rx) = {
             let mut st = self.state();
@@ -393,6 +396,40 @@ mod tests {
             }
         }
         assert!(saw_withdrawn);
+    }
+
+    #[tokio::test]
+    async fn different_proxied_requests_get_their_own_prompts() {
+        let a = Approvals::new(Duration::from_secs(5));
+        let mut get = ask("bot", "github");
+        get.request = Some("GET https://api.github.com/user".into());
+        let mut del = ask("bot", "github");
+        del.request = Some("DELETE https://api.github.com/repos/o/r".into());
+        let (a1, a2, a3) = (a.clone(), a.clone(), a.clone());
+        let g2 = get.clone();
+        let w1 = tokio::spawn(async move { a1.ask(get).await });
+        let w2 = tokio::spawn(async move { a2.ask(del).await });
+        let w3 = tokio::spawn(async move { a3.ask(g2).await });
+        while a.pending().iter().map(|p| p.waiting).sum::<usize>() < 3 {
+            tokio::task::yield_now().await;
+        }
+        let pending = a.pending();
+        assert_eq!(
+            pending.len(),
+            2,
+            "same request shares, another request does not"
+        );
+        for p in pending {
+            let answer = if p.ask.request.as_deref().unwrap_or("").starts_with("DELETE") {
+                Answer::Deny
+            } else {
+                Answer::Once
+            };
+            a.answer(&p.id, answer);
+        }
+        assert_eq!(w1.await.unwrap(), Ok(Outcome::Answered(Answer::Once)));
+        assert_eq!(w2.await.unwrap(), Ok(Outcome::Answered(Answer::Deny)));
+        assert_eq!(w3.await.unwrap(), Ok(Outcome::Answered(Answer::Once)));
     }
 
     #[test]

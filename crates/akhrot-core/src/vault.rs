@@ -77,6 +77,18 @@ const MIGRATIONS: &[&str] = &[
         last_at INTEGER
     );
     CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    // 5: policy mode `proxy-only` (SQLite cannot change a CHECK in place: copy the table).
+    "CREATE TABLE policies_v5 (
+        agent_id TEXT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+        provider TEXT NOT NULL,
+        mode TEXT NOT NULL CHECK (mode IN ('allow', 'ask', 'deny', 'proxy-only')),
+        until INTEGER,
+        PRIMARY KEY (agent_id, provider)
+    );
+    INSERT INTO policies_v5 (agent_id, provider, mode, until)
+        SELECT agent_id, provider, mode, until FROM policies;
+    DROP TABLE policies;
+    ALTER TABLE policies_v5 RENAME TO policies;",
 ];
 
 const KCV_PLAINTEXT: &[u8] = b"akhrot key check value v1";
@@ -105,6 +117,10 @@ pub enum Mode {
     Allow,
     Ask,
     Deny,
+    /// `POST /tokens/fetch` is refused; calls through `/proxy/{provider}/…` are allowed (the
+    /// agent uses the credential without ever holding it).
+    #[serde(rename = "proxy-only")]
+    ProxyOnly,
 }
 
 impl Mode {
@@ -113,6 +129,7 @@ impl Mode {
             Mode::Allow => "allow",
             Mode::Ask => "ask",
             Mode::Deny => "deny",
+            Mode::ProxyOnly => "proxy-only",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -120,6 +137,7 @@ impl Mode {
             "allow" => Some(Mode::Allow),
             "ask" => Some(Mode::Ask),
             "deny" => Some(Mode::Deny),
+            "proxy-only" | "proxy_only" | "proxyonly" => Some(Mode::ProxyOnly),
             _ => None,
         }
     }
@@ -1446,5 +1464,25 @@ mod tests {
             v.create_agent("bot", &[], false).is_err(),
             "names are unique"
         );
+    }
+
+    #[test]
+    fn proxy_only_is_stored_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = paths(dir.path());
+        let id = {
+            let v = Vault::open(&p, pass("correct horse")).unwrap();
+            let (a, _) = v.create_agent("bot", &["openai".into()], false).unwrap();
+            v.set_policy("bot", "github", Mode::ProxyOnly, Some(now_unix() + 60))
+                .unwrap();
+            a.id
+        };
+        let v = Vault::open(&p, pass("correct horse")).unwrap();
+        let pol = v.policy_for(&id, "github");
+        assert_eq!(pol.mode, Mode::ProxyOnly);
+        assert_eq!(pol.until, None, "only allow takes a time bound");
+        assert_eq!(v.policy_for(&id, "openai").mode, Mode::Allow);
+        assert_eq!(Mode::parse("proxy-only"), Some(Mode::ProxyOnly));
+        assert_eq!(Mode::ProxyOnly.as_str(), "proxy-only");
     }
 }

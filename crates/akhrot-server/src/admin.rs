@@ -135,7 +135,7 @@ pub async fn set_policy(
     check_provider(&state, &req.provider)?;
     let mode = Mode::parse(&req.mode).ok_or_else(|| {
         ApiError::bad_request(format!(
-            "mode `{}` is not one of allow, ask, deny",
+            "mode `{}` is not one of allow, ask, deny, proxy-only",
             printable(&req.mode)
         ))
     })?;
