@@ -237,7 +237,7 @@ async def approval_flow(owner: Owner, make_session, transport: str, tool: str = 
         else:
             assert done["status"] == 200 and json.loads(done["body"])["path"] == "/v1/whoami", done
             assert pending_request(owner) is None
-        assert any("waiting for the user to approve" in (m or "") and provider in m for m in progress), progress
+        assert any(f"waiting for the user to approve asking-agent -> {provider} in Akhrot" in (m or "") for m in progress), progress
         assert any("waiting for the user to approve" in json.dumps(l) for l in logs), logs
 
         # A denial is a tool error with the API's code.
