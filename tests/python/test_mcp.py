@@ -124,6 +124,8 @@ class Owner:
         return r
 
     def stop(self):
+        if self.log.closed:
+            return
         self.proc.terminate()
         try:
             self.proc.wait(10)
@@ -369,8 +371,26 @@ def main() -> int:
             if not ok:
                 failures += 1
                 print(r.returncode, r.stderr, r2.returncode, r2.stderr)
+            # An owner that stops under an open `akhrot mcp` session: tool errors that say so.
+            async def owner_goes_away():
+                async with stdio_session(owner, key)() as session:
+                    await session.initialize()
+                    data_of(await session.call_tool("list_connections", {}))
+                    await anyio.to_thread.run_sync(owner.stop)
+                    r = await session.call_tool("list_connections", {})
+                    assert r.is_error and "OWNER_NOT_RUNNING" in text_of(r), text_of(r)
+                    assert "akhrot serve" in text_of(r), text_of(r)
+
+            try:
+                anyio.run(owner_goes_away)
+                print("ok   stdio: the owner stopping mid-session is a clear tool error")
+            except BaseException:
+                failures += 1
+                print("FAIL stdio: the owner stopping mid-session is a clear tool error")
+                traceback.print_exc()
             # No token in the owner's log.
-            owner.stop()
+            if owner.proc.poll() is None:
+                owner.stop()
             log = (Path(tmp) / "serve.log").read_text()
             leaked = OPENAI_KEY in log or STANDIN_KEY in log
             print(f"{'FAIL' if leaked else 'ok  '} no secret in the owner's log")
