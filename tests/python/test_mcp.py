@@ -261,6 +261,37 @@ async def approval_flow(owner: Owner, make_session, transport: str, tool: str = 
         assert r.is_error and "APPROVAL_DENIED" in text_of(r), text_of(r)
 
 
+async def cancel_flow(owner: Owner, make_session):
+    """A client that gives up on a waiting request: the prompt is withdrawn from the user."""
+    progress = []
+
+    async def on_progress(p, total, message):
+        progress.append(message)
+
+    async with make_session() as session:
+        await session.initialize()
+        with anyio.move_on_after(30) as scope:
+            async with anyio.create_task_group() as tg:
+                async def call():
+                    await session.call_tool("get_token", {"provider": "openai", "reason": "to be cancelled"},
+                                            progress_callback=on_progress)
+
+                async def give_up():
+                    while not progress:
+                        await anyio.sleep(0.1)
+                    assert pending_request(owner) is not None
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(call)
+                tg.start_soon(give_up)
+        assert not scope.cancelled_caught, "the request never reported that it waits"
+        with anyio.fail_after(15):
+            while pending_request(owner) is not None:
+                await anyio.sleep(0.1)
+        # The session is still usable.
+        data_of(await session.call_tool("list_connections", {}))
+
+
 def pending_request(owner: Owner):
     pending = json.loads(owner.cli("approvals", "--json").stdout)
     return pending[0] if pending else None
@@ -348,6 +379,7 @@ def main() -> int:
                 ("http: a pending approval is reported, then approved", lambda: approval_flow(owner, http_session(owner, asker), "http")),
                 *([("stdio: a proxied call waiting for approval is reported, then approved",
                     lambda: approval_flow(owner, stdio_session(owner, asker), "stdio", "call_api"))] if standin else []),
+                ("stdio: a cancelled request withdraws its prompt", lambda: cancel_flow(owner, stdio_session(owner, asker))),
                 ("http: /mcp needs an agent key, Host/Origin/JSON rules", lambda: http_hygiene(owner, key)),
             ]
             for name, check in checks:

@@ -706,7 +706,13 @@ impl ServerHandler for AkhrotMcp {
             ));
         }
         let args = request.arguments.unwrap_or_default();
-        let result = match self.run_tool(&request.name, &args, &context).await {
+        // A cancelled request drops its call to the owner: a prompt it was waiting on is
+        // withdrawn, as for any agent that hangs up.
+        let outcome = tokio::select! {
+            r = self.run_tool(&request.name, &args, &context) => r,
+            _ = context.ct.cancelled() => Err(ToolError::new("CANCELLED", "the client cancelled this request")),
+        };
+        let result = match outcome {
             Ok(v) => CallToolResult::structured(v),
             Err(e) => e.into_result(),
         };
