@@ -242,6 +242,7 @@ test('a proxied call shows its method and URL in Approvals; the Agents page sets
       'GET https://api.openai.com/v1/models?limit',
     );
     assert.match(await card.first().textContent(), /proxy-bot/);
+    assert.match(await card.first().locator('[data-testid="approval-proxy-note"]').textContent(), /never receives the token/);
     await shot(page, 'approvals-proxy');
     await card.first().locator('[data-testid="deny"]').click();
     const d = await waiting;

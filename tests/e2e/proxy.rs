@@ -440,6 +440,14 @@ fn header_basic_and_query_injection_and_what_is_never_forwarded() {
         assert_eq!(g.query(), "q=hello%20world&key=secret-qry-3333");
     }
 
+    // The provider alone is its base URL.
+    let r = e.get("/proxy/hdr", &e.key);
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(e.up.seen().pop().unwrap().target, "/v1");
+    let r = e.get("/proxy/hdr/?a=b", &e.key);
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(e.up.seen().pop().unwrap().target, "/v1/?a=b");
+
     // A provider with two base URLs needs a service; the header or the query chooses it.
     let mut r = e.get("/proxy/two/x", &e.key);
     assert_eq!(r.status().as_u16(), 400);
@@ -875,6 +883,29 @@ fn approvals_on_proxy_calls_proxy_only_and_own_pending_prompts() {
                 .as_str()
                 .is_some_and(|d| d.contains("/v1/other") && d.contains("denied by the user"))
     });
+
+    // "For an hour" on a proxied call's prompt grants proxied calls only, never tokens.
+    let t3 = ask("/proxy/qry/hour", &asker);
+    let p3 = wait_prompt();
+    e.s.admin_post(
+        &format!("/admin/approvals/{}", p3["id"].as_str().unwrap()),
+        &json!({"answer": "hour"}),
+    );
+    assert_eq!(t3.join().unwrap().0, 200);
+    let keys = e.s.admin_get("/admin/keys");
+    let a = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "asker")
+        .unwrap();
+    assert_eq!(a["policies"]["qry"]["mode"], "proxy-only", "{a}");
+    assert!(a["policies"]["qry"]["until"].as_i64().is_some(), "{a}");
+    let (st, v) =
+        e.s.post("/tokens/fetch", Some(&asker), &json!({"provider": "qry"}));
+    assert_eq!((st, code(&v)), (403, "APPROVAL_DENIED"), "{v}");
+    let r = e.get("/proxy/qry/again", &asker);
+    assert_eq!(r.status().as_u16(), 200, "no prompt for the hour");
 
     // proxy-only (set with the CLI): no tokens, proxied calls go through without a prompt.
     let out = e.s.cli(

@@ -117,11 +117,11 @@ function policyChips(a) {
   const chips = entries.map(([code, pol]) => {
     let mode = pol.mode;
     let text = { allow: 'Allow', ask: 'Ask', deny: 'Deny', 'proxy-only': 'Proxy only' }[mode] || mode;
-    if (mode === 'allow' && pol.until) {
-      if (pol.until > now) text = `Allow until ${fmt.clock(pol.until)}`;
+    if ((mode === 'allow' || mode === 'proxy-only') && pol.until) {
+      if (pol.until > now) text = `${text} until ${fmt.clock(pol.until)}`;
       else {
+        text = `Ask (${text.toLowerCase()} ended ${fmt.clock(pol.until)})`;
         mode = 'ask';
-        text = `Ask (allow ended ${fmt.clock(pol.until)})`;
       }
     }
     return h('li', { class: ['chip', `chip-${mode}`], 'data-testid': `policy-${code}` },

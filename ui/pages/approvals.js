@@ -126,7 +126,11 @@ function approvalCard(p) {
           'Asked at ', fmt.clock(p.createdAt), ' (', relTime(p.createdAt * 1000), ') · ',
           h('span', { 'data-role': 'waiting', 'data-testid': 'waiting' }, waitingText(p.waiting)))),
       peerBlock(p.peer)),
-    h('div', { class: 'approval-actions' }, buttons));
+    h('div', { class: 'approval-actions' }, buttons),
+    p.request
+      ? h('p', { class: 'muted small', 'data-testid': 'approval-proxy-note' },
+        'Allowing for a while or always lets this agent make proxied calls to this provider without asking; it still never receives the token.')
+      : null);
 
   buttons.forEach((b) => b.addEventListener('click', () => answer(p, b.dataset.answer, buttons)));
   return card;

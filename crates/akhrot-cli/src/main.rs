@@ -272,7 +272,7 @@ enum PolicyCmd {
         /// proxy-only: no token hand-outs; calls through /proxy/P/… are allowed
         #[arg(value_parser = ["allow", "ask", "deny", "proxy-only"])]
         mode: String,
-        /// With allow: only for this long (e.g. 30m, 1h, 2d), then back to ask
+        /// With allow or proxy-only: only for this long (e.g. 30m, 1h, 2d), then back to ask
         #[arg(long = "for", value_name = "DURATION")]
         duration: Option<String>,
     },
@@ -336,8 +336,8 @@ fn run(cli: Cli) -> Result<()> {
             let c = Client::connect(&paths()?)?;
             let mut body = json!({ "agent": agent, "provider": provider, "mode": mode });
             if let Some(d) = duration {
-                if mode != "allow" {
-                    bail!("--for goes with allow");
+                if mode != "allow" && mode != "proxy-only" {
+                    bail!("--for goes with allow or proxy-only");
                 }
                 body["forSeconds"] = json!(parse_duration(&d)?);
             }

@@ -7,7 +7,7 @@
 //! the user. When every waiter of a prompt has gone (the agent disconnected), the prompt is
 //! withdrawn.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -110,8 +110,9 @@ struct Open {
 #[derive(Default)]
 struct State {
     open: HashMap<String, Open>,
-    /// (agent id, provider) allowed until the process stops.
-    until_quit: HashSet<(String, String)>,
+    /// (agent id, provider) allowed until the process stops; `true`: for proxied calls only
+    /// (the user answered a proxied call's prompt).
+    until_quit: HashMap<(String, String), bool>,
 }
 
 pub struct Approvals {
@@ -168,11 +169,18 @@ impl Approvals {
         );
     }
 
-    /// Whether the user chose "until I quit" for this agent and provider.
-    pub fn allowed_until_quit(&self, agent_id: &str, provider: &str) -> bool {
-        self.state()
+    /// Whether the user chose "until I quit" for this agent and provider, for this kind of
+    /// request (`proxied`: a call through the proxy; else a token hand-out). An answer given to
+    /// a proxied call's prompt covers proxied calls only.
+    pub fn allowed_until_quit(&self, agent_id: &str, provider: &str, proxied: bool) -> bool {
+        match self
+            .state()
             .until_quit
-            .contains(&(agent_id.to_owned(), provider.to_owned()))
+            .get(&(agent_id.to_owned(), provider.to_owned()))
+        {
+            Some(proxy_only) => proxied || !proxy_only,
+            None => false,
+        }
     }
 
     /// Open prompts, oldest first.
@@ -257,10 +265,14 @@ impl Approvals {
             let mut st = self.state();
             let open = st.open.remove(id)?;
             if answer == Answer::UntilQuit {
-                st.until_quit.insert((
-                    open.prompt.ask.agent_id.clone(),
-                    open.prompt.ask.provider.clone(),
-                ));
+                let proxy_only = open.prompt.ask.request.is_some();
+                st.until_quit
+                    .entry((
+                        open.prompt.ask.agent_id.clone(),
+                        open.prompt.ask.provider.clone(),
+                    ))
+                    .and_modify(|p| *p = *p && proxy_only)
+                    .or_insert(proxy_only);
             }
             open
         };
@@ -430,6 +442,32 @@ mod tests {
         assert_eq!(w1.await.unwrap(), Ok(Outcome::Answered(Answer::Once)));
         assert_eq!(w2.await.unwrap(), Ok(Outcome::Answered(Answer::Deny)));
         assert_eq!(w3.await.unwrap(), Ok(Outcome::Answered(Answer::Once)));
+    }
+
+    #[tokio::test]
+    async fn until_quit_on_a_proxied_call_covers_proxied_calls_only() {
+        let a = Approvals::new(Duration::from_secs(5));
+        let mut proxied = ask("bot", "github");
+        proxied.request = Some("GET https://api.github.com/user".into());
+        let a1 = a.clone();
+        let w = tokio::spawn(async move { a1.ask(proxied).await });
+        while a.pending().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        a.answer(&a.pending()[0].id, Answer::UntilQuit);
+        assert_eq!(w.await.unwrap(), Ok(Outcome::Answered(Answer::UntilQuit)));
+        assert!(a.allowed_until_quit("bot", "github", true));
+        assert!(!a.allowed_until_quit("bot", "github", false));
+        assert!(!a.allowed_until_quit("bot", "gitlab", true));
+        // A token prompt answered the same way covers both.
+        let a2 = a.clone();
+        let w = tokio::spawn(async move { a2.ask(ask("bot", "github")).await });
+        while a.pending().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        a.answer(&a.pending()[0].id, Answer::UntilQuit);
+        w.await.unwrap().unwrap();
+        assert!(a.allowed_until_quit("bot", "github", false));
     }
 
     #[test]

@@ -143,7 +143,8 @@ impl Mode {
     }
 }
 
-/// A stored policy: mode, and for time-bounded allows, until when (unix seconds).
+/// A stored policy: mode, and for time-bounded allows (and proxy-only), until when (unix
+/// seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Policy {
     pub mode: Mode,
@@ -152,10 +153,11 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// The mode in force at `now`: an expired time-bounded allow falls back to `ask`.
+    /// The mode in force at `now`: an expired time-bounded allow (or proxy-only) falls back to
+    /// `ask`.
     pub fn effective(&self, now: i64) -> Mode {
         match (self.mode, self.until) {
-            (Mode::Allow, Some(t)) if t <= now => Mode::Ask,
+            (Mode::Allow | Mode::ProxyOnly, Some(t)) if t <= now => Mode::Ask,
             (m, _) => m,
         }
     }
@@ -620,7 +622,11 @@ impl Vault {
         until: Option<i64>,
     ) -> Result<AgentInfo> {
         let a = self.find_agent(agent)?;
-        let until = if mode == Mode::Allow { until } else { None };
+        let until = if matches!(mode, Mode::Allow | Mode::ProxyOnly) {
+            until
+        } else {
+            None
+        };
         self.db()
             .execute(
                 "INSERT OR REPLACE INTO policies (agent_id, provider, mode, until) VALUES (?1, ?2, ?3, ?4)",
@@ -1473,14 +1479,28 @@ mod tests {
         let id = {
             let v = Vault::open(&p, pass("correct horse")).unwrap();
             let (a, _) = v.create_agent("bot", &["openai".into()], false).unwrap();
-            v.set_policy("bot", "github", Mode::ProxyOnly, Some(now_unix() + 60))
+            v.set_policy("bot", "github", Mode::ProxyOnly, None)
+                .unwrap();
+            v.set_policy("bot", "gitlab", Mode::ProxyOnly, Some(now_unix() - 1))
+                .unwrap();
+            v.set_policy("bot", "slack", Mode::Deny, Some(now_unix() + 60))
                 .unwrap();
             a.id
         };
         let v = Vault::open(&p, pass("correct horse")).unwrap();
         let pol = v.policy_for(&id, "github");
         assert_eq!(pol.mode, Mode::ProxyOnly);
-        assert_eq!(pol.until, None, "only allow takes a time bound");
+        assert_eq!(pol.until, None);
+        assert_eq!(
+            v.policy_for(&id, "gitlab").effective(now_unix()),
+            Mode::Ask,
+            "an expired proxy-only falls back to ask"
+        );
+        assert_eq!(
+            v.policy_for(&id, "slack").until,
+            None,
+            "deny takes no time bound"
+        );
         assert_eq!(v.policy_for(&id, "openai").mode, Mode::Allow);
         assert_eq!(Mode::parse("proxy-only"), Some(Mode::ProxyOnly));
         assert_eq!(Mode::ProxyOnly.as_str(), "proxy-only");

@@ -4,7 +4,8 @@
 //!
 //! Policy `proxy-only` refuses `/tokens/fetch` (the agent would hold the credential) and lets
 //! proxied calls through without a prompt: the user chose to let this agent use the provider,
-//! only never to see its credential.
+//! only never to see its credential. Answering a proxied call's prompt with "for a while",
+//! "until quit" or "always" grants proxied calls only, never token hand-outs.
 
 use std::sync::atomic::Ordering;
 
@@ -91,7 +92,7 @@ pub async fn authorize(
         Mode::Ask
             if state
                 .approvals
-                .allowed_until_quit(&agent.id, &provider.code) =>
+                .allowed_until_quit(&agent.id, &provider.code, request.is_some()) =>
         {
             Ok(Granted::default())
         }

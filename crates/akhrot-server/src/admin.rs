@@ -123,7 +123,7 @@ pub struct SetPolicy {
     agent: String,
     provider: String,
     mode: String,
-    /// For `allow`: seconds from now until the allow lapses back to `ask`.
+    /// For `allow` and `proxy-only`: seconds from now until it lapses back to `ask`.
     for_seconds: Option<u64>,
 }
 
@@ -389,24 +389,27 @@ pub async fn answer_approval(
                 "no pending approval with that id (it was answered, timed out or withdrawn)",
             )
         })?;
-    // Policy first, so that requests arriving right after the answer already see it.
+    // Policy first, so that requests arriving right after the answer already see it. Answering
+    // a proxied call grants proxied calls only (`proxy-only`), never token hand-outs.
+    let granted = if pending.ask.request.is_some() {
+        Mode::ProxyOnly
+    } else {
+        Mode::Allow
+    };
     match answer {
         Answer::For(secs) => {
             let until = akhrot_core::now_unix().saturating_add(i64::try_from(secs).unwrap_or(3600));
             state.vault.set_policy(
                 &pending.ask.agent_id,
                 &pending.ask.provider,
-                Mode::Allow,
+                granted,
                 Some(until),
             )?;
         }
         Answer::Always => {
-            state.vault.set_policy(
-                &pending.ask.agent_id,
-                &pending.ask.provider,
-                Mode::Allow,
-                None,
-            )?;
+            state
+                .vault
+                .set_policy(&pending.ask.agent_id, &pending.ask.provider, granted, None)?;
         }
         _ => {}
     }
