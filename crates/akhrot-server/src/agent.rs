@@ -367,6 +367,7 @@ pub async fn own_approvals(
         .map(|p| {
             json!({
                 "id": p.id,
+                "agent": p.ask.agent,
                 "provider": p.ask.provider,
                 "account": p.ask.account,
                 "request": p.ask.request,
