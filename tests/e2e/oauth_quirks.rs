@@ -409,7 +409,8 @@ fn sessions_need_a_client_and_an_oauth_provider() {
         Some(&key),
         &json!({"provider": "openai"}),
     );
-    assert_eq!((status, code(&v)), (400, "BAD_REQUEST"));
+    // Well-formed, but an API-key provider cannot be connected with OAuth: a conflict.
+    assert_eq!((status, code(&v)), (409, "CONFLICT"));
     let (status, v) = s.post(
         "/oauth/sessions",
         Some(&key),

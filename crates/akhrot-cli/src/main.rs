@@ -177,6 +177,8 @@ enum Command {
     Mcp,
     /// Print shell completions (bash, zsh, fish, elvish, powershell)
     Completions { shell: clap_complete::Shell },
+    /// Print the agent API's OpenAPI 3.1 document (the same as GET /openapi.json)
+    Openapi,
 }
 
 #[derive(Args)]
@@ -307,6 +309,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve(paths()?, args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "akhrot", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Openapi => {
+            use std::io::Write;
+            std::io::stdout().write_all(akhrot_server::openapi::json().as_bytes())?;
             Ok(())
         }
         Command::Exec {

@@ -301,7 +301,8 @@ impl Broker {
     ) -> Result<SessionView, BrokerError> {
         let p = self.provider(provider)?;
         if p.auth != AuthType::Oauth2 {
-            return Err(Error::BadRequest(format!(
+            // A well-formed request that this provider's kind cannot satisfy: a conflict.
+            return Err(Error::Conflict(format!(
                 "{} is connected with {} values, not OAuth: ask the user to run `akhrot add {}`",
                 p.name,
                 if p.auth == AuthType::Mtproto {

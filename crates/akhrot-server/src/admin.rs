@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+// axum's extractors with their rejections in the JSON envelope.
+use crate::guard::{ApiPath as Path, ApiQuery as Query};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};

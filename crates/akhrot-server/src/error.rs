@@ -2,14 +2,17 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use akhrot_core::Error as CoreError;
 use akhrot_core::broker::BrokerError;
 use akhrot_core::keystore::KeystoreError;
 
 /// The error codes of the contract, plus a few of our own (documented in the README).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[schema(as = ErrorCode)]
 pub enum Code {
     Unauthorized,
     BadRequest,
@@ -86,6 +89,8 @@ pub struct ApiError {
     pub message: String,
     pub status: StatusCode,
     pub retry_after: Option<u64>,
+    /// The `Allow` header of a 405 that axum's router does not add itself.
+    pub allow: Option<&'static str>,
 }
 
 impl ApiError {
@@ -95,6 +100,7 @@ impl ApiError {
             message: message.into(),
             status: code.status(),
             retry_after: None,
+            allow: None,
         }
     }
 
@@ -162,17 +168,53 @@ impl From<BrokerError> for ApiError {
     }
 }
 
+/// `"error"`, the one value of an error envelope's `status`.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorStatus {
+    Error,
+}
+
+/// `"success"`, the one value of a success envelope's `status`.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SuccessStatus {
+    Success,
+}
+
+/// Every error answer: `{"status":"error","error":{"code","message"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorEnvelope {
+    pub status: ErrorStatus,
+    pub error: ErrorBody,
+}
+
+/// What went wrong: a stable code and a human sentence (never a secret, never a submitted value).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub code: Code,
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "status": "error",
-            "error": { "code": self.code.as_str(), "message": self.message },
-        });
+        let body = ErrorEnvelope {
+            status: ErrorStatus::Error,
+            error: ErrorBody {
+                code: self.code,
+                message: self.message,
+            },
+        };
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        if let Some(allow) = self.allow {
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
         }
         resp
     }
@@ -183,20 +225,22 @@ pub fn success(data: serde_json::Value) -> Response {
     success_typed(data)
 }
 
+/// Every success answer: `{"status":"success","data":…}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Envelope<T> {
+    pub status: SuccessStatus,
+    pub data: T,
+}
+
 /// The success envelope around any serializable answer (no intermediate JSON tree).
 pub fn success_typed<T: serde::Serialize>(data: T) -> Response {
-    #[derive(serde::Serialize)]
-    struct Envelope<T> {
-        status: &'static str,
-        data: T,
-    }
     // Straight into a buffer sized for a token answer: `axum::Json` starts at 128 bytes and
     // grows (the profile showed its reallocations on every hand-out).
     let mut buf = Vec::with_capacity(512);
     match serde_json::to_writer(
         &mut buf,
         &Envelope {
-            status: "success",
+            status: SuccessStatus::Success,
             data,
         },
     ) {
@@ -210,6 +254,41 @@ pub fn success_typed<T: serde::Serialize>(data: T) -> Response {
             .into_response(),
         Err(_) => {
             ApiError::new(Code::BadRequest, "the answer could not be encoded").into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serialized_codes_are_the_contract_names() {
+        let all = [
+            Code::Unauthorized,
+            Code::BadRequest,
+            Code::ProviderNotFound,
+            Code::IntegrationNotFound,
+            Code::ApprovalDenied,
+            Code::ApprovalTimeout,
+            Code::RateLimited,
+            Code::ForbiddenHost,
+            Code::ClientNotConfigured,
+            Code::TokenExpired,
+            Code::SessionExpired,
+            Code::SessionNotFound,
+            Code::ProviderError,
+            Code::NotFound,
+            Code::MethodNotAllowed,
+            Code::Conflict,
+            Code::VaultIntegrity,
+            Code::VaultUnavailable,
+        ];
+        for c in all {
+            assert_eq!(
+                serde_json::to_value(c).ok(),
+                Some(serde_json::Value::from(c.as_str()))
+            );
         }
     }
 }

@@ -1,9 +1,10 @@
 //! Loopback hygiene and authentication.
 //!
 //! Every request passes [`hygiene`]: its `Host` must name this listener (DNS rebinding), a
-//! browser request must come from this origin (no web page may drive the API), writes must be
-//! JSON (except through `/proxy/`, which forwards any body). Bodies are read by [`JsonBody`]
-//! with a size cap, and malformed JSON is a `BAD_REQUEST`. [`AgentAuth`] and [`AdminAuth`] check the two kinds of credential.
+//! browser request must come from this origin (no web page may drive the API); [`require_json`]:
+//! writes must be JSON (except through `/proxy/`, which forwards any body). Bodies are read by
+//! [`JsonBody`] with a size cap, and malformed JSON is a `BAD_REQUEST`. [`AgentAuth`] and
+//! [`AdminAuth`] check the two kinds of credential.
 
 use std::sync::Arc;
 
@@ -22,15 +23,18 @@ use crate::error::{ApiError, Code};
 /// Request bodies larger than this are refused.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// Host, Origin and content-type checks, and the security headers of every answer.
+/// Host and Origin checks, and the security headers of every answer.
 pub async fn hygiene(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     // Method and path only (queries may carry codes and states), and only when debug logging is on.
     let log = tracing::enabled!(tracing::Level::DEBUG)
         .then(|| (req.method().clone(), req.uri().path().to_owned()));
-    let resp = match check_request(&state, req.method(), req.uri().path(), req.headers()) {
-        Err(e) => e.into_response(),
-        Ok(()) => next.run(req).await,
+    let resp = match buffer_small_body(req).await {
+        Err(resp) => resp,
+        Ok(req) => match check_request(&state, req.method(), req.uri().path(), req.headers()) {
+            Err(e) => refuse_unread(req, e).await,
+            Ok(()) => next.run(req).await,
+        },
     };
     if let Some((method, path)) = log {
         tracing::debug!(
@@ -89,16 +93,51 @@ fn check_request(
             "cross-site browser requests are refused: web pages cannot use this API",
         ));
     }
-    // Proxied calls carry whatever body the provider's API takes (forms, uploads, JSON).
-    if matches!(*method, Method::POST | Method::PUT | Method::PATCH)
-        && !path.starts_with("/proxy/")
-        && !is_json(headers)
-    {
-        return Err(ApiError::bad_request(
-            "send the body as JSON with `Content-Type: application/json`",
-        ));
-    }
     Ok(())
+}
+
+/// Writes must be JSON (no cross-site form can send that), except proxied calls, which carry
+/// whatever body the provider's API takes (forms, uploads, JSON). A route layer: it runs only
+/// once the route and its method matched, so a wrong method is a 405 with `Allow`, never this 400.
+pub async fn require_json(req: Request, next: Next) -> Response {
+    if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH)
+        && !req.uri().path().starts_with("/proxy/")
+        && !is_json(req.headers())
+    {
+        let e =
+            ApiError::bad_request("send the body as JSON with `Content-Type: application/json`");
+        return refuse_unread(req, e).await;
+    }
+    next.run(req).await
+}
+
+/// Reads a body of known size up to [`MAX_BODY`] before anything else, so that whatever refuses
+/// the request without reading it (a bad agent key, a foreign `Origin`) leaves the connection
+/// usable: hyper closes a keep-alive connection whose request body was not read, and a client
+/// reusing it then sees "server disconnected". Larger and chunked bodies still stream.
+async fn buffer_small_body(req: Request) -> Result<Request, Response> {
+    let len = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    if !matches!(len, Some(n) if n > 0 && n <= MAX_BODY) {
+        return Ok(req);
+    }
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(bytes) => Ok(Request::from_parts(parts, axum::body::Body::from(bytes))),
+        Err(_) => Err(ApiError::bad_request("the request body could not be read").into_response()),
+    }
+}
+
+/// Answers `e` to a request whose body nobody read: reads (and drops) up to [`MAX_BODY`] of it
+/// first, for at most a second, so the connection stays usable for the client's next request
+/// instead of being closed under it (a client reusing it then sees "server disconnected").
+async fn refuse_unread(req: Request, e: ApiError) -> Response {
+    let drain = axum::body::to_bytes(req.into_body(), MAX_BODY);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
+    e.into_response()
 }
 
 /// A person's browser arriving at one of the pages meant for people from elsewhere: the
@@ -257,9 +296,57 @@ impl FromRequestParts<Arc<AppState>> for AdminAuth {
 }
 
 /// `?account=` on the routes that take one.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AccountQuery {
+    /// Which connected account, when there are several (its label, at most 200 characters).
+    #[param(max_length = 200)]
     pub account: Option<String>,
+}
+
+impl AccountQuery {
+    /// The account asked for, bounded like the `account` of a JSON body.
+    pub fn account(&self) -> Result<Option<&str>, ApiError> {
+        match self.account.as_deref() {
+            Some(a) if a.chars().count() > 200 => Err(ApiError::bad_request(
+                "`account` is longer than 200 characters",
+            )),
+            a => Ok(a),
+        }
+    }
+}
+
+/// Path parameters; a malformed path is a `BAD_REQUEST` in the envelope (not axum's plain text).
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(_) => Err(ApiError::bad_request(
+                "malformed path: each segment must be valid UTF-8 once percent-decoded",
+            )),
+        }
+    }
+}
+
+/// Query parameters; a malformed query is a `BAD_REQUEST` in the envelope that never echoes it.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|axum::extract::Query(v)| ApiQuery(v))
+            .map_err(|_| {
+                ApiError::bad_request(
+                    "malformed query string (a parameter given twice, or not valid UTF-8 once percent-decoded)",
+                )
+            })
+    }
 }
 
 /// An optional string field of a JSON body (kept as `Value` so a wrong type is a clear

@@ -12,6 +12,7 @@ pub mod error;
 pub mod guard;
 pub mod mcp;
 mod oauth;
+pub mod openapi;
 mod page;
 mod proxy;
 mod ratelimit;
@@ -399,6 +400,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/oauth/sessions", post(oauth::start_session))
         .route("/oauth/sessions/{id}", get(oauth::get_session))
         .route("/oauth/callback", get(oauth::callback))
+        .route("/openapi.json", get(openapi::openapi_json))
         .route(
             "/admin/clients",
             get(admin::list_clients).post(admin::set_client),
@@ -445,6 +447,8 @@ pub fn router(state: Arc<AppState>) -> Router {
                     mcp::require_agent,
                 )),
         )
+        // Before the 405 fallback is set, so a wrong method is a 405, not a content-type 400.
+        .route_layer(axum::middleware::from_fn(guard::require_json))
         .fallback(|| async { admin::not_found() })
         .method_not_allowed_fallback(|| async {
             error::ApiError::new(

@@ -399,12 +399,16 @@ fn choose_service<'a>(
             .find(|s| s.code == w)
             .copied()
             .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "{} has no service `{}` with an API base URL; its services are: {}",
-                    p.name,
-                    printable(w),
-                    codes()
-                ))
+                // Like `GET /ai/context/{provider}/{service}` for an unknown service.
+                ApiError::new(
+                    Code::NotFound,
+                    format!(
+                        "{} has no service `{}` with an API base URL; its services are: {}",
+                        p.name,
+                        printable(w),
+                        codes()
+                    ),
+                )
             });
     }
     let mut distinct: Vec<String> = with_base
@@ -450,11 +454,22 @@ pub(crate) async fn forward(
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let method = parts.method.clone();
-    if matches!(method, Method::CONNECT | Method::TRACE) {
-        return Err(ApiError::new(
+    if !matches!(
+        method,
+        Method::GET
+            | Method::HEAD
+            | Method::POST
+            | Method::PUT
+            | Method::PATCH
+            | Method::DELETE
+            | Method::OPTIONS
+    ) {
+        let mut e = ApiError::new(
             Code::MethodNotAllowed,
-            "the proxy does not forward CONNECT or TRACE",
-        ));
+            "the proxy forwards GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS only",
+        );
+        e.allow = Some("GET,HEAD,POST,PUT,PATCH,DELETE,OPTIONS");
+        return Err(e);
     }
     let raw = parts.uri.path();
     let after = raw.strip_prefix("/proxy/").unwrap_or("");

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use akhrot_core::catalog::{Example, Provider, Service};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 /// `accountSid` → `ACCOUNT_SID`.
 pub fn shell_var(name: &str) -> String {
@@ -83,46 +84,84 @@ fn single_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
+/// The body of `POST /tokens/fetch` for one provider (and account).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GetTokenBody {
+    pub provider: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+}
+
+/// How to get a token: the request, a ready `curl` line and a `shell` line that sets
+/// `$ACCESS_TOKEN`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GetToken {
+    /// Always `POST`.
+    pub method: &'static str,
+    pub url: String,
+    pub body: GetTokenBody,
+    pub curl: String,
+    pub shell: String,
+}
+
 /// The request an agent sends for a token, with a `curl` line.
-pub fn get_token(base_url: &str, provider: &str, account: Option<&str>) -> Value {
-    let mut body = json!({ "provider": provider });
-    if let Some(a) = account {
-        body["account"] = json!(a);
-    }
+pub fn get_token(base_url: &str, provider: &str, account: Option<&str>) -> GetToken {
+    let body = GetTokenBody {
+        provider: provider.to_owned(),
+        account: account.map(str::to_owned),
+    };
     let url = format!("{base_url}/tokens/fetch");
     let curl = format!(
         "curl -s -X POST \"{url}\" -H \"Authorization: Bearer $AKHROT_API_KEY\" -H \"Content-Type: application/json\" -d {}",
-        single_quote(&body.to_string())
+        single_quote(&serde_json::to_string(&body).unwrap_or_default())
     );
     let shell = format!("ACCESS_TOKEN=$({curl} | jq -r .data.accessToken)");
-    json!({ "method": "POST", "url": url, "body": body, "curl": curl, "shell": shell })
+    GetToken {
+        method: "POST",
+        url,
+        body,
+        curl,
+        shell,
+    }
+}
+
+/// A user name and password template for Basic or Digest authentication.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserPass {
+    pub username: String,
+    pub password: String,
+}
+
+/// How the credential goes on a request, with `$ACCESS_TOKEN`-style placeholders.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    /// Headers to send, by name.
+    pub headers: BTreeMap<String, String>,
+    /// Query parameters to add, by name (providers that take the key in the URL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<UserPass>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest_auth: Option<UserPass>,
 }
 
 /// How the credential goes on a request, with `$ACCESS_TOKEN` and friends as placeholders.
-pub fn usage(p: &Provider, known: &BTreeMap<String, String>) -> Value {
-    let headers: BTreeMap<String, String> = p
-        .inject
-        .effective_headers()
-        .iter()
-        .map(|(k, v)| (k.clone(), fill(v, known)))
-        .collect();
-    let mut out = json!({ "headers": headers });
-    if !p.inject.query.is_empty() {
-        let q: BTreeMap<String, String> = p
-            .inject
-            .query
-            .iter()
-            .map(|(k, v)| (k.clone(), fill(v, known)))
-            .collect();
-        out["query"] = json!(q);
+pub fn usage(p: &Provider, known: &BTreeMap<String, String>) -> Usage {
+    let fill_map = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        m.iter().map(|(k, v)| (k.clone(), fill(v, known))).collect()
+    };
+    let pair = |[u, pw]: &[String; 2]| UserPass {
+        username: fill(u, known),
+        password: fill(pw, known),
+    };
+    Usage {
+        headers: fill_map(&p.inject.effective_headers()),
+        query: (!p.inject.query.is_empty()).then(|| fill_map(&p.inject.query)),
+        basic_auth: p.inject.basic.as_ref().map(pair),
+        digest_auth: p.inject.digest.as_ref().map(pair),
     }
-    if let Some([u, pw]) = &p.inject.basic {
-        out["basicAuth"] = json!({ "username": fill(u, known), "password": fill(pw, known) });
-    }
-    if let Some([u, pw]) = &p.inject.digest {
-        out["digestAuth"] = json!({ "username": fill(u, known), "password": fill(pw, known) });
-    }
-    out
 }
 
 /// A service's base URL with known non-secret values filled in.
@@ -130,9 +169,42 @@ pub fn base_url(s: &Service, known: &BTreeMap<String, String>) -> Option<String>
     s.base_url.as_deref().map(|u| fill(u, known))
 }
 
+/// One example call of a service's API.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExampleCall {
+    pub title: String,
+    /// The HTTP method, upper case.
+    pub method: String,
+    pub url: String,
+    /// A ready `curl` line (`$ACCESS_TOKEN`-style placeholders for the credential).
+    pub curl: String,
+    /// The JSON body to send, as text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// The same call through `/proxy/…`, where Akhrot adds the credential.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_curl: Option<String>,
+}
+
+/// How to call the provider's API through Akhrot's proxy.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyInfo {
+    /// The URL prefix: append the API path relative to the service's base URL.
+    pub url: String,
+    pub note: &'static str,
+    /// The header that picks the service, when the provider has APIs on several base URLs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_header: Option<&'static str>,
+    /// Headers to send with each call (the service's code, when it has to be chosen).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers: Option<BTreeMap<String, String>>,
+}
+
 /// How to reach a provider through the proxy: the URL prefix, and the header that picks the
 /// service when the provider has APIs on several base URLs.
-pub fn proxy(base_url: &str, p: &Provider, service: Option<&Service>) -> Value {
+pub fn proxy(base_url: &str, p: &Provider, service: Option<&Service>) -> ProxyInfo {
     let url = format!("{base_url}/proxy/{}", p.code);
     let mut bases: Vec<&str> = p
         .services
@@ -141,17 +213,15 @@ pub fn proxy(base_url: &str, p: &Provider, service: Option<&Service>) -> Value {
         .collect();
     bases.sort_unstable();
     bases.dedup();
-    let mut out = json!({
-        "url": url,
-        "note": "Send the API call here instead of to the provider: Akhrot adds the credential. The path is relative to the service's base URL.",
-    });
-    if bases.len() > 1 {
-        out["serviceHeader"] = json!("X-Akhrot-Service");
-        if let Some(s) = service {
-            out["headers"] = json!({ "X-Akhrot-Service": s.code });
-        }
+    let multi = bases.len() > 1;
+    ProxyInfo {
+        url,
+        note: "Send the API call here instead of to the provider: Akhrot adds the credential. The path is relative to the service's base URL.",
+        service_header: multi.then_some("X-Akhrot-Service"),
+        headers: service
+            .filter(|_| multi)
+            .map(|s| BTreeMap::from([("X-Akhrot-Service".to_string(), s.code.clone())])),
     }
-    out
 }
 
 /// One example call through the proxy, as a `curl` line (no credential in it).
@@ -184,7 +254,12 @@ pub fn proxy_curl(
 }
 
 /// One example call, as a full URL and a `curl` line.
-pub fn example(p: &Provider, s: &Service, e: &Example, known: &BTreeMap<String, String>) -> Value {
+pub fn example(
+    p: &Provider,
+    s: &Service,
+    e: &Example,
+    known: &BTreeMap<String, String>,
+) -> ExampleCall {
     let base = base_url(s, known).unwrap_or_default();
     let mut url = format!("{}{}", base.trim_end_matches('/'), fill(&e.path, known));
     for (k, v) in &p.inject.query {
@@ -210,11 +285,14 @@ pub fn example(p: &Provider, s: &Service, e: &Example, known: &BTreeMap<String, 
         curl.push_str(" -H \"Content-Type: application/json\" -d ");
         curl.push_str(&single_quote(&fill_body(body, known)));
     }
-    let mut out = json!({ "title": e.title, "method": method, "url": url, "curl": curl });
-    if let Some(body) = &e.body {
-        out["body"] = json!(fill_body(body, known));
+    ExampleCall {
+        title: e.title.clone(),
+        method,
+        url,
+        curl,
+        body: e.body.as_ref().map(|b| fill_body(b, known)),
+        proxy_curl: None,
     }
-    out
 }
 
 /// Bodies are JSON: only fill placeholders whose value is known (leave JSON braces alone).
