@@ -817,6 +817,7 @@ fn approvals_on_proxy_calls_proxy_only_and_own_pending_prompts() {
     assert_eq!(mine[0]["provider"], "hdr");
     assert_eq!(mine[0]["request"], expected);
     assert_eq!(mine[0]["reason"], "read the things");
+    assert_eq!(mine[0]["agent"], "asker");
     assert!(mine[0]["createdAt"].as_str().unwrap().ends_with('Z'));
     let (st, theirs) = e.s.get("/ai/approvals", Some(&other));
     assert_eq!((st, theirs["data"].clone()), (200, json!([])));

@@ -124,6 +124,8 @@ class Owner:
         return r
 
     def stop(self):
+        if self.log.closed:
+            return
         self.proc.terminate()
         try:
             self.proc.wait(10)
@@ -237,7 +239,7 @@ async def approval_flow(owner: Owner, make_session, transport: str, tool: str = 
         else:
             assert done["status"] == 200 and json.loads(done["body"])["path"] == "/v1/whoami", done
             assert pending_request(owner) is None
-        assert any("waiting for the user to approve" in (m or "") and provider in m for m in progress), progress
+        assert any(f"waiting for the user to approve asking-agent -> {provider} in Akhrot" in (m or "") for m in progress), progress
         assert any("waiting for the user to approve" in json.dumps(l) for l in logs), logs
 
         # A denial is a tool error with the API's code.
@@ -257,6 +259,37 @@ async def approval_flow(owner: Owner, make_session, transport: str, tool: str = 
                 tg.start_soon(deny)
         r = result["r"]
         assert r.is_error and "APPROVAL_DENIED" in text_of(r), text_of(r)
+
+
+async def cancel_flow(owner: Owner, make_session):
+    """A client that gives up on a waiting request: the prompt is withdrawn from the user."""
+    progress = []
+
+    async def on_progress(p, total, message):
+        progress.append(message)
+
+    async with make_session() as session:
+        await session.initialize()
+        with anyio.move_on_after(30) as scope:
+            async with anyio.create_task_group() as tg:
+                async def call():
+                    await session.call_tool("get_token", {"provider": "openai", "reason": "to be cancelled"},
+                                            progress_callback=on_progress)
+
+                async def give_up():
+                    while not progress:
+                        await anyio.sleep(0.1)
+                    assert pending_request(owner) is not None
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(call)
+                tg.start_soon(give_up)
+        assert not scope.cancelled_caught, "the request never reported that it waits"
+        with anyio.fail_after(15):
+            while pending_request(owner) is not None:
+                await anyio.sleep(0.1)
+        # The session is still usable.
+        data_of(await session.call_tool("list_connections", {}))
 
 
 def pending_request(owner: Owner):
@@ -346,6 +379,7 @@ def main() -> int:
                 ("http: a pending approval is reported, then approved", lambda: approval_flow(owner, http_session(owner, asker), "http")),
                 *([("stdio: a proxied call waiting for approval is reported, then approved",
                     lambda: approval_flow(owner, stdio_session(owner, asker), "stdio", "call_api"))] if standin else []),
+                ("stdio: a cancelled request withdraws its prompt", lambda: cancel_flow(owner, stdio_session(owner, asker))),
                 ("http: /mcp needs an agent key, Host/Origin/JSON rules", lambda: http_hygiene(owner, key)),
             ]
             for name, check in checks:
@@ -369,8 +403,26 @@ def main() -> int:
             if not ok:
                 failures += 1
                 print(r.returncode, r.stderr, r2.returncode, r2.stderr)
+            # An owner that stops under an open `akhrot mcp` session: tool errors that say so.
+            async def owner_goes_away():
+                async with stdio_session(owner, key)() as session:
+                    await session.initialize()
+                    data_of(await session.call_tool("list_connections", {}))
+                    await anyio.to_thread.run_sync(owner.stop)
+                    r = await session.call_tool("list_connections", {})
+                    assert r.is_error and "OWNER_NOT_RUNNING" in text_of(r), text_of(r)
+                    assert "akhrot serve" in text_of(r), text_of(r)
+
+            try:
+                anyio.run(owner_goes_away)
+                print("ok   stdio: the owner stopping mid-session is a clear tool error")
+            except BaseException:
+                failures += 1
+                print("FAIL stdio: the owner stopping mid-session is a clear tool error")
+                traceback.print_exc()
             # No token in the owner's log.
-            owner.stop()
+            if owner.proc.poll() is None:
+                owner.stop()
             log = (Path(tmp) / "serve.log").read_text()
             leaked = OPENAI_KEY in log or STANDIN_KEY in log
             print(f"{'FAIL' if leaked else 'ok  '} no secret in the owner's log")

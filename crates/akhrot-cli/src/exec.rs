@@ -87,9 +87,9 @@ fn valid_env_name(e: &str) -> bool {
 }
 
 /// The variable a provider's token goes in: the catalog's `env_var`, else `<CODE>_TOKEN`.
-pub fn default_env(catalog: &Catalog, provider: &str) -> String {
+pub fn default_env(catalog: Option<&Catalog>, provider: &str) -> String {
     if let Some(v) = catalog
-        .get(provider)
+        .and_then(|c| c.get(provider))
         .and_then(|p| p.env_var.clone())
         .filter(|v| valid_env_name(v))
     {
@@ -137,13 +137,18 @@ pub fn run(
             ),
         ));
     }
-    let catalog = Catalog::load(&paths.providers_d())?;
+    // The catalog (for default variable names) is read only when a -p names no variable.
+    let catalog = if wants.iter().any(|w| w.env.is_none()) {
+        Some(Catalog::load(&paths.providers_d())?)
+    } else {
+        None
+    };
     let mut vars: Vec<(String, Zeroizing<String>)> = Vec::with_capacity(wants.len());
     for w in &wants {
-        let var = w
-            .env
-            .clone()
-            .unwrap_or_else(|| default_env(&catalog, &w.provider));
+        let var = match (&w.env, &catalog) {
+            (Some(e), _) => e.clone(),
+            (None, c) => default_env(c.as_ref(), &w.provider),
+        };
         if vars.iter().any(|(v, _)| *v == var) {
             return Err(fail(
                 EXIT_USAGE,
@@ -253,9 +258,10 @@ mod tests {
     #[test]
     fn env_names() {
         let c = Catalog::builtin().unwrap();
-        assert_eq!(default_env(&c, "github"), "GH_TOKEN");
-        assert_eq!(default_env(&c, "openai"), "OPENAI_API_KEY");
-        assert_eq!(default_env(&c, "my-idp"), "MY_IDP_TOKEN");
-        assert_eq!(default_env(&c, "9x"), "_9X_TOKEN");
+        assert_eq!(default_env(Some(&c), "github"), "GH_TOKEN");
+        assert_eq!(default_env(Some(&c), "openai"), "OPENAI_API_KEY");
+        assert_eq!(default_env(Some(&c), "my-idp"), "MY_IDP_TOKEN");
+        assert_eq!(default_env(None, "github"), "GITHUB_TOKEN");
+        assert_eq!(default_env(Some(&c), "9x"), "_9X_TOKEN");
     }
 }

@@ -644,6 +644,8 @@ impl<'a> TokenAnswer<'a> {
 pub struct OwnApproval {
     /// The prompt's id (the user answers it; agents cannot).
     pub id: String,
+    /// The agent's name (the key's name), as the prompt shows it.
+    pub agent: String,
     pub provider: String,
     /// The account asked for (empty when none was named).
     pub account: String,
@@ -682,6 +684,7 @@ pub async fn own_approvals(
         .filter(|p| p.ask.agent_id == agent.id)
         .map(|p| OwnApproval {
             id: p.id,
+            agent: p.ask.agent,
             provider: p.ask.provider,
             account: p.ask.account,
             request: p.ask.request,

@@ -141,12 +141,13 @@ impl AkhrotMcp {
         }
     }
 
-    /// For `/mcp`: the listener's own base URL, each request's own key.
-    pub fn http(base_url: String) -> Self {
+    /// For `/mcp`: the listener's own base URL, each request's own key. One HTTP client is
+    /// shared by every request (stateless mode makes a server per request).
+    pub fn http(base_url: String, http: reqwest::Client) -> Self {
         Self {
             owner: Owner::Url(base_url),
             key: Key::FromRequest,
-            http: http_client(),
+            http,
         }
     }
 
@@ -705,7 +706,13 @@ impl ServerHandler for AkhrotMcp {
             ));
         }
         let args = request.arguments.unwrap_or_default();
-        let result = match self.run_tool(&request.name, &args, &context).await {
+        // A cancelled request drops its call to the owner: a prompt it was waiting on is
+        // withdrawn, as for any agent that hangs up.
+        let outcome = tokio::select! {
+            r = self.run_tool(&request.name, &args, &context) => r,
+            _ = context.ct.cancelled() => Err(ToolError::new("CANCELLED", "the client cancelled this request")),
+        };
+        let result = match outcome {
             Ok(v) => CallToolResult::structured(v),
             Err(e) => e.into_result(),
         };
@@ -748,8 +755,9 @@ pub fn http_service(
         });
     }
     let base = state.base_url.clone();
+    let http = http_client();
     rmcp::transport::StreamableHttpService::new(
-        move || Ok(AkhrotMcp::http(base.clone())),
+        move || Ok(AkhrotMcp::http(base.clone(), http.clone())),
         Default::default(),
         config,
     )
