@@ -291,6 +291,15 @@ pub async fn fetch_token(
                         ),
                     ));
                 }
+                Ok(Outcome::Closed) => {
+                    state
+                        .audit
+                        .record(audit("denied").detail("Akhrot shut down").peer(peer));
+                    return Err(ApiError::new(
+                        Code::ApprovalDenied,
+                        "Akhrot is shutting down, so nobody can answer the approval prompt; retry once it runs again",
+                    ));
+                }
                 Ok(Outcome::TimedOut) => {
                     state.audit.record(audit("timeout").peer(peer));
                     return Err(ApiError::new(
