@@ -47,8 +47,8 @@ function render(list, error) {
   current = p;
   const timer = el('span', { 'data-testid': 'timer' }, left(p.expiresAt));
   ticker = setInterval(() => { timer.textContent = left(p.expiresAt); }, 1000);
-  root.append(
-    el('h1', { 'data-testid': 'title' }, `${p.agent} asks for a ${p.providerName} token`),
+  const parts = [
+    el('h1', { 'data-testid': 'title' }, `${p.agent} wants to use ${p.providerName}`),
     list.length > 1 ? el('p', { class: 'muted', 'data-testid': 'count' }, `1 of ${list.length} waiting`) : null,
     el('dl', {},
       row('Agent', p.agent, 'agent'),
@@ -61,7 +61,9 @@ function render(list, error) {
     el('div', { class: 'buttons' },
       el('button', { class: 'deny', 'data-testid': 'deny', onclick: () => answer('deny') }, 'Deny'),
       el('button', { class: 'secondary', 'data-testid': 'allow-hour', onclick: () => answer('hour') }, 'Allow for 1 hour'),
-      el('button', { class: 'primary', 'data-testid': 'allow', onclick: () => answer('once') }, 'Allow once')));
+      el('button', { class: 'primary', 'data-testid': 'allow', onclick: () => answer('once') }, 'Allow once')),
+  ];
+  root.append(...parts.filter((n) => n !== null));
   const allow = root.querySelector('[data-testid="allow"]');
   if (allow) allow.focus();
 }
