@@ -226,3 +226,47 @@ test('dark theme and keyboard navigation', async () => {
     await shot(page, 'agents-dark');
   }, { colorScheme: 'dark' });
 });
+
+test('a proxied call shows its method and URL in Approvals; the Agents page sets proxy-only', async () => {
+  const { key } = await akhrot.admin('POST', '/admin/keys', { name: 'proxy-bot' });
+  await akhrot.admin('POST', '/admin/connections', { provider: 'openai', fields: { apiKey: 'sk-browser-proxy' } });
+  await withPage(async (page) => {
+    await page.click('a[href="#/approvals"]');
+    await page.waitForSelector('[data-testid="page-approvals"]');
+    // Denied before anything is sent, so no provider needs to be reachable.
+    const waiting = akhrot.call('GET', '/proxy/openai/models?limit=5', { bearer: key });
+    const card = page.locator('[data-testid="approval-card"]');
+    await card.first().waitFor();
+    assert.equal(
+      (await card.first().locator('[data-testid="approval-request"]').textContent()).trim(),
+      'GET https://api.openai.com/v1/models?limit',
+    );
+    assert.match(await card.first().textContent(), /proxy-bot/);
+    assert.match(await card.first().locator('[data-testid="approval-proxy-note"]').textContent(), /never receives the token/);
+    await shot(page, 'approvals-proxy');
+    await card.first().locator('[data-testid="deny"]').click();
+    const d = await waiting;
+    assert.equal(d.status, 403);
+    assert.equal(d.json.error.code, 'APPROVAL_DENIED');
+
+    await page.click('a[href="#/agents"]');
+    await page.waitForSelector('[data-testid="agent-proxy-bot"]');
+    await page.selectOption('[data-testid="policy-provider-proxy-bot"]', 'openai');
+    await page.selectOption('[data-testid="policy-mode-proxy-bot"]', 'proxy-only');
+    await page.click('[data-testid="policy-set-proxy-bot"]');
+    await page.waitForSelector('[data-testid="agent-proxy-bot"] [data-testid="policy-openai"]');
+    assert.match(await page.textContent('[data-testid="agent-proxy-bot"] [data-testid="policy-openai"]'), /Proxy only/);
+
+    // The denied call is in Activity under "Proxied calls", with its method and URL.
+    await page.click('a[href="#/activity"]');
+    await page.waitForSelector('[data-testid="page-activity"]');
+    await page.selectOption('[data-testid="filter-action"]', 'proxy');
+    await page.waitForFunction(() => document.querySelector('[data-testid="audit-table"]').textContent
+      .includes('GET https://api.openai.com/v1/models?limit (denied by the user)'));
+    assert.doesNotMatch(await page.textContent('[data-testid="audit-table"]'), /sk-browser-proxy|limit=5/);
+  });
+  const f = await akhrot.call('POST', '/tokens/fetch', { bearer: key, body: { provider: 'openai' } });
+  assert.equal(f.status, 403);
+  assert.equal(f.json.error.code, 'APPROVAL_DENIED');
+  assert.match(f.json.error.message, /\/proxy\/openai\//);
+});

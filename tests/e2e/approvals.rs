@@ -394,3 +394,38 @@ fn stopping_the_owner_denies_waiting_requests_at_once_and_audits_it() {
         "{log}"
     );
 }
+
+#[test]
+fn the_prompt_never_shows_a_key_the_agent_put_on_its_command_line() {
+    let d = Dirs::new();
+    let s = server(&d, 30);
+    let key = s.create_key("curl-agent", &[]);
+    s.add("openai", None, json!({"apiKey": "sk-argv-1"}));
+    // curl puts the whole header, key included, in its argv: readable by any local process.
+    let mut curl = std::process::Command::new("curl")
+        .args(["-s", "-X", "POST", "-H"])
+        .arg(format!("Authorization: Bearer {key}"))
+        .args([
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"provider":"openai"}"#,
+        ])
+        .arg(format!("{}/tokens/fetch", s.base))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("curl");
+    let p = wait_pending(&s, 1).remove(0);
+    let cmdline = p["peer"]["cmdline"].to_string();
+    assert!(cmdline.contains("curl"), "{p}");
+    assert!(
+        cmdline.contains("Authorization: Bearer [redacted]"),
+        "{cmdline}"
+    );
+    let secret = key.rsplit('_').next().unwrap();
+    assert!(!p.to_string().contains(secret), "{p}");
+    answer(&s, p["id"].as_str().unwrap(), "deny");
+    curl.wait().unwrap();
+    let log = s.admin_get("/admin/audit?agent=curl-agent");
+    assert!(!log.to_string().contains(secret), "{log}");
+}

@@ -16,6 +16,8 @@
 //   test control   GET  /__test/stats         -> {"tokenRequests":n,"authorizationCode":n,"refreshToken":n,...}
 //                  POST /__test/reset-stats
 //                  POST /__test/revoke-all[?sessions=1]   drop every grant/token (and login sessions)
+//                  POST /__test/drop-access-tokens        forget issued access tokens only (grants and
+//                                                         refresh tokens stay: a refresh still works)
 //                  POST /__test/delay-token?ms=N          delay every token answer by N ms (0 = off)
 //                  POST /__test/fail-token?status=503&count=N[&error=code]  next N token requests fail
 //                  GET  /__test/config                    the effective settings
@@ -357,6 +359,14 @@ async function testControl(ctx) {
     case 'POST /__test/revoke-all': {
       const dropped = revokeAll({ sessions: ['1', 'true', 'yes'].includes(q.sessions) });
       log('revoke-all', dropped);
+      return json(ctx, 200, { dropped });
+    }
+    case 'POST /__test/drop-access-tokens': {
+      let dropped = 0;
+      for (const [k, entry] of store) {
+        if (entry.model === 'AccessToken') { store.delete(k); dropped += 1; }
+      }
+      log('drop-access-tokens', dropped);
       return json(ctx, 200, { dropped });
     }
     case 'POST /__test/delay-token': {

@@ -6,6 +6,7 @@ import { state, on, providerName } from '../store.js';
 
 const ACTIONS = [
   ['token', 'Token hand-outs'],
+  ['proxy', 'Proxied calls'],
   ['approval', 'Approval answers'],
   ['connect', 'Connects'],
   ['disconnect', 'Disconnects'],
@@ -27,6 +28,9 @@ function outcomeKind(e) {
   if (WARN.has(o)) return 'warn';
   if (BAD.has(o)) return 'bad';
   if (GOOD.has(o) || /^for \d+s$/.test(o)) return 'good';
+  // Proxied calls: the provider's HTTP status.
+  if (/^[1-3]\d\d$/.test(o)) return 'good';
+  if (/^[45]\d\d$/.test(o)) return 'bad';
   return 'neutral';
 }
 

@@ -12,6 +12,7 @@ const MODES = [
   ['allow', 'Allow'],
   ['deny', 'Deny'],
   ['allow-hour', 'Allow for 1 hour'],
+  ['proxy-only', 'Proxy only (never the token)'],
 ];
 
 export function mount(root) {
@@ -83,6 +84,7 @@ export function mount(root) {
       if (old && old.json === json && old.providers === state.providers) return old.node;
       if (old && old.node.contains(document.activeElement)) lost = true;
       const node = agentCard(a);
+      if (old) keepChoices(old.node, node);
       rendered.set(a.id, { json, node, providers: state.providers });
       return node;
     });
@@ -110,17 +112,29 @@ export function mount(root) {
   return () => offs.forEach((off) => off());
 }
 
+// A card is rebuilt when its agent changes (a request updates "last used"): choices the person
+// was making in its policy editor carry over, so a click on "Set policy" sets what they chose.
+function keepChoices(from, to) {
+  for (const sel of from.querySelectorAll('select[data-touched]')) {
+    const twin = to.querySelector(`select[data-testid="${CSS.escape(sel.dataset.testid)}"]`);
+    if (twin && [...twin.options].some((o) => o.value === sel.value)) {
+      twin.value = sel.value;
+      twin.dataset.touched = '1';
+    }
+  }
+}
+
 function policyChips(a) {
   const now = Date.now() / 1000;
   const entries = Object.entries(a.policies || {}).sort(([x], [y]) => (x === '*' ? -1 : y === '*' ? 1 : providerName(x).localeCompare(providerName(y))));
   const chips = entries.map(([code, pol]) => {
     let mode = pol.mode;
-    let text = { allow: 'Allow', ask: 'Ask', deny: 'Deny' }[mode] || mode;
-    if (mode === 'allow' && pol.until) {
-      if (pol.until > now) text = `Allow until ${fmt.clock(pol.until)}`;
+    let text = { allow: 'Allow', ask: 'Ask', deny: 'Deny', 'proxy-only': 'Proxy only' }[mode] || mode;
+    if ((mode === 'allow' || mode === 'proxy-only') && pol.until) {
+      if (pol.until > now) text = `${text} until ${fmt.clock(pol.until)}`;
       else {
+        text = `Ask (${text.toLowerCase()} ended ${fmt.clock(pol.until)})`;
         mode = 'ask';
-        text = `Ask (allow ended ${fmt.clock(pol.until)})`;
       }
     }
     return h('li', { class: ['chip', `chip-${mode}`], 'data-testid': `policy-${code}` },
@@ -144,6 +158,7 @@ function policyEditor(a) {
     mode.value = pol ? (pol.mode === 'allow' && pol.until && pol.until > Date.now() / 1000 ? 'allow-hour' : pol.mode) : 'ask';
   };
   provider.addEventListener('change', syncMode);
+  for (const sel of [provider, mode]) sel.addEventListener('change', () => { sel.dataset.touched = '1'; });
   syncMode();
   const set = h('button', { type: 'submit', class: 'btn btn-small', 'data-testid': `policy-set-${a.name}` }, 'Set policy');
   const form = h('form', { class: 'policy-editor', 'aria-label': `Policy for ${a.name}` },

@@ -119,12 +119,18 @@ function approvalCard(p) {
           ? [h('span', { class: 'muted' }, 'Reason: '), h('q', { 'data-testid': 'approval-reason' }, p.reason)]
           : h('span', { class: 'muted', 'data-testid': 'approval-reason' }, 'No reason given.')),
         scopeChips(p.scopes),
-        p.request ? h('p', { class: 'small' }, h('span', { class: 'muted' }, 'Request: '), h('span', { class: 'code' }, p.request)) : null,
+        p.request
+          ? h('p', { class: 'small' }, h('span', { class: 'muted' }, 'Proxied call (the agent never sees the token): '), h('span', { class: 'code', 'data-testid': 'approval-request' }, p.request))
+          : h('p', { class: 'small muted', 'data-testid': 'approval-request' }, 'Token hand-out: the agent receives the credential.'),
         h('p', { class: 'muted small' },
           'Asked at ', fmt.clock(p.createdAt), ' (', relTime(p.createdAt * 1000), ') · ',
           h('span', { 'data-role': 'waiting', 'data-testid': 'waiting' }, waitingText(p.waiting)))),
       peerBlock(p.peer)),
-    h('div', { class: 'approval-actions' }, buttons));
+    h('div', { class: 'approval-actions' }, buttons),
+    p.request
+      ? h('p', { class: 'muted small', 'data-testid': 'approval-proxy-note' },
+        'Allowing for a while or always lets this agent make proxied calls to this provider without asking; it still never receives the token.')
+      : null);
 
   buttons.forEach((b) => b.addEventListener('click', () => answer(p, b.dataset.answer, buttons)));
   return card;

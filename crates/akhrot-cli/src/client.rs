@@ -38,7 +38,8 @@ impl std::error::Error for ApiFailure {}
 pub struct Client {
     agent: ureq::Agent,
     base: String,
-    admin: String,
+    /// The admin credential, or an agent key for the commands agents run (`exec`, `mcp`).
+    bearer: String,
 }
 
 fn no_owner(paths: &Paths, why: &str) -> anyhow::Error {
@@ -49,25 +50,44 @@ fn no_owner(paths: &Paths, why: &str) -> anyhow::Error {
     )))
 }
 
+/// Where the running owner listens, from its `server.json`.
+pub fn owner_info(paths: &Paths) -> Result<ServerInfo> {
+    ServerInfo::read(paths).ok_or_else(|| no_owner(paths, "no server.json"))
+}
+
 impl Client {
     pub fn connect(paths: &Paths) -> Result<Self> {
-        let info = ServerInfo::read(paths).ok_or_else(|| no_owner(paths, "no server.json"))?;
+        let info = owner_info(paths)?;
         let admin = std::fs::read_to_string(paths.admin_token())
             .map_err(|_| no_owner(paths, "no admin credential"))?
             .trim()
             .to_owned();
+        Ok(Self::new(info.base_url, admin, Duration::from_secs(30)))
+    }
+
+    /// A client that speaks for an agent: its key, never the admin credential. Token requests
+    /// may wait for the user's approval, so the timeout is long.
+    pub fn for_agent(paths: &Paths, key: &str) -> Result<Self> {
+        let info = owner_info(paths)?;
+        Ok(Self::new(
+            info.base_url,
+            key.to_owned(),
+            Duration::from_secs(3600),
+        ))
+    }
+
+    fn new(base: String, bearer: String, timeout: Duration) -> Self {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .proxy(None)
-            .timeout_global(Some(Duration::from_secs(30)))
+            .timeout_global(Some(timeout))
             .build()
             .into();
-        let client = Self {
+        Self {
             agent,
-            base: info.base_url.clone(),
-            admin,
-        };
-        Ok(client)
+            base,
+            bearer,
+        }
     }
 
     fn handle(
@@ -106,7 +126,7 @@ impl Client {
     }
 
     fn auth(&self) -> String {
-        format!("Bearer {}", self.admin)
+        format!("Bearer {}", self.bearer)
     }
 
     pub fn get(&self, path: &str) -> Result<Value> {

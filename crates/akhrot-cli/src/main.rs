@@ -1,6 +1,7 @@
 //! `akhrot`: the headless vault owner (`akhrot serve`) and the commands that talk to it.
 
 mod client;
+mod exec;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Read, Write};
@@ -138,6 +139,42 @@ enum Command {
         #[arg(value_parser = ["on", "off"])]
         state: String,
     },
+    /// Run a command with fresh tokens in its environment (as an agent, with AKHROT_API_KEY)
+    #[command(
+        after_help = "The token goes in the catalog's variable for the provider (GH_TOKEN, \
+                            OPENAI_API_KEY, …; else <CODE>_TOKEN) or the one after the colon. \
+                            AKHROT_API_KEY is removed from the command's environment; no token is printed.\n\n\
+                            Exit codes: the command's own; 2 usage, 3 no owner running, 4 refused \
+                            (denied, timed out, not connected), 126 cannot run, 127 not found.\n\n\
+                            Examples:\n  akhrot exec -p github -- gh repo list\n  \
+                            akhrot exec -p openai -p github:GITHUB_TOKEN --reason 'release notes' -- ./release.sh"
+    )]
+    Exec {
+        /// A provider whose token to pass, optionally with the variable to put it in (repeatable)
+        #[arg(
+            short = 'p',
+            long = "provider",
+            value_name = "CODE[:ENV]",
+            required = true
+        )]
+        providers: Vec<String>,
+        /// Which connected account, when there are several
+        #[arg(long)]
+        account: Option<String>,
+        /// Shown to the user in the approval prompt [default: the program's name]
+        #[arg(long)]
+        reason: Option<String>,
+        /// The command and its arguments, after `--`
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// Serve MCP (Model Context Protocol) on stdin/stdout for an agent (with AKHROT_API_KEY)
+    #[command(
+        after_help = "For MCP clients: add `akhrot mcp` as a stdio server with AKHROT_API_KEY \
+                            set to the agent's key. Tools: list_connections, describe, get_token, \
+                            start_connection, check_connection, call_api. Exit codes: 2 no key, 3 no owner running."
+    )]
+    Mcp,
     /// Print shell completions (bash, zsh, fish, elvish, powershell)
     Completions { shell: clap_complete::Shell },
 }
@@ -232,9 +269,10 @@ enum PolicyCmd {
         agent: String,
         #[arg(long)]
         provider: String,
-        #[arg(value_parser = ["allow", "ask", "deny"])]
+        /// proxy-only: no token hand-outs; calls through /proxy/P/… are allowed
+        #[arg(value_parser = ["allow", "ask", "deny", "proxy-only"])]
         mode: String,
-        /// With allow: only for this long (e.g. 30m, 1h, 2d), then back to ask
+        /// With allow or proxy-only: only for this long (e.g. 30m, 1h, 2d), then back to ask
         #[arg(long = "for", value_name = "DURATION")]
         duration: Option<String>,
     },
@@ -245,7 +283,10 @@ fn main() {
     let code = match run(cli) {
         Ok(()) => 0,
         Err(e) => {
-            if let Some(no) = e.downcast_ref::<NoOwner>() {
+            if let Some(x) = e.downcast_ref::<exec::ExecError>() {
+                eprintln!("akhrot: {x}");
+                x.code
+            } else if let Some(no) = e.downcast_ref::<NoOwner>() {
                 eprintln!("akhrot: {no}");
                 EXIT_NO_OWNER
             } else if let Some(f) = e.downcast_ref::<ApiFailure>() {
@@ -268,6 +309,22 @@ fn run(cli: Cli) -> Result<()> {
             clap_complete::generate(shell, &mut Cli::command(), "akhrot", &mut std::io::stdout());
             Ok(())
         }
+        Command::Exec {
+            providers,
+            account,
+            reason,
+            command,
+        } => {
+            let code = exec::run(
+                &paths()?,
+                &providers,
+                account.as_deref(),
+                reason.as_deref(),
+                &command,
+            )?;
+            std::process::exit(code);
+        }
+        Command::Mcp => mcp(paths()?),
         Command::Status(f) => status(&Client::connect(&paths()?)?, f.json),
         Command::Keys(k) => keys(&Client::connect(&paths()?)?, k),
         Command::Policy(PolicyCmd::Set {
@@ -279,8 +336,8 @@ fn run(cli: Cli) -> Result<()> {
             let c = Client::connect(&paths()?)?;
             let mut body = json!({ "agent": agent, "provider": provider, "mode": mode });
             if let Some(d) = duration {
-                if mode != "allow" {
-                    bail!("--for goes with allow");
+                if mode != "allow" && mode != "proxy-only" {
+                    bail!("--for goes with allow or proxy-only");
                 }
                 body["forSeconds"] = json!(parse_duration(&d)?);
             }
@@ -421,6 +478,34 @@ fn serve(paths: Paths, args: ServeArgs) -> Result<()> {
         owner.serve(shutdown).await?;
         Ok(())
     })
+}
+
+/// `akhrot mcp`: MCP over stdio, speaking for the agent whose key is in AKHROT_API_KEY.
+fn mcp(paths: Paths) -> Result<()> {
+    let key = std::env::var(exec::KEY_VAR).unwrap_or_default();
+    if key.trim().is_empty() {
+        return Err(anyhow!(exec::ExecError {
+            code: exec::EXIT_USAGE,
+            message: format!(
+                "{} is not set: `akhrot mcp` speaks for an agent, with the key the user created (`akhrot keys create --name <agent>`)",
+                exec::KEY_VAR
+            ),
+        }));
+    }
+    // Say at once when no owner runs (the MCP client shows this in its server log); the owner
+    // is looked up again at each call, so a restart on another port is followed.
+    client::owner_info(&paths)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(akhrot_server::mcp::serve_stdio(
+        paths,
+        key.trim().to_owned(),
+    ))
+    .context("the MCP connection failed")?;
+    Ok(())
 }
 
 /// Installs the SIGTERM/SIGINT handlers now; the returned future resolves on either.
@@ -728,6 +813,7 @@ fn approvals(c: &Client, cmd: Option<ApprovalsCmd>, as_json: bool) -> Result<()>
                             p["provider"].as_str().unwrap_or(""),
                             p["account"].as_str().unwrap_or("")
                         ),
+                        p["request"].as_str().unwrap_or("token").to_owned(),
                         p["reason"].as_str().unwrap_or("-").to_owned(),
                         process,
                     ]
@@ -736,7 +822,10 @@ fn approvals(c: &Client, cmd: Option<ApprovalsCmd>, as_json: bool) -> Result<()>
             if rows.is_empty() {
                 println!("No pending approvals.");
             } else {
-                print_table(&["ID", "AGENT", "PROVIDER", "REASON", "PROCESS"], &rows);
+                print_table(
+                    &["ID", "AGENT", "PROVIDER", "REQUEST", "REASON", "PROCESS"],
+                    &rows,
+                );
                 eprintln!(
                     "Answer with `akhrot approvals approve ID [--for 1h|--always]` or `akhrot approvals deny ID`."
                 );

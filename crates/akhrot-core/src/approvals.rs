@@ -1,12 +1,13 @@
 //! Pending approvals: a token request under an `ask` policy waits here until the user answers,
 //! the prompt times out, or the agent goes away.
 //!
-//! Two identical requests from one agent (same provider and account) share one prompt. An
+//! Two identical requests from one agent (same provider, account and, for proxied calls, the
+//! same method and URL) share one prompt. An
 //! agent may have only [`MAX_PENDING_PER_AGENT`] prompts open at once, so no agent can flood
 //! the user. When every waiter of a prompt has gone (the agent disconnected), the prompt is
 //! withdrawn.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -103,15 +104,17 @@ pub enum Event {
 
 struct Open {
     prompt: Prompt,
-    key: (String, String, String),
+    /// Agent id, provider, account, request: identical requests share one prompt.
+    key: (String, String, String, Option<String>),
     answer: watch::Sender<Option<Outcome>>,
 }
 
 #[derive(Default)]
 struct State {
     open: HashMap<String, Open>,
-    /// (agent id, provider) allowed until the process stops.
-    until_quit: HashSet<(String, String)>,
+    /// (agent id, provider) allowed until the process stops; `true`: for proxied calls only
+    /// (the user answered a proxied call's prompt).
+    until_quit: HashMap<(String, String), bool>,
     /// Set by [`Approvals::close`]: no new prompt opens.
     closed: bool,
 }
@@ -170,11 +173,18 @@ impl Approvals {
         );
     }
 
-    /// Whether the user chose "until I quit" for this agent and provider.
-    pub fn allowed_until_quit(&self, agent_id: &str, provider: &str) -> bool {
-        self.state()
+    /// Whether the user chose "until I quit" for this agent and provider, for this kind of
+    /// request (`proxied`: a call through the proxy; else a token hand-out). An answer given to
+    /// a proxied call's prompt covers proxied calls only.
+    pub fn allowed_until_quit(&self, agent_id: &str, provider: &str, proxied: bool) -> bool {
+        match self
+            .state()
             .until_quit
-            .contains(&(agent_id.to_owned(), provider.to_owned()))
+            .get(&(agent_id.to_owned(), provider.to_owned()))
+        {
+            Some(proxy_only) => proxied || !proxy_only,
+            None => false,
+        }
     }
 
     /// How many prompts are open.
@@ -202,6 +212,7 @@ impl Approvals {
             ask.agent_id.clone(),
             ask.provider.clone(),
             ask.account.clone(),
+            ask.request.clone(),
         );
         let (id, mut rx) = {
             let mut st = self.state();
@@ -266,10 +277,14 @@ impl Approvals {
             let mut st = self.state();
             let open = st.open.remove(id)?;
             if answer == Answer::UntilQuit {
-                st.until_quit.insert((
-                    open.prompt.ask.agent_id.clone(),
-                    open.prompt.ask.provider.clone(),
-                ));
+                let proxy_only = open.prompt.ask.request.is_some();
+                st.until_quit
+                    .entry((
+                        open.prompt.ask.agent_id.clone(),
+                        open.prompt.ask.provider.clone(),
+                    ))
+                    .and_modify(|p| *p = *p && proxy_only)
+                    .or_insert(proxy_only);
             }
             open
         };
@@ -426,6 +441,66 @@ mod tests {
             }
         }
         assert!(saw_withdrawn);
+    }
+
+    #[tokio::test]
+    async fn different_proxied_requests_get_their_own_prompts() {
+        let a = Approvals::new(Duration::from_secs(5));
+        let mut get = ask("bot", "github");
+        get.request = Some("GET https://api.github.com/user".into());
+        let mut del = ask("bot", "github");
+        del.request = Some("DELETE https://api.github.com/repos/o/r".into());
+        let (a1, a2, a3) = (a.clone(), a.clone(), a.clone());
+        let g2 = get.clone();
+        let w1 = tokio::spawn(async move { a1.ask(get).await });
+        let w2 = tokio::spawn(async move { a2.ask(del).await });
+        let w3 = tokio::spawn(async move { a3.ask(g2).await });
+        while a.pending().iter().map(|p| p.waiting).sum::<usize>() < 3 {
+            tokio::task::yield_now().await;
+        }
+        let pending = a.pending();
+        assert_eq!(
+            pending.len(),
+            2,
+            "same request shares, another request does not"
+        );
+        for p in pending {
+            let answer = if p.ask.request.as_deref().unwrap_or("").starts_with("DELETE") {
+                Answer::Deny
+            } else {
+                Answer::Once
+            };
+            a.answer(&p.id, answer);
+        }
+        assert_eq!(w1.await.unwrap(), Ok(Outcome::Answered(Answer::Once)));
+        assert_eq!(w2.await.unwrap(), Ok(Outcome::Answered(Answer::Deny)));
+        assert_eq!(w3.await.unwrap(), Ok(Outcome::Answered(Answer::Once)));
+    }
+
+    #[tokio::test]
+    async fn until_quit_on_a_proxied_call_covers_proxied_calls_only() {
+        let a = Approvals::new(Duration::from_secs(5));
+        let mut proxied = ask("bot", "github");
+        proxied.request = Some("GET https://api.github.com/user".into());
+        let a1 = a.clone();
+        let w = tokio::spawn(async move { a1.ask(proxied).await });
+        while a.pending().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        a.answer(&a.pending()[0].id, Answer::UntilQuit);
+        assert_eq!(w.await.unwrap(), Ok(Outcome::Answered(Answer::UntilQuit)));
+        assert!(a.allowed_until_quit("bot", "github", true));
+        assert!(!a.allowed_until_quit("bot", "github", false));
+        assert!(!a.allowed_until_quit("bot", "gitlab", true));
+        // A token prompt answered the same way covers both.
+        let a2 = a.clone();
+        let w = tokio::spawn(async move { a2.ask(ask("bot", "github")).await });
+        while a.pending().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        a.answer(&a.pending()[0].id, Answer::UntilQuit);
+        w.await.unwrap().unwrap();
+        assert!(a.allowed_until_quit("bot", "github", false));
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::catalog::{AuthType, Catalog, Provider, Quirk, Redirect};
 use crate::oauth::{self, ClientCreds, OAuthError, OAuthHttp, TokenSet};
@@ -656,6 +657,43 @@ impl Broker {
         if refreshed_meanwhile || !needs_refresh(&info) {
             return check_usable(p, info, creds);
         }
+        self.refresh_locked(p, info, creds).await
+    }
+
+    /// The provider refused `rejected` (an API answered 401 to it): refreshes the connection
+    /// now, whatever its expiry says, unless another caller already replaced that token, in
+    /// which case the current one is returned. Shares the per-connection lock with
+    /// [`Broker::fresh_credentials`], so concurrent callers cause at most one refresh.
+    pub async fn refresh_rejected(
+        &self,
+        p: &Provider,
+        account: Option<&str>,
+        rejected: &str,
+    ) -> Result<(Arc<ConnectionInfo>, Credentials), BrokerError> {
+        let (info, creds) = self.vault.open_connection(&p.code, account)?;
+        if p.auth != AuthType::Oauth2 {
+            return Ok((info, creds));
+        }
+        let lock = self.refresh_lock(&info.id);
+        let _guard = lock.lock().await;
+        let (info, creds) = self.vault.open_connection(&p.code, Some(&info.account))?;
+        let current = creds.get("accessToken").map(|t| t.expose());
+        let still_current = current.is_some_and(|c| {
+            c.len() == rejected.len() && bool::from(c.as_bytes().ct_eq(rejected.as_bytes()))
+        });
+        if !still_current {
+            return check_usable(p, info, creds);
+        }
+        self.refresh_locked(p, info, creds).await
+    }
+
+    /// Refreshes a connection; the caller holds its refresh lock.
+    async fn refresh_locked(
+        &self,
+        p: &Provider,
+        info: Arc<ConnectionInfo>,
+        creds: Credentials,
+    ) -> Result<(Arc<ConnectionInfo>, Credentials), BrokerError> {
         if info.status == "needs_reconnect" {
             return Err(BrokerError::TokenExpired(reconnect_message(p, "")));
         }

@@ -434,18 +434,20 @@ impl Catalog {
     }
 
     fn overlay_file(&mut self, path: &Path) {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) => {
-                self.issues.push(CatalogIssue {
-                    path: path.to_owned(),
-                    line: None,
-                    message: format!("cannot read: {e}"),
-                });
-                return;
-            }
-        };
-        let (table, _) = match parse_file(&text) {
+        match std::fs::read_to_string(path) {
+            Ok(text) => self.overlay_text(path, &text),
+            Err(e) => self.issues.push(CatalogIssue {
+                path: path.to_owned(),
+                line: None,
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+
+    /// Merges one `providers.d` file's text over the catalog, as if read from `path`; problems
+    /// go to [`Catalog::issues`]. The fuzz target `providers_toml` drives it.
+    pub fn overlay_text(&mut self, path: &Path, text: &str) {
+        let (table, _) = match parse_file(text) {
             Ok(t) => t,
             Err((line, message)) => {
                 self.issues.push(CatalogIssue {
@@ -457,7 +459,7 @@ impl Catalog {
             }
         };
         for (code, value) in table {
-            let line = header_line(&text, &code);
+            let line = header_line(text, &code);
             let result = match self.index.get(&code) {
                 Some(&i) => toml::Value::try_from(&*self.providers[i])
                     .map_err(|e| e.to_string())

@@ -415,6 +415,33 @@ type TokenResult = Result<
     RequestTokenError<SendError, oauth2::basic::BasicErrorResponse>,
 >;
 
+/// Reads a token endpoint's answer without the network, the way a real exchange reads it: the
+/// provider's quirks ([`normalise`]), the `oauth2` crate's response types, then the mapping to a
+/// [`TokenSet`] or an error. The fuzz target `token_response` drives it with arbitrary answers.
+pub fn read_token_answer(p: &Provider, status: u16, body: &[u8]) -> Result<TokenSet, OAuthError> {
+    let (status, value) = normalise(p, status, body);
+    let bytes = match &value {
+        Some(v) => serde_json::to_vec(v).unwrap_or_default(),
+        None => body.to_vec(),
+    };
+    let other = |e: serde_json::Error| RequestTokenError::Other(e.to_string());
+    let result: TokenResult = if (200..300).contains(&status) {
+        serde_json::from_slice(&bytes).map_err(other)
+    } else {
+        match serde_json::from_slice(&bytes) {
+            Ok(e) => Err(RequestTokenError::ServerResponse(e)),
+            Err(e) => Err(other(e)),
+        }
+    };
+    finish(
+        result,
+        &Mutex::new(Seen {
+            status,
+            body: value,
+        }),
+    )
+}
+
 fn finish(result: TokenResult, seen: &Mutex<Seen>) -> Result<TokenSet, OAuthError> {
     let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
     match result {
@@ -667,6 +694,32 @@ mod tests {
         );
         assert_eq!(status, 200);
         assert_eq!(v.unwrap()["access_token"], "gho_x");
+    }
+
+    #[test]
+    fn token_answers_read_whole_without_the_network() {
+        let c = Catalog::builtin().unwrap();
+        let slack = c.get("slack").unwrap();
+        let ok = br#"{"ok":true,"access_token":"xoxb-bot","authed_user":{"id":"U1","access_token":"xoxp-user","refresh_token":"xoxe-r","expires_in":"43200","scope":["chat:write","users:read"],"token_type":"user"}}"#;
+        let set = read_token_answer(slack, 200, ok).unwrap();
+        assert_eq!(set.access_token.expose(), "xoxp-user");
+        assert_eq!(set.refresh_token.as_ref().unwrap().expose(), "xoxe-r");
+        assert_eq!(set.scopes, ["chat:write", "users:read"]);
+        assert!(set.expires_at.is_some());
+        assert!(!set.extra.to_string().contains("xox"), "{}", set.extra);
+        let gh = c.get("github").unwrap();
+        assert!(matches!(
+            read_token_answer(gh, 400, br#"{"error":"invalid_grant","error_description":"gone"}"#),
+            Err(OAuthError::InvalidGrant(d)) if d == "gone"
+        ));
+        assert!(matches!(
+            read_token_answer(gh, 200, b"<html>oops</html>"),
+            Err(OAuthError::Transient(_))
+        ));
+        assert!(matches!(
+            read_token_answer(gh, 503, b""),
+            Err(OAuthError::Transient(_))
+        ));
     }
 
     #[test]

@@ -316,10 +316,14 @@ mod linux {
         if bytes.is_empty() {
             return Vec::new();
         }
-        bytes
+        let args: Vec<String> = bytes
             .split(|&b| b == 0)
             .take(MAX_ARGS)
-            .map(|arg| clean(&String::from_utf8_lossy(arg), MAX_ARG_CHARS))
+            .map(|arg| String::from_utf8_lossy(arg).into_owned())
+            .collect();
+        super::redact_args(&args)
+            .iter()
+            .map(|arg| clean(arg, MAX_ARG_CHARS))
             .collect()
     }
 
@@ -338,6 +342,204 @@ mod linux {
         let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
         let uid = line.split_whitespace().next()?;
         uid.parse().ok().filter(|_| is_digits(uid))
+    }
+}
+
+const REDACTED: &str = "[redacted]";
+
+/// A command line with the secrets it carries replaced by `[redacted]`, so that the prompt and
+/// the audit log never show one: an agent that runs `curl -H "Authorization: Bearer akhrot_…"`
+/// puts its own key in its argv, which any local process can read.
+///
+/// Redacted: the secret half of agent keys (`akhrot_<id>_<secret>`, the id stays: it names the
+/// key), admin credentials (`akhrot-admin-…`), whatever follows `Bearer `, `Basic ` or `token `
+/// (any case), the value of an option whose name says it is secret (`--token X`, `--password=X`,
+/// `-p` is not guessed), and the value of `NAME=value` words whose name says so (`API_KEY=…`).
+pub fn redact_args(args: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut secret_next = false;
+    for arg in args {
+        if secret_next && !arg.starts_with('-') {
+            out.push(REDACTED.to_owned());
+            secret_next = false;
+            continue;
+        }
+        secret_next = false;
+        if let Some(name) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) {
+            match name.split_once('=') {
+                Some((n, _)) if secret_name(n) => {
+                    out.push(format!(
+                        "{}={REDACTED}",
+                        &arg[..arg.len() - name.len() + n.len()]
+                    ));
+                    continue;
+                }
+                None if secret_name(name) => secret_next = true,
+                _ => {}
+            }
+        } else if let Some((n, _)) = arg.split_once('=')
+            && !n.is_empty()
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            && secret_name(n)
+        {
+            out.push(format!("{n}={REDACTED}"));
+            continue;
+        }
+        out.push(redact_text(arg));
+    }
+    out
+}
+
+/// Whether an option or variable name says its value is a secret.
+fn secret_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "api-key",
+        "api_key",
+        "apikey",
+        "credential",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+        || n == "key"
+        || n.ends_with("-key")
+        || n.ends_with("_key")
+}
+
+/// Secrets inside one argument: agent keys, admin credentials, and words after an auth scheme.
+fn redact_text(arg: &str) -> String {
+    let mut s = arg.to_owned();
+    // Agent keys: keep `akhrot_<id>_`, drop the secret.
+    let mut from = 0;
+    while let Some(i) = s[from..].find(crate::agent_key::PREFIX) {
+        let start = from + i + crate::agent_key::PREFIX.len();
+        let rest = &s[start..];
+        let id_len = rest
+            .bytes()
+            .take_while(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            .count();
+        if rest.as_bytes().get(id_len) == Some(&b'_') {
+            let secret_start = start + id_len + 1;
+            let secret_len = s[secret_start..]
+                .bytes()
+                .take_while(u8::is_ascii_alphanumeric)
+                .count();
+            if secret_len > 0 {
+                s.replace_range(secret_start..secret_start + secret_len, REDACTED);
+            }
+            from = secret_start + REDACTED.len().min(s.len() - secret_start);
+        } else {
+            from = start;
+        }
+    }
+    // Admin credentials and `Bearer x` / `Basic x` / `token x`.
+    // `basic`/`token` are ordinary words; they are a scheme only in an Authorization header.
+    let header = s.to_ascii_lowercase().contains("authorization");
+    for marker in ["akhrot-admin-", "bearer ", "basic ", "token "] {
+        if !header && matches!(marker, "basic " | "token ") {
+            continue;
+        }
+        let mut from = 0;
+        loop {
+            let lower = s.to_ascii_lowercase();
+            let Some(i) = lower[from..].find(marker) else {
+                break;
+            };
+            let start = from + i + marker.len();
+            let len = s[start..]
+                .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+                .unwrap_or(s.len() - start);
+            if len > 0 && &s[start..start + len] != REDACTED {
+                s.replace_range(start..start + len, REDACTED);
+            }
+            from = start + REDACTED.len().min(s.len() - start);
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_args;
+
+    fn r(args: &[&str]) -> Vec<String> {
+        redact_args(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn agent_keys_and_auth_headers_are_redacted() {
+        let key = format!("akhrot_abcdefghij_{}", "0a".repeat(32));
+        let header = format!("Authorization: Bearer {key}");
+        assert_eq!(
+            r(&["curl", "-H", &header, "http://127.0.0.1:47420/tokens/fetch"]),
+            [
+                "curl",
+                "-H",
+                "Authorization: Bearer [redacted]",
+                "http://127.0.0.1:47420/tokens/fetch"
+            ]
+        );
+        let bare = r(&["agent", &key]);
+        assert_eq!(bare[1], "akhrot_abcdefghij_[redacted]");
+        assert_eq!(
+            r(&["x", "AUTHORIZATION: basic dXNlcjpwYXNz"])[1],
+            "AUTHORIZATION: basic [redacted]"
+        );
+        assert_eq!(
+            r(&["gh", "-H", "Authorization: token ghp_123"])[2],
+            "Authorization: token [redacted]"
+        );
+        let admin = format!("akhrot-admin-{}", "f".repeat(64));
+        assert_eq!(r(&[&admin])[0], "akhrot-admin-[redacted]");
+    }
+
+    #[test]
+    fn secret_options_and_assignments_are_redacted() {
+        assert_eq!(
+            r(&["tool", "--token", "abc", "--verbose"]),
+            ["tool", "--token", "[redacted]", "--verbose"]
+        );
+        assert_eq!(
+            r(&["tool", "--api-key=sk-1"]),
+            ["tool", "--api-key=[redacted]"]
+        );
+        assert_eq!(
+            r(&["env", "OPENAI_API_KEY=sk-1", "python"]),
+            ["env", "OPENAI_API_KEY=[redacted]", "python"]
+        );
+        assert_eq!(
+            r(&["tool", "--password", "-v"]),
+            ["tool", "--password", "-v"]
+        );
+        // Ordinary arguments are left alone.
+        assert_eq!(
+            r(&[
+                "python3",
+                "agent.py",
+                "--model",
+                "x",
+                "path=/tmp",
+                "--keyboard"
+            ]),
+            [
+                "python3",
+                "agent.py",
+                "--model",
+                "x",
+                "path=/tmp",
+                "--keyboard"
+            ]
+        );
+        assert_eq!(
+            r(&["echo", "akhrot_ is a prefix"])[1],
+            "akhrot_ is a prefix"
+        );
+        assert_eq!(r(&["say", "basic token use"])[1], "basic token use");
     }
 }
 

@@ -77,6 +77,18 @@ const MIGRATIONS: &[&str] = &[
         last_at INTEGER
     );
     CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    // 5: policy mode `proxy-only` (SQLite cannot change a CHECK in place: copy the table).
+    "CREATE TABLE policies_v5 (
+        agent_id TEXT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+        provider TEXT NOT NULL,
+        mode TEXT NOT NULL CHECK (mode IN ('allow', 'ask', 'deny', 'proxy-only')),
+        until INTEGER,
+        PRIMARY KEY (agent_id, provider)
+    );
+    INSERT INTO policies_v5 (agent_id, provider, mode, until)
+        SELECT agent_id, provider, mode, until FROM policies;
+    DROP TABLE policies;
+    ALTER TABLE policies_v5 RENAME TO policies;",
 ];
 
 const KCV_PLAINTEXT: &[u8] = b"akhrot key check value v1";
@@ -105,6 +117,10 @@ pub enum Mode {
     Allow,
     Ask,
     Deny,
+    /// `POST /tokens/fetch` is refused; calls through `/proxy/{provider}/…` are allowed (the
+    /// agent uses the credential without ever holding it).
+    #[serde(rename = "proxy-only")]
+    ProxyOnly,
 }
 
 impl Mode {
@@ -113,6 +129,7 @@ impl Mode {
             Mode::Allow => "allow",
             Mode::Ask => "ask",
             Mode::Deny => "deny",
+            Mode::ProxyOnly => "proxy-only",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -120,12 +137,14 @@ impl Mode {
             "allow" => Some(Mode::Allow),
             "ask" => Some(Mode::Ask),
             "deny" => Some(Mode::Deny),
+            "proxy-only" | "proxy_only" | "proxyonly" => Some(Mode::ProxyOnly),
             _ => None,
         }
     }
 }
 
-/// A stored policy: mode, and for time-bounded allows, until when (unix seconds).
+/// A stored policy: mode, and for time-bounded allows (and proxy-only), until when (unix
+/// seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Policy {
     pub mode: Mode,
@@ -134,10 +153,11 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// The mode in force at `now`: an expired time-bounded allow falls back to `ask`.
+    /// The mode in force at `now`: an expired time-bounded allow (or proxy-only) falls back to
+    /// `ask`.
     pub fn effective(&self, now: i64) -> Mode {
         match (self.mode, self.until) {
-            (Mode::Allow, Some(t)) if t <= now => Mode::Ask,
+            (Mode::Allow | Mode::ProxyOnly, Some(t)) if t <= now => Mode::Ask,
             (m, _) => m,
         }
     }
@@ -602,7 +622,11 @@ impl Vault {
         until: Option<i64>,
     ) -> Result<AgentInfo> {
         let a = self.find_agent(agent)?;
-        let until = if mode == Mode::Allow { until } else { None };
+        let until = if matches!(mode, Mode::Allow | Mode::ProxyOnly) {
+            until
+        } else {
+            None
+        };
         self.db()
             .execute(
                 "INSERT OR REPLACE INTO policies (agent_id, provider, mode, until) VALUES (?1, ?2, ?3, ?4)",
@@ -1446,5 +1470,39 @@ mod tests {
             v.create_agent("bot", &[], false).is_err(),
             "names are unique"
         );
+    }
+
+    #[test]
+    fn proxy_only_is_stored_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = paths(dir.path());
+        let id = {
+            let v = Vault::open(&p, pass("correct horse")).unwrap();
+            let (a, _) = v.create_agent("bot", &["openai".into()], false).unwrap();
+            v.set_policy("bot", "github", Mode::ProxyOnly, None)
+                .unwrap();
+            v.set_policy("bot", "gitlab", Mode::ProxyOnly, Some(now_unix() - 1))
+                .unwrap();
+            v.set_policy("bot", "slack", Mode::Deny, Some(now_unix() + 60))
+                .unwrap();
+            a.id
+        };
+        let v = Vault::open(&p, pass("correct horse")).unwrap();
+        let pol = v.policy_for(&id, "github");
+        assert_eq!(pol.mode, Mode::ProxyOnly);
+        assert_eq!(pol.until, None);
+        assert_eq!(
+            v.policy_for(&id, "gitlab").effective(now_unix()),
+            Mode::Ask,
+            "an expired proxy-only falls back to ask"
+        );
+        assert_eq!(
+            v.policy_for(&id, "slack").until,
+            None,
+            "deny takes no time bound"
+        );
+        assert_eq!(v.policy_for(&id, "openai").mode, Mode::Allow);
+        assert_eq!(Mode::parse("proxy-only"), Some(Mode::ProxyOnly));
+        assert_eq!(Mode::ProxyOnly.as_str(), "proxy-only");
     }
 }

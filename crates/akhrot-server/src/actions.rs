@@ -53,23 +53,26 @@ pub fn answer_approval(state: &AppState, id: &str, answer: &str) -> Result<Answe
                 "no pending approval with that id (it was answered, timed out or withdrawn)",
             )
         })?;
+    // Answering a proxied call grants proxied calls only (`proxy-only`), never token hand-outs.
+    let granted = if pending.ask.request.is_some() {
+        Mode::ProxyOnly
+    } else {
+        Mode::Allow
+    };
     match answer {
         Answer::For(secs) => {
             let until = akhrot_core::now_unix().saturating_add(i64::try_from(secs).unwrap_or(3600));
             state.vault.set_policy(
                 &pending.ask.agent_id,
                 &pending.ask.provider,
-                Mode::Allow,
+                granted,
                 Some(until),
             )?;
         }
         Answer::Always => {
-            state.vault.set_policy(
-                &pending.ask.agent_id,
-                &pending.ask.provider,
-                Mode::Allow,
-                None,
-            )?;
+            state
+                .vault
+                .set_policy(&pending.ask.agent_id, &pending.ask.provider, granted, None)?;
         }
         _ => {}
     }

@@ -122,7 +122,7 @@ pub struct SetPolicy {
     agent: String,
     provider: String,
     mode: String,
-    /// For `allow`: seconds from now until the allow lapses back to `ask`.
+    /// For `allow` and `proxy-only`: seconds from now until it lapses back to `ask`.
     for_seconds: Option<u64>,
 }
 
@@ -134,7 +134,7 @@ pub async fn set_policy(
     check_provider(&state, &req.provider)?;
     let mode = Mode::parse(&req.mode).ok_or_else(|| {
         ApiError::bad_request(format!(
-            "mode `{}` is not one of allow, ask, deny",
+            "mode `{}` is not one of allow, ask, deny, proxy-only",
             printable(&req.mode)
         ))
     })?;

@@ -9,13 +9,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use std::sync::atomic::Ordering;
-
-use akhrot_core::approvals::{Ask, AskError, Outcome};
 use akhrot_core::audit::Entry;
 use akhrot_core::catalog::{AuthType, Provider};
-use akhrot_core::vault::{ConnectionInfo, Credentials, Mode};
-use akhrot_core::{now_unix, unix_to_rfc3339};
+use akhrot_core::unix_to_rfc3339;
+use akhrot_core::vault::{ConnectionInfo, Credentials};
 
 use crate::AppState;
 use crate::error::{ApiError, Code, printable, success};
@@ -133,6 +130,9 @@ pub async fn provider_context(
         "usage": render::usage(&p, &known),
         "getToken": render::get_token(&state.base_url, &p.code, q.account.as_deref()),
     });
+    if p.auth != AuthType::Mtproto && p.inject.digest.is_none() {
+        out["proxy"] = render::proxy(&state.base_url, &p, None);
+    }
     if p.auth == AuthType::Oauth2 {
         out["scopes"] = json!(p.scopes);
         out["clientConfigured"] = json!(state.vault.oauth_client_info(&p.code)?.is_some());
@@ -188,7 +188,16 @@ pub async fn service_context(
         .map(|(k, v)| (k.clone(), render::fill(v, &known)))
         .collect();
     headers.extend(s.headers.clone());
-    let out = json!({
+    let proxied = p.auth != AuthType::Mtproto && p.inject.digest.is_none() && s.base_url.is_some();
+    let mut bases: Vec<&str> = p
+        .services
+        .iter()
+        .filter_map(|s| s.base_url.as_deref())
+        .collect();
+    bases.sort_unstable();
+    bases.dedup();
+    let multi = bases.len() > 1;
+    let mut out = json!({
         "provider": p.code,
         "service": s.code,
         "name": s.name,
@@ -199,9 +208,18 @@ pub async fn service_context(
         "scopes": s.scopes,
         "headers": headers,
         "usage": render::usage(&p, &known),
-        "examples": s.examples.iter().map(|e| render::example(&p, s, e, &known)).collect::<Vec<_>>(),
+        "examples": s.examples.iter().map(|e| {
+            let mut v = render::example(&p, s, e, &known);
+            if proxied {
+                v["proxyCurl"] = json!(render::proxy_curl(&state.base_url, &p, s, e, multi, &known));
+            }
+            v
+        }).collect::<Vec<_>>(),
         "getToken": render::get_token(&state.base_url, &p.code, q.account.as_deref()),
     });
+    if proxied {
+        out["proxy"] = render::proxy(&state.base_url, &p, Some(s));
+    }
     Ok(success(out))
 }
 
@@ -232,97 +250,17 @@ pub async fn fetch_token(
             .provider(&p.code)
             .account(account.as_deref())
     };
-    // Not connected is answered before policy: there is nothing to approve.
-    state
-        .vault
-        .require_connection(&p.code, account.as_deref())?;
-    if state.paused.load(Ordering::Relaxed) {
-        state
-            .audit
-            .record(audit("denied").detail("agents are paused"));
-        return Err(ApiError::new(
-            Code::ApprovalDenied,
-            "the user has paused all agents; try again later",
-        ));
-    }
-    let mut peer = None;
-    match state
-        .vault
-        .policy_for(&agent.id, &p.code)
-        .effective(now_unix())
-    {
-        Mode::Allow => {}
-        Mode::Deny => {
-            state.audit.record(audit("denied").detail("policy deny"));
-            return Err(ApiError::new(
-                Code::ApprovalDenied,
-                format!(
-                    "the user does not allow agent `{}` to use {}",
-                    agent.name, p.name
-                ),
-            ));
-        }
-        Mode::Ask if state.approvals.allowed_until_quit(&agent.id, &p.code) => {}
-        Mode::Ask => {
-            peer = crate::peer_json(state.port, peer_addr).await;
-            let conn = state.vault.find_connection(&p.code, account.as_deref());
-            let ask = Ask {
-                agent_id: agent.id.clone(),
-                agent: agent.name.clone(),
-                provider: p.code.clone(),
-                provider_name: p.name.clone(),
-                account: conn.as_ref().map(|c| c.account.clone()).unwrap_or_default(),
-                scopes: conn.map(|c| c.scopes).unwrap_or_default(),
-                reason: reason.clone(),
-                peer: peer.clone(),
-                request: None,
-            };
-            match state.approvals.ask(ask).await {
-                Ok(Outcome::Answered(a)) if a.allows() => {}
-                Ok(Outcome::Answered(_)) => {
-                    state
-                        .audit
-                        .record(audit("denied").detail("denied by the user").peer(peer));
-                    return Err(ApiError::new(
-                        Code::ApprovalDenied,
-                        format!(
-                            "the user denied agent `{}` access to {}",
-                            agent.name, p.name
-                        ),
-                    ));
-                }
-                Ok(Outcome::Closed) => {
-                    state
-                        .audit
-                        .record(audit("denied").detail("Akhrot shut down").peer(peer));
-                    return Err(ApiError::new(
-                        Code::ApprovalDenied,
-                        "Akhrot is shutting down, so nobody can answer the approval prompt; retry once it runs again",
-                    ));
-                }
-                Ok(Outcome::TimedOut) => {
-                    state.audit.record(audit("timeout").peer(peer));
-                    return Err(ApiError::new(
-                        Code::ApprovalTimeout,
-                        format!(
-                            "nobody answered the approval prompt within {} s; ask the user to look at Akhrot, then retry",
-                            state.approvals.timeout().as_secs()
-                        ),
-                    ));
-                }
-                Err(AskError::TooManyPending { agent, max }) => {
-                    let mut e = ApiError::new(
-                        Code::RateLimited,
-                        format!(
-                            "agent `{agent}` already has {max} approval prompts waiting; wait for the user to answer them"
-                        ),
-                    );
-                    e.retry_after = Some(10);
-                    return Err(e);
-                }
-            }
-        }
-    }
+    let peer = crate::access::authorize(
+        &state,
+        &agent,
+        &p,
+        account.as_deref(),
+        reason,
+        None,
+        peer_addr,
+    )
+    .await?
+    .peer;
     let (conn, creds) = match state.broker.fresh_credentials(&p, account.as_deref()).await {
         Ok(v) => v,
         Err(e) => {
@@ -413,4 +351,31 @@ impl<'a> TokenAnswer<'a> {
             extra,
         }
     }
+}
+
+/// `GET /ai/approvals`: the calling agent's own prompts waiting for the user (never another
+/// agent's), so a client can tell its user that an answer is awaited. Answering stays admin-only.
+pub async fn own_approvals(
+    State(state): State<Arc<AppState>>,
+    AgentAuth(agent): AgentAuth,
+) -> Response {
+    let list: Vec<Value> = state
+        .approvals
+        .pending()
+        .into_iter()
+        .filter(|p| p.ask.agent_id == agent.id)
+        .map(|p| {
+            json!({
+                "id": p.id,
+                "agent": p.ask.agent,
+                "provider": p.ask.provider,
+                "account": p.ask.account,
+                "request": p.ask.request,
+                "reason": p.ask.reason,
+                "createdAt": unix_to_rfc3339(p.created_at),
+                "expiresAt": unix_to_rfc3339(p.expires_at),
+            })
+        })
+        .collect();
+    success(Value::Array(list))
 }

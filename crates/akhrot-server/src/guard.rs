@@ -2,8 +2,8 @@
 //!
 //! Every request passes [`hygiene`]: its `Host` must name this listener (DNS rebinding), a
 //! browser request must come from this origin (no web page may drive the API), writes must be
-//! JSON. Bodies are read by [`JsonBody`] with a size cap, and malformed JSON is a
-//! `BAD_REQUEST`. [`AgentAuth`] and [`AdminAuth`] check the two kinds of credential.
+//! JSON (except through `/proxy/`, which forwards any body). Bodies are read by [`JsonBody`]
+//! with a size cap, and malformed JSON is a `BAD_REQUEST`. [`AgentAuth`] and [`AdminAuth`] check the two kinds of credential.
 
 use std::sync::Arc;
 
@@ -89,7 +89,11 @@ fn check_request(
             "cross-site browser requests are refused: web pages cannot use this API",
         ));
     }
-    if matches!(*method, Method::POST | Method::PUT | Method::PATCH) && !is_json(headers) {
+    // Proxied calls carry whatever body the provider's API takes (forms, uploads, JSON).
+    if matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+        && !path.starts_with("/proxy/")
+        && !is_json(headers)
+    {
         return Err(ApiError::bad_request(
             "send the body as JSON with `Content-Type: application/json`",
         ));

@@ -5,16 +5,21 @@
 //! until the shutdown future resolves, then flushes and removes those files. `akhrot serve` and
 //! the desktop shell both use it, so there is exactly one vault owner per data directory.
 
+mod access;
 pub mod actions;
 mod admin;
 mod agent;
 pub mod error;
 pub mod guard;
+pub mod mcp;
 mod oauth;
 mod page;
+mod proxy;
 mod ratelimit;
 mod render;
 mod settings;
+#[cfg(test)]
+mod skill_folder;
 pub mod ui;
 
 use std::fs::File;
@@ -23,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 
 use akhrot_core::approvals::Approvals;
 use akhrot_core::audit::Audit;
@@ -69,6 +74,10 @@ pub struct AppState {
     /// Turns true when shutdown starts, so long-lived answers (the event stream) end and do not
     /// hold the graceful shutdown open.
     pub closing: tokio::sync::watch::Sender<bool>,
+    /// The client `/proxy/…` forwards with (redirects never followed).
+    pub proxy_http: reqwest::Client,
+    /// How long a provider may take to answer (token endpoints; proxied calls until headers).
+    pub provider_timeout: Duration,
 }
 
 impl AppState {
@@ -232,6 +241,8 @@ impl Owner {
             ui: ui::UiAuth::new(port),
             config_dir: opts.paths.config_dir.clone(),
             closing: tokio::sync::watch::Sender::new(false),
+            proxy_http: proxy::client(opts.provider_timeout),
+            provider_timeout: opts.provider_timeout,
         });
         let info = ServerInfo {
             pid: std::process::id(),
@@ -388,6 +399,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(agent::service_context),
         )
         .route("/tokens/fetch", post(agent::fetch_token))
+        .route("/ai/approvals", get(agent::own_approvals))
+        .route("/proxy/{*rest}", any(proxy::handle))
         .route("/oauth/sessions", post(oauth::start_session))
         .route("/oauth/sessions/{id}", get(oauth::get_session))
         .route("/oauth/callback", get(oauth::callback))
@@ -429,6 +442,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/token", post(admin::token))
         .route("/admin/providers", get(admin::list_providers))
         .route("/admin/providers/{code}", get(admin::get_provider))
+        .merge(
+            Router::new()
+                .route_service("/mcp", mcp::http_service(&state))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    mcp::require_agent,
+                )),
+        )
         .fallback(|| async { admin::not_found() })
         .method_not_allowed_fallback(|| async {
             error::ApiError::new(

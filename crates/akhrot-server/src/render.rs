@@ -49,6 +49,36 @@ pub fn fill(template: &str, known: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// Replaces `{name}` with its value; a name without one is an error naming it (for values
+/// that are sent, not shown).
+pub fn fill_strict(template: &str, known: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        match after.find('}') {
+            Some(end)
+                if !after[..end].is_empty()
+                    && after[..end].chars().all(|c| c.is_ascii_alphanumeric()) =>
+            {
+                let name = &after[..end];
+                match known.get(name) {
+                    Some(v) => out.push_str(v),
+                    None => return Err(name.to_owned()),
+                }
+                rest = &after[end + 1..];
+            }
+            _ => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 fn single_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
@@ -98,6 +128,59 @@ pub fn usage(p: &Provider, known: &BTreeMap<String, String>) -> Value {
 /// A service's base URL with known non-secret values filled in.
 pub fn base_url(s: &Service, known: &BTreeMap<String, String>) -> Option<String> {
     s.base_url.as_deref().map(|u| fill(u, known))
+}
+
+/// How to reach a provider through the proxy: the URL prefix, and the header that picks the
+/// service when the provider has APIs on several base URLs.
+pub fn proxy(base_url: &str, p: &Provider, service: Option<&Service>) -> Value {
+    let url = format!("{base_url}/proxy/{}", p.code);
+    let mut bases: Vec<&str> = p
+        .services
+        .iter()
+        .filter_map(|s| s.base_url.as_deref())
+        .collect();
+    bases.sort_unstable();
+    bases.dedup();
+    let mut out = json!({
+        "url": url,
+        "note": "Send the API call here instead of to the provider: Akhrot adds the credential. The path is relative to the service's base URL.",
+    });
+    if bases.len() > 1 {
+        out["serviceHeader"] = json!("X-Akhrot-Service");
+        if let Some(s) = service {
+            out["headers"] = json!({ "X-Akhrot-Service": s.code });
+        }
+    }
+    out
+}
+
+/// One example call through the proxy, as a `curl` line (no credential in it).
+pub fn proxy_curl(
+    base_url: &str,
+    p: &Provider,
+    s: &Service,
+    e: &Example,
+    multi: bool,
+    known: &BTreeMap<String, String>,
+) -> String {
+    let method = e.method.to_ascii_uppercase();
+    let mut curl = String::from("curl -s");
+    if method != "GET" {
+        curl.push_str(&format!(" -X {method}"));
+    }
+    curl.push_str(&format!(
+        " \"{base_url}/proxy/{}{}\" -H \"Authorization: Bearer $AKHROT_API_KEY\"",
+        p.code,
+        fill(&e.path, known)
+    ));
+    if multi {
+        curl.push_str(&format!(" -H \"X-Akhrot-Service: {}\"", s.code));
+    }
+    if let Some(body) = &e.body {
+        curl.push_str(" -H \"Content-Type: application/json\" -d ");
+        curl.push_str(&single_quote(&fill_body(body, known)));
+    }
+    curl
 }
 
 /// One example call, as a full URL and a `curl` line.
@@ -160,5 +243,13 @@ mod tests {
         assert_eq!(fill("{\"a\": 1}", &known), "{\"a\": 1}");
         assert_eq!(shell_var("accountSid"), "ACCOUNT_SID");
         assert_eq!(single_quote("it's"), "'it'\\''s'");
+        assert_eq!(
+            fill_strict("https://{domain}/v3", &known).as_deref(),
+            Ok("https://mg.example.com/v3")
+        );
+        assert_eq!(
+            fill_strict("Bearer {accessToken}", &known),
+            Err("accessToken".into())
+        );
     }
 }

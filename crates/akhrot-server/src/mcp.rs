@@ -1,0 +1,841 @@
+//! The MCP server (official Rust SDK, `rmcp`): the same agent API as tools.
+//!
+//! Every tool is a call to the owner's own agent HTTP API with the calling agent's key, so
+//! authentication, policy, approvals, rate limits and the audit log apply exactly as they do to
+//! `curl`. Two transports share this code: stdio (`akhrot mcp`, the key from `AKHROT_API_KEY`)
+//! and Streamable HTTP at `/mcp` on the loopback listener (the key from the caller's
+//! `Authorization: Bearer` header, checked before the request reaches the MCP layer).
+//!
+//! While a token or proxy request waits for the user's approval, the tool polls
+//! `GET /ai/approvals` and tells the client what it is waiting for (a progress notification
+//! when the client gave a progress token, and a logging message), so a prompt never looks
+//! like a hang.
+
+// MCP logging is deprecated by SEP-2577 in the newest protocol revision, but it is what today's
+// clients show their user while a tool runs; progress notifications (not deprecated) go too.
+#![allow(deprecated)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    InitializeResult, JsonObject, ListToolsResult, LoggingLevel, LoggingMessageNotificationParam,
+    PaginatedRequestParams, ProgressNotificationParam, ProgressToken, ServerCapabilities, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
+use serde_json::{Map, Value, json};
+use zeroize::Zeroizing;
+
+use akhrot_core::paths::Paths;
+
+/// How often a waiting tool asks whether its request is pending approval.
+const POLL: Duration = Duration::from_millis(500);
+/// How often the progress notification is repeated while a prompt waits.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+/// Provider answers larger than this are cut, with a note saying so.
+pub const MAX_BODY_TEXT: usize = 100 * 1024;
+/// Answer headers `call_api` passes back (the rest are transport details).
+const KEPT_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "location",
+    "retry-after",
+    "link",
+    "etag",
+    "last-modified",
+    "www-authenticate",
+    "x-akhrot-upstream",
+];
+
+/// Where the owner's agent API is.
+#[derive(Clone)]
+pub enum Owner {
+    /// A fixed base URL (the `/mcp` endpoint calls its own listener).
+    Url(String),
+    /// Read from `server.json` at each call, so an owner restarted on another port is found.
+    Dir(Paths),
+}
+
+impl Owner {
+    fn base_url(&self) -> Result<String, ToolError> {
+        match self {
+            Owner::Url(u) => Ok(u.clone()),
+            Owner::Dir(paths) => crate::ServerInfo::read(paths)
+                .map(|i| i.base_url)
+                .ok_or_else(|| ToolError::no_owner(&paths.data_dir.display().to_string())),
+        }
+    }
+}
+
+/// Which agent key a call uses.
+#[derive(Clone)]
+enum Key {
+    /// `akhrot mcp`: the key the process was started with.
+    Fixed(Arc<Zeroizing<String>>),
+    /// `/mcp`: the caller's own `Authorization` header, per request.
+    FromRequest,
+}
+
+/// The MCP server. Cheap to clone.
+#[derive(Clone)]
+pub struct AkhrotMcp {
+    owner: Owner,
+    key: Key,
+    http: reqwest::Client,
+}
+
+/// A failure a tool reports to the client as an MCP tool error (`isError`).
+#[derive(Debug)]
+pub struct ToolError {
+    pub code: String,
+    pub message: String,
+}
+
+impl ToolError {
+    fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+    fn no_owner(where_: &str) -> Self {
+        Self::new(
+            "OWNER_NOT_RUNNING",
+            format!(
+                "no Akhrot owner is running for {where_}: ask the user to start it (`akhrot serve` or the Akhrot app)"
+            ),
+        )
+    }
+    fn bad_args(message: impl Into<String>) -> Self {
+        Self::new("BAD_REQUEST", message)
+    }
+    fn into_result(self) -> CallToolResult {
+        let mut r = CallToolResult::error(vec![ContentBlock::text(format!(
+            "{}: {}",
+            self.code, self.message
+        ))]);
+        r.structured_content =
+            Some(json!({ "error": { "code": self.code, "message": self.message } }));
+        r
+    }
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_or_default()
+}
+
+impl AkhrotMcp {
+    /// For `akhrot mcp`: the agent key given to the process, the owner found through `paths`.
+    pub fn stdio(paths: Paths, key: String) -> Self {
+        Self {
+            owner: Owner::Dir(paths),
+            key: Key::Fixed(Arc::new(Zeroizing::new(key))),
+            http: http_client(),
+        }
+    }
+
+    /// For `/mcp`: the listener's own base URL, each request's own key. One HTTP client is
+    /// shared by every request (stateless mode makes a server per request).
+    pub fn http(base_url: String, http: reqwest::Client) -> Self {
+        Self {
+            owner: Owner::Url(base_url),
+            key: Key::FromRequest,
+            http,
+        }
+    }
+
+    fn key(&self, ctx: &RequestContext<RoleServer>) -> Result<Zeroizing<String>, ToolError> {
+        match &self.key {
+            Key::Fixed(k) => Ok(Zeroizing::new(k.as_str().to_owned())),
+            Key::FromRequest => ctx
+                .extensions
+                .get::<axum::http::request::Parts>()
+                .and_then(|p| p.headers.get(axum::http::header::AUTHORIZATION))
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split_once(' '))
+                .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
+                .map(|(_, k)| Zeroizing::new(k.trim().to_owned()))
+                .ok_or_else(|| ToolError::new("UNAUTHORIZED", "no agent key on this request")),
+        }
+    }
+
+    /// One call to the agent API; `Ok` is the `data` of a success envelope.
+    async fn api(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ToolError> {
+        let base = self.owner.base_url()?;
+        let mut req = self
+            .http
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(key);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| self.unreachable(&base, &e))?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| self.unreachable(&base, &e))?;
+        let v: Value = serde_json::from_slice(&bytes).map_err(|_| {
+            ToolError::new(
+                "BAD_ANSWER",
+                format!("the owner answered HTTP {status} with a body that is not JSON"),
+            )
+        })?;
+        envelope(v)
+    }
+
+    fn unreachable(&self, base: &str, e: &reqwest::Error) -> ToolError {
+        if e.is_connect() {
+            ToolError::no_owner(base)
+        } else {
+            ToolError::new(
+                "OWNER_UNREACHABLE",
+                format!("cannot talk to the Akhrot owner at {base}: {e}"),
+            )
+        }
+    }
+
+    /// Runs `work` (a request that may wait for an approval); while it runs, reports this
+    /// agent's pending prompts for `provider` to the client.
+    async fn while_reporting<T>(
+        &self,
+        key: &str,
+        provider: &str,
+        ctx: &RequestContext<RoleServer>,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        tokio::pin!(work);
+        let progress = ctx.meta.get_progress_token();
+        let log_level = ctx.meta.log_level();
+        let mut tick = tokio::time::interval(POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.reset(); // the first poll after POLL: most requests never wait that long
+        let mut told: Vec<String> = Vec::new();
+        let mut last_progress: Option<tokio::time::Instant> = None;
+        let mut step = 0u32;
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                _ = tick.tick() => {
+                    let Some(waiting) = self.pending_for(key, provider).await else { continue };
+                    let message = format!(
+                        "waiting for the user to approve {} -> {} in Akhrot (tray / web UI / `akhrot approvals`)",
+                        waiting.agent, provider
+                    );
+                    if !told.contains(&waiting.id) {
+                        told.push(waiting.id.clone());
+                        if log_level.is_none_or(|l| level_rank(l) <= level_rank(LoggingLevel::Notice)) {
+                            let _ = ctx
+                                .peer
+                                .notify_logging_message(
+                                    LoggingMessageNotificationParam::new(
+                                        LoggingLevel::Notice,
+                                        json!({ "message": message, "approvalId": waiting.id, "provider": provider }),
+                                    )
+                                    .with_logger("akhrot"),
+                                )
+                                .await;
+                        }
+                    }
+                    let due = last_progress.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY);
+                    if let (Some(token), true) = (&progress, due) {
+                        step += 1;
+                        last_progress = Some(tokio::time::Instant::now());
+                        send_progress(&ctx.peer, token, step, &message).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// This agent's oldest pending prompt for `provider`, if any.
+    async fn pending_for(&self, key: &str, provider: &str) -> Option<Pending> {
+        let list = self
+            .api(key, reqwest::Method::GET, "/ai/approvals", None)
+            .await
+            .ok()?;
+        list.as_array()?
+            .iter()
+            .find(|a| a["provider"].as_str() == Some(provider))
+            .map(|a| Pending {
+                id: a["id"].as_str().unwrap_or_default().to_owned(),
+                agent: a["agent"].as_str().unwrap_or("this agent").to_owned(),
+            })
+    }
+
+    async fn run_tool(
+        &self,
+        name: &str,
+        args: &Map<String, Value>,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<Value, ToolError> {
+        let key = self.key(ctx)?;
+        match name {
+            "list_connections" => {
+                self.api(&key, reqwest::Method::GET, "/ai/context/summary", None)
+                    .await
+            }
+            "describe" => {
+                let provider = required(args, "provider")?;
+                let mut path = format!("/ai/context/{}", enc(&provider));
+                if let Some(s) = optional(args, "service")? {
+                    path.push('/');
+                    path.push_str(&enc(&s));
+                }
+                if let Some(a) = optional(args, "account")? {
+                    path.push_str(&format!("?account={}", enc(&a)));
+                }
+                self.api(&key, reqwest::Method::GET, &path, None).await
+            }
+            "get_token" => {
+                let provider = required(args, "provider")?;
+                let mut body = json!({ "provider": provider });
+                for f in ["account", "reason"] {
+                    if let Some(v) = optional(args, f)? {
+                        body[f] = json!(v);
+                    }
+                }
+                let call = self.api(&key, reqwest::Method::POST, "/tokens/fetch", Some(&body));
+                self.while_reporting(&key, &provider, ctx, call).await
+            }
+            "start_connection" => {
+                let provider = required(args, "provider")?;
+                let mut body = json!({ "provider": provider });
+                if let Some(a) = optional(args, "account")? {
+                    body["account"] = json!(a);
+                }
+                match args.get("scopes") {
+                    None | Some(Value::Null) => {}
+                    Some(Value::Array(s)) if s.iter().all(Value::is_string) => {
+                        body["scopes"] = json!(s);
+                    }
+                    Some(_) => {
+                        return Err(ToolError::bad_args("`scopes` must be an array of strings"));
+                    }
+                }
+                let mut data = self
+                    .api(&key, reqwest::Method::POST, "/oauth/sessions", Some(&body))
+                    .await?;
+                data["next"] = json!(
+                    "Send the user to `url` to approve access; then call check_connection with the sessionId until its status is `completed`."
+                );
+                Ok(data)
+            }
+            "check_connection" => {
+                let id = required(args, "sessionId")?;
+                self.api(
+                    &key,
+                    reqwest::Method::GET,
+                    &format!("/oauth/sessions/{}", enc(&id)),
+                    None,
+                )
+                .await
+            }
+            "call_api" => {
+                let provider = required(args, "provider")?;
+                let call = self.call_api(&key, &provider, args);
+                self.while_reporting(&key, &provider, ctx, call).await
+            }
+            other => Err(ToolError::bad_args(format!("no tool named `{other}`"))),
+        }
+    }
+
+    async fn call_api(
+        &self,
+        key: &str,
+        provider: &str,
+        args: &Map<String, Value>,
+    ) -> Result<Value, ToolError> {
+        let method = required(args, "method")?.to_ascii_uppercase();
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|_| ToolError::bad_args(format!("`{method}` is not an HTTP method")))?;
+        let path = required(args, "path")?;
+        let path = path.trim_start_matches('/');
+        let bare = path.split(['?', '#']).next().unwrap_or_default();
+        if bare.split('/').any(|seg| {
+            let seg = seg.to_ascii_lowercase();
+            seg == ".." || seg == "." || seg.contains("%2e") || seg.contains("%2f")
+        }) {
+            return Err(ToolError::bad_args(
+                "`path` must not contain `.` or `..` segments (or their encodings)",
+            ));
+        }
+        let base = self.owner.base_url()?;
+        let mut url = format!("{base}/proxy/{}/{}", enc(provider), path);
+        match args.get("query") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(q)) => {
+                let mut pairs = Vec::new();
+                for (k, v) in q {
+                    let v = match v {
+                        Value::String(s) => s.clone(),
+                        Value::Number(_) | Value::Bool(_) => v.to_string(),
+                        _ => {
+                            return Err(ToolError::bad_args(format!(
+                                "query parameter `{k}` must be a string, number or boolean"
+                            )));
+                        }
+                    };
+                    pairs.push(format!("{}={}", enc(k), enc(&v)));
+                }
+                if !pairs.is_empty() {
+                    url.push(if url.contains('?') { '&' } else { '?' });
+                    url.push_str(&pairs.join("&"));
+                }
+            }
+            Some(_) => return Err(ToolError::bad_args("`query` must be an object")),
+        }
+        let mut req = self.http.request(method, url).bearer_auth(key);
+        let mut has_content_type = false;
+        match args.get("headers") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(h)) => {
+                for (k, v) in h {
+                    let Some(v) = v.as_str() else {
+                        return Err(ToolError::bad_args(format!(
+                            "header `{k}` must be a string"
+                        )));
+                    };
+                    let lower = k.to_ascii_lowercase();
+                    if lower == "authorization" || lower.starts_with("x-akhrot-") {
+                        return Err(ToolError::bad_args(format!(
+                            "header `{k}` is Akhrot's to set: the credential is injected for you"
+                        )));
+                    }
+                    has_content_type |= lower == "content-type";
+                    req = req.header(k.as_str(), v);
+                }
+            }
+            Some(_) => return Err(ToolError::bad_args("`headers` must be an object")),
+        }
+        for (field, header) in [
+            ("account", "X-Akhrot-Account"),
+            ("service", "X-Akhrot-Service"),
+            ("reason", "X-Akhrot-Reason"),
+        ] {
+            if let Some(v) = optional(args, field)? {
+                req = req.header(header, v);
+            }
+        }
+        match args.get("body") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => req = req.body(s.clone()),
+            Some(v) => {
+                if !has_content_type {
+                    req = req.header("Content-Type", "application/json");
+                }
+                req = req.body(v.to_string());
+            }
+        }
+        let mut resp = req.send().await.map_err(|e| self.unreachable(&base, &e))?;
+        let status = resp.status().as_u16();
+        let mut headers = Map::new();
+        for name in KEPT_HEADERS {
+            if let Some(v) = resp.headers().get(*name).and_then(|v| v.to_str().ok()) {
+                headers.insert((*name).to_owned(), json!(v));
+            }
+        }
+        for (name, v) in resp.headers() {
+            if name.as_str().starts_with("x-ratelimit")
+                && let Ok(v) = v.to_str()
+            {
+                headers.insert(name.as_str().to_owned(), json!(v));
+            }
+        }
+        let mut body: Vec<u8> = Vec::new();
+        let mut total = 0usize;
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| self.unreachable(&base, &e))?
+        {
+            total += chunk.len();
+            let room = MAX_BODY_TEXT.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+        // Akhrot's own refusals (denied, not connected, forbidden host…) come in its envelope and
+        // without `X-Akhrot-Upstream`, which marks every answer that came from the provider.
+        if !headers.contains_key("x-akhrot-upstream")
+            && let Some(e) = own_error(&headers, &body)
+        {
+            return Err(e);
+        }
+        let truncated = total > body.len();
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let mut out = json!({ "status": status, "headers": headers, "body": text });
+        if truncated {
+            out["truncated"] = json!(true);
+            out["note"] = json!(format!(
+                "the body was {total} bytes; only the first {} are shown. Ask for less (pagination, fields, ranges) to see the rest.",
+                body.len()
+            ));
+        }
+        Ok(out)
+    }
+}
+
+struct Pending {
+    id: String,
+    agent: String,
+}
+
+fn level_rank(l: LoggingLevel) -> u8 {
+    match l {
+        LoggingLevel::Debug => 0,
+        LoggingLevel::Info => 1,
+        LoggingLevel::Notice => 2,
+        LoggingLevel::Warning => 3,
+        LoggingLevel::Error => 4,
+        LoggingLevel::Critical => 5,
+        LoggingLevel::Alert => 6,
+        LoggingLevel::Emergency => 7,
+    }
+}
+
+async fn send_progress(peer: &Peer<RoleServer>, token: &ProgressToken, step: u32, message: &str) {
+    let _ = peer
+        .notify_progress(
+            ProgressNotificationParam::new(token.clone(), f64::from(step)).with_message(message),
+        )
+        .await;
+}
+
+/// The agent API's envelope: `data` on success, the code and message on error.
+fn envelope(v: Value) -> Result<Value, ToolError> {
+    if v["status"] == "success" {
+        return Ok(v["data"].clone());
+    }
+    let code = v["error"]["code"].as_str().unwrap_or("UNKNOWN");
+    let message = v["error"]["message"]
+        .as_str()
+        .unwrap_or("the owner refused the request");
+    Err(ToolError::new(code, message))
+}
+
+/// Akhrot's own error answer on a proxy call: its envelope, exactly.
+fn own_error(headers: &Map<String, Value>, body: &[u8]) -> Option<ToolError> {
+    let json_type = headers
+        .get("content-type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.starts_with("application/json"));
+    if !json_type || body.len() > 8 * 1024 {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let code = v["error"]["code"].as_str()?;
+    let is_ours = v["status"] == "error"
+        && v.as_object().is_some_and(|o| o.len() == 2)
+        && !code.is_empty()
+        && code
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit());
+    is_ours.then(|| envelope(v).err()).flatten()
+}
+
+fn required(args: &Map<String, Value>, name: &str) -> Result<String, ToolError> {
+    optional(args, name)?
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ToolError::bad_args(format!("missing argument `{name}`")))
+}
+
+fn optional(args: &Map<String, Value>, name: &str) -> Result<Option<String>, ToolError> {
+    match args.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ToolError::bad_args(format!("`{name}` must be a string"))),
+    }
+}
+
+/// Percent-encodes a path segment or query value.
+fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn schema(v: Value) -> Arc<JsonObject> {
+    match v {
+        Value::Object(o) => Arc::new(o),
+        _ => Arc::new(JsonObject::new()),
+    }
+}
+
+fn string(description: &str) -> Value {
+    json!({ "type": "string", "description": description })
+}
+
+/// The tools, with their input schemas.
+pub fn tools() -> Vec<Tool> {
+    let provider =
+        string("Provider code, e.g. github, google, openai (list_connections shows them)");
+    let account =
+        string("Which connected account, when there are several (default: the only or first one)");
+    let reason = string("Why you need it; shown to the user in the approval prompt");
+    vec![
+        Tool::new(
+            "list_connections",
+            "Which providers the user has connected (with their services and accounts) and which others are available. Start here.",
+            schema(json!({ "type": "object", "properties": {} })),
+        ),
+        Tool::new(
+            "describe",
+            "How to use one provider, or one of its services: base URLs, docs, scopes, how the credential goes on a request, example calls, how to connect it.",
+            schema(json!({
+                "type": "object",
+                "properties": {
+                    "provider": provider,
+                    "service": string("A service code of that provider, e.g. gmail for google"),
+                    "account": account,
+                },
+                "required": ["provider"],
+            })),
+        ),
+        Tool::new(
+            "get_token",
+            "A fresh access token (or API key) for a connected provider; refreshed first when it has expired. The user may be asked to approve. Prefer call_api, which never shows you the credential.",
+            schema(json!({
+                "type": "object",
+                "properties": { "provider": provider, "account": account, "reason": reason },
+                "required": ["provider"],
+            })),
+        ),
+        Tool::new(
+            "start_connection",
+            "Start connecting an OAuth provider: returns the consent URL to give the user and a sessionId for check_connection. API-key providers are added by the user (`akhrot add <provider>`).",
+            schema(json!({
+                "type": "object",
+                "properties": {
+                    "provider": provider,
+                    "scopes": { "type": "array", "items": { "type": "string" }, "description": "Extra scopes beyond the catalog's defaults" },
+                    "account": string("A label to store the connection under"),
+                },
+                "required": ["provider"],
+            })),
+        ),
+        Tool::new(
+            "check_connection",
+            "The state of a connection started with start_connection: pending, completed (with the account), expired or failed.",
+            schema(json!({
+                "type": "object",
+                "properties": { "sessionId": string("The sessionId start_connection returned") },
+                "required": ["sessionId"],
+            })),
+        ),
+        Tool::new(
+            "call_api",
+            "Call a connected provider's API through Akhrot's proxy: Akhrot adds the credential, you never see it. `path` is relative to the provider service's base URL (describe shows it). Returns the HTTP status, selected headers and the body as text (very large bodies are cut, with a note).",
+            schema(json!({
+                "type": "object",
+                "properties": {
+                    "provider": provider,
+                    "method": { "type": "string", "description": "HTTP method", "enum": ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] },
+                    "path": string("Path under the service's base URL, e.g. /user/repos"),
+                    "query": { "type": "object", "description": "Query parameters", "additionalProperties": { "type": ["string", "number", "boolean"] } },
+                    "headers": { "type": "object", "description": "Extra request headers (not Authorization: Akhrot injects the credential)", "additionalProperties": { "type": "string" } },
+                    "body": { "description": "Request body: a string is sent as is, anything else as JSON" },
+                    "account": account,
+                    "service": string("Which of the provider's services (base URL), when it has several"),
+                    "reason": reason,
+                },
+                "required": ["provider", "method", "path"],
+            })),
+        ),
+    ]
+}
+
+const INSTRUCTIONS: &str = "Akhrot is the user's local credential broker. Call list_connections first; \
+describe a provider for its base URLs and docs; call_api makes an API call with the credential \
+added for you (preferred: you never hold the token); get_token returns the token itself when a \
+tool of yours needs it. The user may be asked to approve a request: the call then waits, and \
+Akhrot reports that it is waiting. Errors carry Akhrot's code (e.g. INTEGRATION_NOT_FOUND: the \
+provider is not connected; start_connection for OAuth providers, or ask the user to run \
+`akhrot add <provider>` for API keys).";
+
+impl ServerHandler for AkhrotMcp {
+    fn get_info(&self) -> InitializeResult {
+        InitializeResult::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_logging()
+                .build(),
+        )
+        .with_server_info(Implementation::new("akhrot", env!("CARGO_PKG_VERSION")))
+        .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(tools()))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        tools().into_iter().find(|t| t.name == name)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        if !tools().iter().any(|t| t.name == request.name) {
+            return Err(ErrorData::invalid_params(
+                format!("no tool named `{}`", request.name),
+                None,
+            ));
+        }
+        let args = request.arguments.unwrap_or_default();
+        // A cancelled request drops its call to the owner: a prompt it was waiting on is
+        // withdrawn, as for any agent that hangs up.
+        let outcome = tokio::select! {
+            r = self.run_tool(&request.name, &args, &context) => r,
+            _ = context.ct.cancelled() => Err(ToolError::new("CANCELLED", "the client cancelled this request")),
+        };
+        let result = match outcome {
+            Ok(v) => CallToolResult::structured(v),
+            Err(e) => e.into_result(),
+        };
+        Ok(result.into())
+    }
+}
+
+/// `akhrot mcp`: serves MCP on stdin/stdout until the client closes it.
+pub async fn serve_stdio(paths: Paths, key: String) -> std::io::Result<()> {
+    use rmcp::ServiceExt;
+    let running = AkhrotMcp::stdio(paths, key)
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(std::io::Error::other)?;
+    running.waiting().await.map_err(std::io::Error::other)?;
+    Ok(())
+}
+
+/// The Streamable HTTP endpoint (`/mcp`), stateless: every POST carries its own key. The
+/// listener's hygiene layer has already checked Host and Origin, and [`require_agent`] the key.
+pub fn http_service(
+    state: &crate::AppState,
+) -> rmcp::transport::StreamableHttpService<
+    AkhrotMcp,
+    rmcp::transport::streamable_http_server::session::never::NeverSessionManager,
+> {
+    use rmcp::transport::StreamableHttpServerConfig;
+    let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(false)
+        .disable_allowed_hosts()
+        .with_max_request_body_bytes(MAX_REQUEST)
+        .with_sse_keep_alive(Some(Duration::from_secs(15)));
+    let cancel = config.cancellation_token.clone();
+    let mut closing = state.closing.subscribe();
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        // Open streams end when the owner shuts down, so they do not hold shutdown open.
+        rt.spawn(async move {
+            let _ = closing.wait_for(|c| *c).await;
+            cancel.cancel();
+        });
+    }
+    let base = state.base_url.clone();
+    let http = http_client();
+    rmcp::transport::StreamableHttpService::new(
+        move || Ok(AkhrotMcp::http(base.clone(), http.clone())),
+        Default::default(),
+        config,
+    )
+}
+
+/// Largest MCP request body accepted on `/mcp` (a `call_api` body rides inside it).
+pub const MAX_REQUEST: usize = 1024 * 1024;
+
+/// `/mcp` needs a valid agent key (within its rate limit) before the MCP layer sees anything.
+pub async fn require_agent(
+    axum::extract::State(state): axum::extract::State<Arc<crate::AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::extract::FromRequestParts;
+    use axum::response::IntoResponse;
+    let (mut parts, body) = req.into_parts();
+    match crate::guard::AgentAuth::from_request_parts(&mut parts, &state).await {
+        Err(e) => e.into_response(),
+        Ok(_) => {
+            next.run(axum::extract::Request::from_parts(parts, body))
+                .await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_schemas_are_objects_with_known_required_fields() {
+        let tools = tools();
+        assert_eq!(tools.len(), 6);
+        for t in &tools {
+            assert_eq!(t.input_schema["type"], "object", "{}", t.name);
+            let props = t.input_schema["properties"].as_object().unwrap();
+            for r in t
+                .input_schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                assert!(props.contains_key(r.as_str().unwrap()), "{}: {r}", t.name);
+            }
+        }
+    }
+
+    #[test]
+    fn own_errors_are_told_from_provider_answers() {
+        let h = |t: &str| {
+            let mut m = Map::new();
+            m.insert("content-type".into(), json!(t));
+            m
+        };
+        let ours = br#"{"status":"error","error":{"code":"APPROVAL_DENIED","message":"no"}}"#;
+        let e = own_error(&h("application/json"), ours).unwrap();
+        assert_eq!(
+            (e.code.as_str(), e.message.as_str()),
+            ("APPROVAL_DENIED", "no")
+        );
+        assert!(own_error(&h("text/plain"), ours).is_none());
+        // A provider's own error shape is the provider's answer, passed back as such.
+        let theirs = br#"{"error":{"code":"not_found","message":"no such repo"}}"#;
+        assert!(own_error(&h("application/json"), theirs).is_none());
+        let extra = br#"{"status":"error","error":{"code":"X"},"request_id":"1"}"#;
+        assert!(own_error(&h("application/json"), extra).is_none());
+    }
+
+    #[test]
+    fn arguments() {
+        let mut a = Map::new();
+        a.insert("provider".into(), json!("github"));
+        a.insert("n".into(), json!(3));
+        assert_eq!(required(&a, "provider").unwrap(), "github");
+        assert_eq!(required(&a, "x").unwrap_err().code, "BAD_REQUEST");
+        assert_eq!(optional(&a, "n").unwrap_err().code, "BAD_REQUEST");
+        assert_eq!(enc("a b/c"), "a%20b%2Fc");
+    }
+}

@@ -1,0 +1,900 @@
+//! `ANY /proxy/{provider}/{path…}`: the agent calls a provider's API through Akhrot and never
+//! holds the credential.
+//!
+//! The target is the chosen service's base URL from the catalog (rendered with the
+//! connection's public values) plus the path and query the agent sent; its host must be one of
+//! the provider's own catalog hosts (no open proxy). `.`/`..` segments are refused in every
+//! spelling. The credential is injected as the catalog's `inject` data says. Redirects are never
+//! followed (a 3xx goes back to the agent as it is, so the credential never crosses to another
+//! host). Bodies stream both ways; a request body up to [`RETRY_BODY_MAX`] is kept so that an
+//! upstream 401 on an OAuth connection can be retried once after a refresh.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use zeroize::Zeroize;
+
+use akhrot_core::audit::Entry;
+use akhrot_core::catalog::{AuthType, Origin, Provider, Service};
+use akhrot_core::vault::{ConnectionInfo, Credentials};
+
+use crate::AppState;
+use crate::error::{ApiError, Code, printable};
+use crate::guard::AgentAuth;
+
+/// Request bodies up to this size are kept for one retry after a refresh; larger ones stream.
+pub const RETRY_BODY_MAX: usize = 1024 * 1024;
+
+/// The proxy's HTTP client: redirects never followed, bounded connect and idle read times.
+pub fn client(provider_timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(provider_timeout.min(Duration::from_secs(10)))
+        .read_timeout(provider_timeout.max(Duration::from_secs(60)))
+        .build()
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "could not build the proxy's HTTP client; using defaults");
+            reqwest::Client::new()
+        })
+}
+
+/// Request headers never passed upstream: the agent's own credentials and browser context,
+/// hop-by-hop headers, and Akhrot's own.
+fn drop_request_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "authorization"
+            | "cookie"
+            | "origin"
+            | "referer"
+            | "host"
+            | "connection"
+            | "keep-alive"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "expect"
+            | "forwarded"
+            | "via"
+    ) || n.starts_with("sec-")
+        || n.starts_with("proxy-")
+        || n.starts_with("x-akhrot-")
+        || n.starts_with("x-forwarded-")
+}
+
+/// Answer headers never passed back: cookies (they would land on the loopback origin),
+/// hop-by-hop headers, and the provider's own CSP (replaced by `sandbox`).
+fn drop_response_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "set-cookie"
+            | "set-cookie2"
+            | "connection"
+            | "keep-alive"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "content-security-policy"
+            | "content-security-policy-report-only"
+    ) || n.starts_with("proxy-")
+}
+
+/// Header names listed in `Connection:` are hop-by-hop too.
+fn connection_listed(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn pct_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(hex) = std::str::from_utf8(&b[i + 1..i + 3])
+            && let Ok(v) = u8::from_str_radix(hex, 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Refuses `.`/`..` segments, also percent-encoded (once or more) and with backslashes.
+pub fn check_path(rest: &str) -> Result<(), ApiError> {
+    let refuse = || {
+        ApiError::bad_request(
+            "the proxied path may not contain `.` or `..` segments or backslashes (in any encoding); send the API path as the provider documents it",
+        )
+    };
+    for seg in rest.split('/') {
+        let mut s = seg.to_owned();
+        for _ in 0..4 {
+            if s.contains('\\') {
+                return Err(refuse());
+            }
+            if s.split('/').any(|p| p == "." || p == "..") {
+                return Err(refuse());
+            }
+            let next = pct_decode(&s);
+            if next == s {
+                break;
+            }
+            s = next;
+        }
+        if s.contains('%') && pct_decode(&s) != s {
+            // Encoded more than four times: nobody needs that.
+            return Err(refuse());
+        }
+    }
+    Ok(())
+}
+
+/// Letters, digits, `.`, `-`, `_`, `~` only (URL-unreserved), and not `.`/`..`.
+fn is_plain(v: &str) -> bool {
+    !v.is_empty()
+        && v != "."
+        && v != ".."
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'~'))
+}
+
+/// `scheme, host, port` of a URL, lowercased, with the scheme's default port.
+fn origin_of(u: &url::Url) -> Option<(String, String, u16)> {
+    Some((
+        u.scheme().to_ascii_lowercase(),
+        u.host_str()?.to_ascii_lowercase(),
+        u.port_or_known_default()?,
+    ))
+}
+
+/// The hosts the catalog lists for a provider: every service's base URL, plus the OAuth and
+/// userinfo hosts of a provider defined or changed in `providers.d`.
+pub fn allowed_targets(
+    p: &Provider,
+    known: &BTreeMap<String, String>,
+) -> Vec<(String, String, u16)> {
+    let mut urls: Vec<&str> = p
+        .services
+        .iter()
+        .filter_map(|s| s.base_url.as_deref())
+        .collect();
+    if p.origin != Origin::BuiltIn {
+        urls.extend(
+            [&p.authorize_url, &p.token_url, &p.userinfo_url]
+                .into_iter()
+                .filter_map(|u| u.as_deref()),
+        );
+    }
+    urls.into_iter()
+        .filter_map(|u| crate::render::fill_strict(u, known).ok())
+        .filter_map(|u| url::Url::parse(&u).ok())
+        .filter(|u| matches!(u.scheme(), "https" | "http"))
+        .filter_map(|u| origin_of(&u))
+        .collect()
+}
+
+/// `host` or `host:port` as the agent would write it.
+fn host_label(u: &url::Url) -> String {
+    match (u.host_str(), u.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_owned(),
+        _ => String::new(),
+    }
+}
+
+/// What the prompt shows: method and URL, with only the names of query parameters.
+fn request_label(method: &Method, u: &url::Url) -> String {
+    let mut s = format!("{method} {}{}", u.origin().ascii_serialization(), u.path());
+    let keys: Vec<String> = u.query_pairs().map(|(k, _)| k.into_owned()).collect();
+    if !keys.is_empty() {
+        s.push('?');
+        s.push_str(&keys.join("&"));
+    }
+    s
+}
+
+/// Values the `inject` templates may name; wiped when dropped.
+struct Known(BTreeMap<String, String>);
+
+impl Drop for Known {
+    fn drop(&mut self) {
+        for v in self.0.values_mut() {
+            v.zeroize();
+        }
+    }
+}
+
+fn known_values(p: &Provider, conn: &ConnectionInfo, creds: &Credentials) -> Known {
+    let mut m = conn.public_fields.clone();
+    for (k, v) in creds {
+        m.insert(k.clone(), v.expose().to_owned());
+    }
+    let token = p
+        .token_field()
+        .and_then(|f| creds.get(&f.name))
+        .or_else(|| creds.get("accessToken"))
+        .map(|t| t.expose().to_owned())
+        .unwrap_or_default();
+    m.insert("accessToken".into(), token);
+    Known(m)
+}
+
+/// The credential as headers and query parameters, per the catalog.
+struct Injection {
+    headers: Vec<(HeaderName, HeaderValue)>,
+    query: Vec<(String, String)>,
+    /// The access token used (to tell the broker which token a 401 refused).
+    token: zeroize::Zeroizing<String>,
+}
+
+fn inject(p: &Provider, known: &Known) -> Result<Injection, ApiError> {
+    let missing = |name: String| {
+        ApiError::bad_request(format!(
+            "the {} connection has no value `{name}`, which its credential placement needs; the user can re-add it with `akhrot add {}`",
+            p.name, p.code
+        ))
+    };
+    let bad_value = || {
+        ApiError::bad_request(format!(
+            "the stored {} credential cannot be sent in an HTTP header",
+            p.name
+        ))
+    };
+    let mut headers = Vec::new();
+    for (k, v) in p.inject.effective_headers() {
+        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| bad_value())?;
+        let mut value =
+            zeroize::Zeroizing::new(crate::render::fill_strict(&v, &known.0).map_err(missing)?);
+        let mut hv = HeaderValue::from_str(&value).map_err(|_| bad_value())?;
+        value.zeroize();
+        hv.set_sensitive(true);
+        headers.push((name, hv));
+    }
+    if let Some([u, pw]) = &p.inject.basic {
+        use base64::Engine;
+        let user = crate::render::fill_strict(u, &known.0).map_err(missing)?;
+        let pass = crate::render::fill_strict(pw, &known.0).map_err(missing)?;
+        let pair = zeroize::Zeroizing::new(format!("{user}:{pass}"));
+        let enc = zeroize::Zeroizing::new(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair.as_bytes())
+        ));
+        let mut hv = HeaderValue::from_str(&enc).map_err(|_| bad_value())?;
+        hv.set_sensitive(true);
+        headers.push((header::AUTHORIZATION, hv));
+        let (mut user, mut pass) = (user, pass);
+        user.zeroize();
+        pass.zeroize();
+    }
+    let mut query = Vec::new();
+    for (k, v) in &p.inject.query {
+        query.push((
+            k.clone(),
+            crate::render::fill_strict(v, &known.0).map_err(missing)?,
+        ));
+    }
+    Ok(Injection {
+        headers,
+        query,
+        token: zeroize::Zeroizing::new(known.0.get("accessToken").cloned().unwrap_or_default()),
+    })
+}
+
+/// The request body: kept whole when small (so it can be sent twice), else streamed.
+enum Payload {
+    Kept(Bytes),
+    Streamed(Body),
+}
+
+async fn read_payload(body: Body, declared: Option<u64>) -> Result<Payload, ApiError> {
+    if declared.is_some_and(|n| n > RETRY_BODY_MAX as u64) {
+        return Ok(Payload::Streamed(body));
+    }
+    let mut stream = body.into_data_stream();
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut total = 0usize;
+    loop {
+        match stream.next().await {
+            None => break,
+            Some(Ok(c)) => {
+                total += c.len();
+                chunks.push(c);
+                if total > RETRY_BODY_MAX {
+                    let head = futures_util::stream::iter(
+                        chunks.into_iter().map(Ok::<Bytes, axum::Error>),
+                    );
+                    return Ok(Payload::Streamed(Body::from_stream(head.chain(stream))));
+                }
+            }
+            Some(Err(_)) => {
+                return Err(ApiError::bad_request(
+                    "the request body could not be read to the end",
+                ));
+            }
+        }
+    }
+    let mut all = Vec::with_capacity(total);
+    for c in chunks {
+        all.extend_from_slice(&c);
+    }
+    Ok(Payload::Kept(Bytes::from(all)))
+}
+
+fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// The agent's query without Akhrot's own parameters, and those parameters.
+struct SplitQuery {
+    kept: Vec<String>,
+    account: Option<String>,
+    service: Option<String>,
+}
+
+fn split_query(q: Option<&str>) -> SplitQuery {
+    let mut out = SplitQuery {
+        kept: Vec::new(),
+        account: None,
+        service: None,
+    };
+    for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = pct_decode(&k.replace('+', " "));
+        if key.starts_with("akhrot_") {
+            let v = pct_decode(&v.replace('+', " "));
+            match key.as_str() {
+                "akhrot_account" => out.account = Some(v).filter(|s| !s.is_empty()),
+                "akhrot_service" => out.service = Some(v).filter(|s| !s.is_empty()),
+                _ => {}
+            }
+        } else {
+            out.kept.push(pair.to_owned());
+        }
+    }
+    out
+}
+
+fn choose_service<'a>(
+    p: &'a Provider,
+    wanted: Option<&str>,
+    known: &BTreeMap<String, String>,
+) -> Result<&'a Service, ApiError> {
+    let with_base: Vec<&Service> = p.services.iter().filter(|s| s.base_url.is_some()).collect();
+    let codes = || {
+        with_base
+            .iter()
+            .map(|s| s.code.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(w) = wanted {
+        return with_base
+            .iter()
+            .find(|s| s.code == w)
+            .copied()
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "{} has no service `{}` with an API base URL; its services are: {}",
+                    p.name,
+                    printable(w),
+                    codes()
+                ))
+            });
+    }
+    let mut distinct: Vec<String> = with_base
+        .iter()
+        .filter_map(|s| crate::render::base_url(s, known))
+        .collect();
+    distinct.sort();
+    distinct.dedup();
+    match (with_base.first(), distinct.len()) {
+        (None, _) => Err(ApiError::bad_request(format!(
+            "the catalog lists no API base URL for {}, so there is nothing to proxy to; use POST /tokens/fetch",
+            p.name
+        ))),
+        (Some(s), 1) => Ok(s),
+        _ => Err(ApiError::bad_request(format!(
+            "{} has several APIs on different base URLs: choose one with the header `X-Akhrot-Service: <code>` (or `?akhrot_service=<code>`); codes: {}",
+            p.name,
+            codes()
+        ))),
+    }
+}
+
+pub async fn handle(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer_addr): ConnectInfo<SocketAddr>,
+    AgentAuth(agent): AgentAuth,
+    req: Request,
+) -> Response {
+    match forward(&state, &agent, peer_addr, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Forwards one agent request (its URI path starting with `/proxy/{provider}`) and answers with
+/// the provider's answer, or an error in the contract's envelope. The MCP server's proxy tool can
+/// call this with a request it builds; the caller has authenticated `agent`.
+pub(crate) async fn forward(
+    state: &AppState,
+    agent: &akhrot_core::vault::Agent,
+    peer_addr: SocketAddr,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let method = parts.method.clone();
+    if matches!(method, Method::CONNECT | Method::TRACE) {
+        return Err(ApiError::new(
+            Code::MethodNotAllowed,
+            "the proxy does not forward CONNECT or TRACE",
+        ));
+    }
+    let raw = parts.uri.path();
+    let after = raw.strip_prefix("/proxy/").unwrap_or("");
+    let (code, rest) = match after.find('/') {
+        Some(i) => (&after[..i], &after[i..]),
+        None => (after, ""),
+    };
+    let p = state.provider(code)?;
+    if p.auth == AuthType::Mtproto {
+        return Err(ApiError::bad_request(format!(
+            "{} speaks MTProto, not HTTP, so the proxy cannot carry its calls; use POST /tokens/fetch and an MTProto client",
+            p.name
+        )));
+    }
+    if p.inject.digest.is_some() {
+        return Err(ApiError::bad_request(format!(
+            "{} uses HTTP Digest authentication, which the proxy cannot do (each request needs the server's challenge); use POST /tokens/fetch",
+            p.name
+        )));
+    }
+    let q = split_query(parts.uri.query());
+    let account = header_str(&parts.headers, "x-akhrot-account").or(q.account);
+    let service = header_str(&parts.headers, "x-akhrot-service").or(q.service);
+    let reason = header_str(&parts.headers, "x-akhrot-reason");
+    if account.as_ref().is_some_and(|a| a.chars().count() > 200) {
+        return Err(ApiError::bad_request(
+            "the account is longer than 200 characters",
+        ));
+    }
+    if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
+        return Err(ApiError::bad_request(
+            "`X-Akhrot-Reason` is longer than 500 characters",
+        ));
+    }
+    state
+        .vault
+        .require_connection(&p.code, account.as_deref())?;
+    let public = state
+        .vault
+        .find_connection(&p.code, account.as_deref())
+        .map(|c| c.public_fields)
+        .unwrap_or_default();
+    // Values that go into a base URL must be plain names (no `/`, `@`, `?`, `:`): they may not
+    // move the request to another host or path.
+    let public: BTreeMap<String, String> =
+        public.into_iter().filter(|(_, v)| is_plain(v)).collect();
+    let s = choose_service(&p, service.as_deref(), &public)?;
+    check_path(rest)?;
+    let base = s
+        .base_url
+        .as_deref()
+        .map(|b| crate::render::fill_strict(b, &public))
+        .transpose()
+        .map_err(|name| {
+            ApiError::bad_request(format!(
+                "the {} base URL needs the connection's `{name}`, which it does not have (or not as a plain name of letters, digits, `.`, `-`, `_`); the user can re-add the connection with it",
+                p.name
+            ))
+        })?
+        .unwrap_or_default();
+    let mut target = format!("{}{}", base.trim_end_matches('/'), rest);
+    if !q.kept.is_empty() {
+        target.push(if target.contains('?') { '&' } else { '?' });
+        target.push_str(&q.kept.join("&"));
+    }
+    let url = url::Url::parse(&target)
+        .map_err(|_| ApiError::bad_request("the proxied path does not make a valid URL"))?;
+    let allowed = allowed_targets(&p, &public);
+    if !origin_of(&url).is_some_and(|o| allowed.contains(&o)) {
+        return Err(ApiError::new(
+            Code::ForbiddenHost,
+            format!(
+                "the proxy reaches only the hosts the catalog lists for {}; `{}` is not one of them",
+                p.name,
+                printable(&host_label(&url))
+            ),
+        ));
+    }
+    let label = request_label(&method, &url);
+    let host = host_label(&url);
+    let granted = crate::access::authorize(
+        state,
+        agent,
+        &p,
+        account.as_deref(),
+        reason,
+        Some(label.clone()),
+        peer_addr,
+    )
+    .await?;
+    let audit = |outcome: &str, detail: String, conn_account: Option<&str>| {
+        Entry::new("proxy", outcome)
+            .agent(&agent.id, &agent.name)
+            .provider(&p.code)
+            .account(conn_account.or(account.as_deref()))
+            .detail(detail)
+            .peer(granted.peer.clone())
+    };
+    let what = format!("{method} {host}{}", url.path());
+    let (conn, creds) = match state.broker.fresh_credentials(&p, account.as_deref()).await {
+        Ok(v) => v,
+        Err(e) => {
+            let e = ApiError::from(e);
+            state
+                .audit
+                .record(audit("error", format!("{what}: {}", e.code.as_str()), None));
+            return Err(e);
+        }
+    };
+
+    // The agent's headers, minus what must not travel; then the service's fixed headers.
+    let listed = connection_listed(&parts.headers);
+    let mut base_headers = HeaderMap::new();
+    for (k, v) in &parts.headers {
+        if drop_request_header(k.as_str()) || listed.iter().any(|l| l == k.as_str()) {
+            continue;
+        }
+        base_headers.append(k.clone(), v.clone());
+    }
+    for (k, v) in &s.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            crate::render::fill_strict(v, &public),
+        ) && !base_headers.contains_key(&name)
+            && let Ok(hv) = HeaderValue::from_str(&value)
+        {
+            base_headers.insert(name, hv);
+        }
+    }
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let payload = read_payload(body, declared).await?;
+    let wants_length = matches!(method, Method::POST | Method::PUT | Method::PATCH);
+    if let Payload::Kept(b) = &payload {
+        // Sent with its exact length by the client; an empty body on a method that usually has
+        // one still says `Content-Length: 0` (servers may insist on a length).
+        base_headers.remove(header::CONTENT_LENGTH);
+        if b.is_empty() && wants_length {
+            base_headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        }
+    }
+
+    let send = |creds: &Credentials, conn: &ConnectionInfo, body: Option<reqwest::Body>| {
+        let known = known_values(&p, conn, creds);
+        let inj = inject(&p, &known)?;
+        let mut u = url.clone();
+        if !inj.query.is_empty() {
+            let mut qp = u.query_pairs_mut();
+            for (k, v) in &inj.query {
+                qp.append_pair(k, v);
+            }
+        }
+        let mut headers = base_headers.clone();
+        for (k, v) in inj.headers {
+            headers.insert(k, v);
+        }
+        let mut rb = state.proxy_http.request(method.clone(), u).headers(headers);
+        if let Some(body) = body {
+            rb = rb.body(body);
+        }
+        let fut = rb.send();
+        Ok::<_, ApiError>((fut, inj.token))
+    };
+    let timeout = state.provider_timeout;
+    let upstream_error = |e: Option<reqwest::Error>| {
+        let why = match e {
+            None => format!("did not answer within {} s", timeout.as_secs()),
+            Some(e) if e.is_connect() => "could not be reached (connection failed)".to_owned(),
+            Some(e) if e.is_timeout() => "took too long to answer".to_owned(),
+            Some(_) => "failed before answering".to_owned(),
+        };
+        ApiError::new(
+            Code::ProviderError,
+            format!("{host} {why}; try again later"),
+        )
+    };
+    // A kept body can be sent again; an empty one is not sent as a body at all.
+    let body_of = |b: &Bytes| (!b.is_empty()).then(|| reqwest::Body::from(b.clone()));
+    // A large upload may take longer than the provider timeout: for a streamed body the clock
+    // for the answer's headers starts when the agent's body has been read to its end.
+    let (uploaded_tx, uploaded_rx) = tokio::sync::oneshot::channel::<()>();
+    let (first_body, kept) = match payload {
+        Payload::Kept(b) => {
+            let _ = uploaded_tx.send(());
+            (body_of(&b), Some(b))
+        }
+        Payload::Streamed(b) => {
+            let tail = futures_util::stream::once(async move {
+                let _ = uploaded_tx.send(());
+                None::<Result<Bytes, axum::Error>>
+            })
+            .filter_map(|x| async move { x });
+            let body = reqwest::Body::wrap_stream(b.into_data_stream().chain(tail));
+            (Some(body), None)
+        }
+    };
+    let (fut, used) = send(&creds, &conn, first_body)?;
+    let first = tokio::select! {
+        r = fut => Ok(r),
+        () = async {
+            let _ = uploaded_rx.await;
+            tokio::time::sleep(timeout).await;
+        } => Err(()),
+    };
+    let mut resp = match first {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            let e = upstream_error(Some(e));
+            state
+                .audit
+                .record(audit("502", format!("{what} -> 502"), Some(&conn.account)));
+            return Err(e);
+        }
+        Err(_) => {
+            state
+                .audit
+                .record(audit("502", format!("{what} -> 502"), Some(&conn.account)));
+            return Err(upstream_error(None));
+        }
+    };
+    let mut note = "";
+    if resp.status() == StatusCode::UNAUTHORIZED
+        && p.auth == AuthType::Oauth2
+        && let Some(kept) = &kept
+    {
+        match state
+            .broker
+            .refresh_rejected(&p, Some(&conn.account), &used)
+            .await
+        {
+            Ok((conn2, creds2)) => {
+                let (fut, _) = send(&creds2, &conn2, body_of(kept))?;
+                match tokio::time::timeout(timeout, fut).await {
+                    Ok(Ok(r)) => {
+                        resp = r;
+                        note = " (retried after a refresh)";
+                    }
+                    Ok(Err(e)) => {
+                        state.audit.record(audit(
+                            "502",
+                            format!("{what} -> 502 (retry after a refresh)"),
+                            Some(&conn.account),
+                        ));
+                        return Err(upstream_error(Some(e)));
+                    }
+                    Err(_) => {
+                        state.audit.record(audit(
+                            "502",
+                            format!("{what} -> 502 (retry after a refresh)"),
+                            Some(&conn.account),
+                        ));
+                        return Err(upstream_error(None));
+                    }
+                }
+            }
+            Err(e) => {
+                let e = ApiError::from(e);
+                note = if e.code == Code::TokenExpired {
+                    " (refresh refused: reconnect needed)"
+                } else {
+                    " (refresh failed)"
+                };
+            }
+        }
+    }
+    drop(used);
+    let status = resp.status();
+    state.audit.record(audit(
+        status.as_str(),
+        format!("{what} -> {}{note}", status.as_u16()),
+        Some(&conn.account),
+    ));
+    let listed = connection_listed(resp.headers());
+    let mut out = Response::builder().status(status);
+    if let Some(h) = out.headers_mut() {
+        for (k, v) in resp.headers() {
+            if drop_response_header(k.as_str()) || listed.iter().any(|l| l == k.as_str()) {
+                continue;
+            }
+            h.append(k.clone(), v.clone());
+        }
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("sandbox"),
+        );
+        if let Ok(v) = HeaderValue::from_str(&host) {
+            h.insert(HeaderName::from_static("x-akhrot-upstream"), v);
+        }
+    }
+    // The answer streams until the provider ends it, or until Akhrot shuts down: then it is cut
+    // with an error (the agent sees a broken answer, never a silently shortened one) so that a
+    // long download does not hold the shutdown open.
+    let upstream = resp.bytes_stream();
+    let closing = state.closing.subscribe();
+    let stream = futures_util::stream::unfold(
+        (upstream, closing, false),
+        |(mut up, mut closing, cut)| async move {
+            if cut {
+                return None;
+            }
+            let next = tokio::select! {
+                item = up.next() => Some(item),
+                _ = closing.wait_for(|c| *c) => None,
+            };
+            match next {
+                Some(item) => {
+                    item.map(|r| (r.map_err(std::io::Error::other), (up, closing, false)))
+                }
+                None => Some((
+                    Err(std::io::Error::other("Akhrot is shutting down")),
+                    (up, closing, true),
+                )),
+            }
+        },
+    );
+    out.body(Body::from_stream(stream)).map_err(|_| {
+        ApiError::new(
+            Code::ProviderError,
+            format!("{host} answered with headers that cannot be passed on"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traversal_is_refused_in_every_spelling() {
+        for bad in [
+            "/a/../b",
+            "/..",
+            "/./x",
+            "/a/%2e%2e/b",
+            "/a/%2E%2e",
+            "/a/%252e%252e/b",
+            "/a/.%2e/b",
+            "/a\\..\\b",
+            "/a/%5c..",
+            "/a/..%2fb",
+            "/a/%2e%2e%2fetc",
+        ] {
+            assert!(check_path(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "",
+            "/",
+            "/user",
+            "/repos/o/r/issues",
+            "/a/.well-known/x",
+            "/a/..b",
+            "/v1/%40scope%2Fpkg",
+            "/a/b.",
+        ] {
+            assert!(check_path(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn only_the_providers_hosts_are_targets() {
+        let catalog = akhrot_core::catalog::Catalog::builtin().unwrap();
+        let gh = catalog.get("github").unwrap();
+        let allowed = allowed_targets(gh, &BTreeMap::new());
+        let ok = url::Url::parse("https://api.github.com/user").unwrap();
+        assert!(allowed.contains(&origin_of(&ok).unwrap()));
+        for bad in [
+            "https://evil.example/user",
+            "http://api.github.com/user",
+            "https://api.github.com:8443/user",
+            "https://api.github.com.evil.example/",
+        ] {
+            let u = url::Url::parse(bad).unwrap();
+            assert!(!allowed.contains(&origin_of(&u).unwrap()), "{bad}");
+        }
+        // Built-in providers do not open their OAuth hosts to the proxy.
+        let login = url::Url::parse("https://github.com/login/oauth/access_token").unwrap();
+        assert!(!allowed.contains(&origin_of(&login).unwrap()));
+    }
+
+    #[test]
+    fn base_url_values_must_be_plain_names() {
+        for ok in ["AC123", "mg.example.com", "a-b_c~d", "3f2c-11"] {
+            assert!(is_plain(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "evil.com/x",
+            "a@b",
+            "x?y",
+            "h:1",
+            "a b",
+            "%2e",
+        ] {
+            assert!(!is_plain(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_prompt_shows_query_names_never_values() {
+        let u = url::Url::parse("https://api.example.com/v1/items?page=2&token=s3cret").unwrap();
+        assert_eq!(
+            request_label(&Method::GET, &u),
+            "GET https://api.example.com/v1/items?page&token"
+        );
+        let q = split_query(Some(
+            "a=1&akhrot_account=work%40x&b&akhrot_service=api&akhrot_x=1",
+        ));
+        assert_eq!(q.kept, vec!["a=1", "b"]);
+        assert_eq!(q.account.as_deref(), Some("work@x"));
+        assert_eq!(q.service.as_deref(), Some("api"));
+    }
+
+    #[test]
+    fn hop_by_hop_and_credentials_are_not_forwarded() {
+        for h in [
+            "Authorization",
+            "Cookie",
+            "Origin",
+            "Referer",
+            "Sec-Fetch-Site",
+            "Host",
+            "Connection",
+            "Keep-Alive",
+            "TE",
+            "Trailer",
+            "Transfer-Encoding",
+            "Upgrade",
+            "Proxy-Authorization",
+            "X-Akhrot-Account",
+        ] {
+            assert!(drop_request_header(h), "{h}");
+        }
+        assert!(!drop_request_header("Accept"));
+        assert!(!drop_request_header("Content-Type"));
+        assert!(drop_response_header("Set-Cookie"));
+        assert!(!drop_response_header("Location"));
+    }
+}
