@@ -145,6 +145,14 @@ impl Driver {
     }
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        match self.try_call(method, path, body) {
+            Ok(v) => v,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// A WebDriver command; `Err` with the status and answer when the driver refuses it.
+    fn try_call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
         let url = format!("{}{path}", self.base);
         let mut r = match (method, body) {
             ("GET", _) => self.http.get(&url).call().unwrap(),
@@ -158,8 +166,10 @@ impl Driver {
         let status = r.status().as_u16();
         let text = r.body_mut().read_to_string().unwrap();
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        assert!(status < 400, "WebDriver {method} {path}: {status} {v}");
-        v["value"].clone()
+        if status >= 400 {
+            return Err(format!("WebDriver {method} {path}: {status} {v}"));
+        }
+        Ok(v["value"].clone())
     }
 }
 
@@ -230,12 +240,21 @@ impl<'a> Session<'a> {
         )
     }
 
-    /// The text of the first element matching `css`, if there is one.
+    /// The text of the first element matching `css`, if there is one. `None` too while the page
+    /// cannot run scripts (it is navigating: the sign-in link redirects to the UI).
     fn text(&self, css: &str) -> Option<String> {
-        let v = self.script(&format!(
+        let script = format!(
             "const e = document.querySelector({}); return e ? e.textContent : null;",
             serde_json::to_string(css).unwrap()
-        ));
+        );
+        let v = self
+            .driver
+            .try_call(
+                "POST",
+                &format!("/session/{}/execute/sync", self.id),
+                Some(json!({ "script": script, "args": [] })),
+            )
+            .ok()?;
         v.as_str().map(str::to_owned)
     }
 
