@@ -364,6 +364,38 @@ fn events_stream_announces_new_and_answered_approvals() {
 }
 
 #[test]
+fn stopping_the_owner_denies_waiting_requests_at_once_and_audits_it() {
+    let d = Dirs::new();
+    let s = server(&d, 60);
+    let key = s.create_key("late-agent", &[]);
+    s.add("openai", None, json!({"apiKey": "sk-shutdown"}));
+    let w = fetch_async(&s, &key, json!({"provider": "openai"}));
+    wait_pending(&s, 1);
+    let started = Instant::now();
+    let status = s.stop();
+    assert!(status.success(), "{status}");
+    let (code, v) = w.join().unwrap();
+    assert_eq!(code, 403, "{v}");
+    assert_eq!(v["error"]["code"], "APPROVAL_DENIED");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the shutdown waited for the 60 s prompt"
+    );
+    // The denial is in the audit log (read by the next owner).
+    let s = server(&d, 60);
+    let log = s.admin_get("/admin/audit?action=approval");
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["outcome"] == "deny"
+                && e["detail"] == "Akhrot shut down"
+                && e["agent"] == "late-agent"),
+        "{log}"
+    );
+}
+
+#[test]
 fn the_prompt_never_shows_a_key_the_agent_put_on_its_command_line() {
     let d = Dirs::new();
     let s = server(&d, 30);

@@ -212,9 +212,11 @@ let failToken = { status: 503, count: 0, error: undefined };
 // ---------------------------------------------------------------- provider
 
 const CALLBACK = 'http://127.0.0.1/oauth/callback';
+// The desktop app's deep link (a native client may use a private-use URI scheme, RFC 8252 7.1).
+const DEEP_LINK = 'akhrot://oauth/callback';
 const commonClient = {
   application_type: 'native',
-  redirect_uris: [CALLBACK],
+  redirect_uris: [CALLBACK, DEEP_LINK],
   grant_types: ['authorization_code', 'refresh_token'],
   response_types: ['code'],
   scope: 'openid email profile offline_access',

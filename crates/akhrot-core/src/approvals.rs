@@ -84,6 +84,8 @@ pub struct Prompt {
 pub enum Outcome {
     Answered(Answer),
     TimedOut,
+    /// The owner is shutting down: nobody will answer any more.
+    Closed,
 }
 
 /// Why a request could not even wait.
@@ -104,7 +106,7 @@ struct Open {
     prompt: Prompt,
     /// Agent id, provider, account, request: identical requests share one prompt.
     key: (String, String, String, Option<String>),
-    answer: watch::Sender<Option<Answer>>,
+    answer: watch::Sender<Option<Outcome>>,
 }
 
 #[derive(Default)]
@@ -113,6 +115,8 @@ struct State {
     /// (agent id, provider) allowed until the process stops; `true`: for proxied calls only
     /// (the user answered a proxied call's prompt).
     until_quit: HashMap<(String, String), bool>,
+    /// Set by [`Approvals::close`]: no new prompt opens.
+    closed: bool,
 }
 
 pub struct Approvals {
@@ -183,6 +187,11 @@ impl Approvals {
         }
     }
 
+    /// How many prompts are open.
+    pub fn pending_count(&self) -> usize {
+        self.state().open.len()
+    }
+
     /// Open prompts, oldest first.
     pub fn pending(&self) -> Vec<Prompt> {
         let mut v: Vec<Prompt> = self
@@ -207,6 +216,9 @@ impl Approvals {
         );
         let (id, mut rx) = {
             let mut st = self.state();
+            if st.closed {
+                return Ok(Outcome::Closed);
+            }
             if let Some(open) = st.open.values_mut().find(|o| o.key == key) {
                 open.prompt.waiting += 1;
                 (open.prompt.id.clone(), open.answer.subscribe())
@@ -248,7 +260,7 @@ impl Approvals {
         };
         let result = tokio::time::timeout(self.timeout(), rx.wait_for(Option::is_some)).await;
         let outcome = match result {
-            Ok(Ok(answer)) => Outcome::Answered(answer.unwrap_or(Answer::Deny)),
+            Ok(Ok(outcome)) => outcome.unwrap_or(Outcome::Answered(Answer::Deny)),
             Ok(Err(_)) => Outcome::Answered(Answer::Deny),
             Err(_) => {
                 self.resolve(&id, "timeout");
@@ -276,12 +288,33 @@ impl Approvals {
             }
             open
         };
-        let _ = open.answer.send(Some(answer));
+        let _ = open.answer.send(Some(Outcome::Answered(answer)));
         let _ = self.events.send(Event::Resolved {
             id: id.to_owned(),
             outcome: answer.as_str(),
         });
         Some(open.prompt)
+    }
+
+    /// At shutdown: ends every open prompt (its requests get [`Outcome::Closed`], which they
+    /// answer as a denial) and refuses new ones. Returns the prompts it ended.
+    pub fn close(&self) -> Vec<Prompt> {
+        let ended: Vec<Open> = {
+            let mut st = self.state();
+            st.closed = true;
+            st.open.drain().map(|(_, o)| o).collect()
+        };
+        let mut prompts = Vec::with_capacity(ended.len());
+        for open in ended {
+            let _ = open.answer.send(Some(Outcome::Closed));
+            let _ = self.events.send(Event::Resolved {
+                id: open.prompt.id.clone(),
+                outcome: "shutdown".into(),
+            });
+            prompts.push(open.prompt);
+        }
+        prompts.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        prompts
     }
 
     fn resolve(&self, id: &str, outcome: &str) {
@@ -468,6 +501,22 @@ mod tests {
         a.answer(&a.pending()[0].id, Answer::UntilQuit);
         w.await.unwrap().unwrap();
         assert!(a.allowed_until_quit("bot", "github", false));
+    }
+
+    #[tokio::test]
+    async fn closing_ends_open_prompts_and_refuses_new_ones() {
+        let a = Approvals::new(Duration::from_secs(30));
+        let a1 = a.clone();
+        let w = tokio::spawn(async move { a1.ask(ask("bot", "github")).await });
+        while a.pending_count() == 0 {
+            tokio::task::yield_now().await;
+        }
+        let ended = a.close();
+        assert_eq!(ended.len(), 1);
+        assert_eq!(w.await.unwrap(), Ok(Outcome::Closed));
+        assert_eq!(a.pending_count(), 0);
+        assert_eq!(a.ask(ask("bot", "gitlab")).await, Ok(Outcome::Closed));
+        assert!(a.pending().is_empty(), "no prompt opens after close");
     }
 
     #[test]

@@ -124,6 +124,15 @@ pub async fn authorize(
                         ),
                     ))
                 }
+                Ok(Outcome::Closed) => {
+                    state
+                        .audit
+                        .record(audit("denied", "Akhrot shut down").peer(peer));
+                    Err(ApiError::new(
+                        Code::ApprovalDenied,
+                        "Akhrot is shutting down, so nobody can answer the approval prompt; retry once it runs again",
+                    ))
+                }
                 Ok(Outcome::TimedOut) => {
                     state.audit.record(audit("timeout", "").peer(peer));
                     Err(ApiError::new(

@@ -13,13 +13,12 @@ use serde_json::{Value, json};
 
 use akhrot_core::SecretString;
 use akhrot_core::catalog::Provider;
-use std::sync::atomic::Ordering;
 
-use akhrot_core::approvals::Answer;
 use akhrot_core::audit::{Entry, Filter};
 use akhrot_core::vault::{ANY_PROVIDER, Mode};
 
 use crate::AppState;
+use crate::actions;
 use crate::agent::TokenAnswer;
 use crate::error::{ApiError, Code, printable, success};
 use crate::guard::{AdminAuth, JsonBody};
@@ -47,8 +46,8 @@ pub async fn status(State(state): State<Arc<AppState>>, _: AdminAuth) -> Respons
                         "rateLimitPerMinute": state.limiter.per_minute(),
             "approvalTimeoutSecs": state.approvals.timeout().as_secs(),
         },
-        "paused": state.paused.load(Ordering::Relaxed),
-        "pendingApprovals": state.approvals.pending(),
+        "paused": actions::is_paused(&state),
+        "pendingApprovals": actions::pending(&state),
         "vault": {
             "path": state.vault.path(),
             "vaultId": state.vault.vault_id(),
@@ -358,7 +357,7 @@ pub async fn get_session(
 }
 
 pub async fn list_approvals(State(state): State<Arc<AppState>>, _: AdminAuth) -> Response {
-    success(json!(state.approvals.pending()))
+    success(json!(actions::pending(&state)))
 }
 
 #[derive(Deserialize)]
@@ -375,62 +374,8 @@ pub async fn answer_approval(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<AnswerApproval>,
 ) -> Result<Response, ApiError> {
-    let answer = Answer::parse(&req.answer).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "answer `{}` is not one of deny, once, hour, quit, always, for:<seconds>",
-            printable(&req.answer)
-        ))
-    })?;
-    let pending = state
-        .approvals
-        .pending()
-        .into_iter()
-        .find(|p| p.id == id)
-        .ok_or_else(|| {
-            ApiError::new(
-                Code::NotFound,
-                "no pending approval with that id (it was answered, timed out or withdrawn)",
-            )
-        })?;
-    // Policy first, so that requests arriving right after the answer already see it. Answering
-    // a proxied call grants proxied calls only (`proxy-only`), never token hand-outs.
-    let granted = if pending.ask.request.is_some() {
-        Mode::ProxyOnly
-    } else {
-        Mode::Allow
-    };
-    match answer {
-        Answer::For(secs) => {
-            let until = akhrot_core::now_unix().saturating_add(i64::try_from(secs).unwrap_or(3600));
-            state.vault.set_policy(
-                &pending.ask.agent_id,
-                &pending.ask.provider,
-                granted,
-                Some(until),
-            )?;
-        }
-        Answer::Always => {
-            state
-                .vault
-                .set_policy(&pending.ask.agent_id, &pending.ask.provider, granted, None)?;
-        }
-        _ => {}
-    }
-    let prompt = state.approvals.answer(&id, answer).ok_or_else(|| {
-        ApiError::new(
-            Code::NotFound,
-            "the approval ended before the answer arrived",
-        )
-    })?;
-    state.audit.record(
-        Entry::new("approval", &answer.as_str())
-            .agent(&prompt.ask.agent_id, &prompt.ask.agent)
-            .provider(&prompt.ask.provider)
-            .account(Some(&prompt.ask.account)),
-    );
-    Ok(success(
-        json!({ "approval": prompt, "answer": answer.as_str() }),
-    ))
+    let answered = actions::answer_approval(&state, &id, &req.answer)?;
+    Ok(crate::error::success_typed(answered))
 }
 
 #[derive(Deserialize)]
@@ -444,14 +389,8 @@ pub async fn set_pause(
     _: AdminAuth,
     JsonBody(req): JsonBody<SetPause>,
 ) -> Result<Response, ApiError> {
-    state
-        .vault
-        .set_setting("paused", if req.paused { "1" } else { "0" })?;
-    state.paused.store(req.paused, Ordering::Relaxed);
-    state
-        .audit
-        .record(Entry::new("pause", if req.paused { "on" } else { "off" }));
-    Ok(success(json!({ "paused": req.paused })))
+    let paused = actions::set_paused(&state, req.paused)?;
+    Ok(success(json!({ "paused": paused })))
 }
 
 #[derive(Deserialize)]

@@ -6,6 +6,7 @@
 //! the desktop shell both use it, so there is exactly one vault owner per data directory.
 
 mod access;
+pub mod actions;
 mod admin;
 mod agent;
 pub mod error;
@@ -308,9 +309,13 @@ impl Owner {
         });
         let app = router(self.state.clone());
         let closing = self.state.closing.clone();
+        let state = self.state.clone();
         let shutdown = async move {
             shutdown.await;
             closing.send_replace(true);
+            // Waiting token requests are in flight: answer them now, or the graceful shutdown
+            // would wait for their prompts to time out.
+            actions::deny_all_at_shutdown(&state);
         };
         let result = axum::serve(
             self.listener,

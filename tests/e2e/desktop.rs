@@ -1,0 +1,512 @@
+//! The desktop app end to end, as a person meets it: the real `akhrot-desktop` binary in a real
+//! WebKitGTK window under Xvfb, driven over WebDriver (tauri-driver + Debian's WebKitWebDriver),
+//! with a real gnome-keyring on a private D-Bus session and a real OAuth server.
+//!
+//! It shows that the app starts and its window shows the Connections page; that an agent's
+//! blocked token request opens the prompt window, where clicking Allow completes the agent's
+//! HTTP request with 200; that a second launch with an `akhrot://oauth/callback?…` URL completes
+//! a pending OAuth session in the running app; and that SIGTERM shuts it down cleanly.
+//!
+//! Run it through `scripts/with-desktop` (scripts/test does), after
+//! `cargo build -p akhrot-desktop` and installing tauri-driver into target/tools:
+//!   scripts/with-desktop cargo test -p akhrot-e2e --test desktop
+//! `AKHROT_SCREENSHOTS=<dir>` saves screenshots of the screen (ImageMagick `import`).
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use akhrot_e2e::*;
+use serde_json::{Value, json};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn desktop_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("AKHROT_DESKTOP_BIN") {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/<test> -> target/<profile>/akhrot-desktop
+    let exe = std::env::current_exe().unwrap();
+    let p = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("akhrot-desktop");
+    assert!(
+        p.exists(),
+        "{} does not exist: build it first (cargo build -p akhrot-desktop)",
+        p.display()
+    );
+    p
+}
+
+fn tauri_driver_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("AKHROT_TAURI_DRIVER") {
+        return PathBuf::from(p);
+    }
+    let p = workspace().join("target/tools/bin/tauri-driver");
+    assert!(
+        p.exists(),
+        "{} does not exist: cargo install tauri-driver --version '^2' --locked --root target/tools",
+        p.display()
+    );
+    p
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(90)))
+        .build()
+        .into()
+}
+
+fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn screenshot(name: &str) {
+    let Some(dir) = std::env::var_os("AKHROT_SCREENSHOTS") else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(format!("{name}.png"));
+    let status = Command::new("import")
+        .args(["-window", "root"])
+        .arg(&out)
+        .status();
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "screenshot {} failed (is ImageMagick installed?)",
+        out.display()
+    );
+}
+
+/// A running tauri-driver (which runs WebKitWebDriver, which launches the app).
+struct Driver {
+    child: Child,
+    base: String,
+    http: ureq::Agent,
+}
+
+impl Driver {
+    fn start(env: &[(String, String)]) -> Self {
+        let port = free_port();
+        let native = free_port();
+        let mut cmd = Command::new(tauri_driver_bin());
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--native-port",
+            &native.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let d = Self {
+            child,
+            base,
+            http: http(),
+        };
+        wait_for("tauri-driver to listen", 30, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        d
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        match self.try_call(method, path, body) {
+            Ok(v) => v,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// A WebDriver command; `Err` with the status and answer when the driver refuses it.
+    fn try_call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let url = format!("{}{path}", self.base);
+        let mut r = match (method, body) {
+            ("GET", _) => self.http.get(&url).call().unwrap(),
+            ("DELETE", _) => self.http.delete(&url).call().unwrap(),
+            (_, b) => self
+                .http
+                .post(&url)
+                .send_json(b.unwrap_or_else(|| json!({})))
+                .unwrap(),
+        };
+        let status = r.status().as_u16();
+        let text = r.body_mut().read_to_string().unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status >= 400 {
+            return Err(format!("WebDriver {method} {path}: {status} {v}"));
+        }
+        Ok(v["value"].clone())
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A WebDriver session on the app.
+struct Session<'a> {
+    driver: &'a Driver,
+    id: String,
+}
+
+impl<'a> Session<'a> {
+    fn new(driver: &'a Driver, app: &Path) -> Self {
+        let v = driver.call(
+            "POST",
+            "/session",
+            Some(json!({"capabilities": {"alwaysMatch": {
+                "browserName": "wry",
+                "tauri:options": {"application": app},
+            }}})),
+        );
+        let id = v["sessionId"].as_str().unwrap().to_owned();
+        Self { driver, id }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.driver
+            .call(method, &format!("/session/{}{path}", self.id), body)
+    }
+
+    fn handles(&self) -> Vec<String> {
+        self.call("GET", "/window/handles", None)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn current(&self) -> String {
+        self.call("GET", "/window", None)
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn switch_to(&self, handle: &str) {
+        self.call("POST", "/window", Some(json!({ "handle": handle })));
+    }
+
+    fn title(&self) -> String {
+        self.call("GET", "/title", None)
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    fn script(&self, script: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": script, "args": [] })),
+        )
+    }
+
+    /// The text of the first element matching `css`, if there is one. `None` too while the page
+    /// cannot run scripts (it is navigating: the sign-in link redirects to the UI).
+    fn text(&self, css: &str) -> Option<String> {
+        let script = format!(
+            "const e = document.querySelector({}); return e ? e.textContent : null;",
+            serde_json::to_string(css).unwrap()
+        );
+        let v = self
+            .driver
+            .try_call(
+                "POST",
+                &format!("/session/{}/execute/sync", self.id),
+                Some(json!({ "script": script, "args": [] })),
+            )
+            .ok()?;
+        v.as_str().map(str::to_owned)
+    }
+
+    fn click(&self, css: &str) {
+        let v = self.call(
+            "POST",
+            "/element",
+            Some(json!({ "using": "css selector", "value": css })),
+        );
+        let id = v
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap()
+            .to_owned();
+        self.call("POST", &format!("/element/{id}/click"), Some(json!({})));
+    }
+}
+
+/// The app's loopback API, found through the `server.json` the owner writes.
+struct Api {
+    base: String,
+    data: PathBuf,
+    http: ureq::Agent,
+}
+
+impl Api {
+    fn find(data: &Path) -> Self {
+        let base = wait_for("the app's server.json", 60, || {
+            let text = std::fs::read_to_string(data.join("server.json")).ok()?;
+            let v: Value = serde_json::from_str(&text).ok()?;
+            v["baseUrl"].as_str().map(str::to_owned)
+        });
+        Self {
+            base,
+            data: data.to_owned(),
+            http: http(),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        let text = std::fs::read_to_string(self.data.join("server.json")).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        u32::try_from(v["pid"].as_u64().unwrap()).unwrap()
+    }
+
+    fn admin(&self) -> String {
+        std::fs::read_to_string(self.data.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    fn send(&self, method: &str, path: &str, bearer: &str, body: Option<Value>) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let auth = format!("Bearer {bearer}");
+        let mut r = match body {
+            None => self
+                .http
+                .get(&url)
+                .header("Authorization", &auth)
+                .call()
+                .unwrap(),
+            Some(b) => {
+                assert_eq!(method, "POST");
+                self.http
+                    .post(&url)
+                    .header("Authorization", &auth)
+                    .send_json(b)
+                    .unwrap()
+            }
+        };
+        let status = r.status().as_u16();
+        let text = r.body_mut().read_to_string().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    fn admin_post(&self, path: &str, body: Value) -> Value {
+        let (s, v) = self.send("POST", path, &self.admin(), Some(body));
+        assert_eq!(s, 200, "{path}: {v}");
+        v["data"].clone()
+    }
+}
+
+#[test]
+fn the_desktop_app_prompts_completes_deep_links_and_quits_on_sigterm() {
+    assert!(
+        std::env::var_os("DISPLAY").is_some(),
+        "no X display: run this through scripts/with-desktop"
+    );
+    let dirs = Dirs::new();
+    let oidc = Oidc::start(&[]);
+    write_provider_file(
+        &dirs,
+        "idp",
+        &oidc.provider_toml("idp", "client_secret_basic"),
+    );
+    let app = desktop_bin();
+    let env: Vec<(String, String)> = vec![
+        ("AKHROT_DATA_DIR".into(), dirs.data().display().to_string()),
+        (
+            "AKHROT_CONFIG_DIR".into(),
+            dirs.config().display().to_string(),
+        ),
+        ("AKHROT_PORT".into(), "0".into()),
+        ("RUST_LOG".into(), "info".into()),
+    ];
+
+    // 1. The app starts and its window shows the Connections page, signed in.
+    let driver = Driver::start(&env);
+    let session = Session::new(&driver, &app);
+    let api = Api::find(&dirs.data());
+    let heading = wait_for("the Connections page", 60, || {
+        session
+            .text("main h1")
+            .filter(|t| t.contains("Connections"))
+    });
+    assert_eq!(heading.trim(), "Connections");
+    // Signed in: the catalog loads (it needs the session cookie the sign-in link set).
+    wait_for("the provider catalog", 60, || {
+        session
+            .text("main")
+            .filter(|t| t.contains("Google") && !t.contains("Loading"))
+    });
+    let main_window = session.current();
+
+    // 2. An agent's token request waits under the `ask` policy; the prompt window opens, and
+    //    clicking Allow there completes the agent's HTTP request.
+    let key = api.admin_post("/admin/keys", json!({"name": "e2e-agent"}))["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api.admin_post(
+        "/admin/connections",
+        json!({"provider": "openai", "fields": {"apiKey": "sk-desktop-e2e"}}),
+    );
+    let fetch = {
+        let base = api.base.clone();
+        let key = key.clone();
+        std::thread::spawn(move || {
+            let mut r = http()
+                .post(format!("{base}/tokens/fetch"))
+                .header("Authorization", format!("Bearer {key}"))
+                .send_json(json!({"provider": "openai", "reason": "draft the weekly report"}))
+                .unwrap();
+            let status = r.status().as_u16();
+            let body: Value =
+                serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+            (status, body)
+        })
+    };
+    let prompt = wait_for("the prompt window", 60, || {
+        session.handles().into_iter().find(|h| *h != main_window)
+    });
+    session.switch_to(&prompt);
+    let title = wait_for("the prompt's request", 30, || {
+        session
+            .text("[data-testid=title]")
+            .filter(|t| t.contains("e2e-agent"))
+    });
+    assert_eq!(title, "e2e-agent wants to use OpenAI");
+    assert_eq!(
+        session.text("[data-testid=reason]").as_deref(),
+        Some("draft the weekly report")
+    );
+    assert!(session.title().contains("Akhrot"), "{}", session.title());
+    screenshot("desktop-prompt");
+    assert!(!fetch.is_finished(), "the agent waits for the answer");
+    session.click("[data-testid=allow]");
+    let (status, body) = fetch.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["accessToken"], "sk-desktop-e2e");
+    // The prompt closes when nothing else waits.
+    wait_for("the prompt window to close", 30, || {
+        (!session.handles().contains(&prompt)).then_some(())
+    });
+    session.switch_to(&main_window);
+
+    // 3. A second launch with an akhrot://oauth/callback URL completes a pending session in the
+    //    running app (single instance + deep link), through the broker.
+    api.admin_post(
+        "/admin/clients",
+        json!({"provider": "idp", "clientId": "basic-client", "clientSecret": "basic-secret", "redirect": "deep_link"}),
+    );
+    let (s, v) = api.send(
+        "POST",
+        "/oauth/sessions",
+        &key,
+        Some(json!({"provider": "idp"})),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["data"]["redirectUri"], "akhrot://oauth/callback");
+    let sid = v["data"]["sessionId"].as_str().unwrap().to_owned();
+    let consent = v["data"]["url"].as_str().unwrap().to_owned();
+    let link = Browser::new().authorize(&consent, "alice", false, "akhrot://oauth/callback");
+    assert!(link.contains("code=") && link.contains("state="), "{link}");
+    let mut second = Command::new(&app);
+    second
+        .arg(&link)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in &env {
+        second.env(k, v);
+    }
+    let started = Instant::now();
+    let mut second = second.spawn().unwrap();
+    let stderr = second.stderr.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    let status = wait_for("the second instance to hand over and exit", 30, || {
+        second.try_wait().unwrap()
+    });
+    assert!(status.success(), "second instance: {status}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let session_state = wait_for("the session to complete", 30, || {
+        let (s, v) = api.send("GET", &format!("/oauth/sessions/{sid}"), &key, None);
+        assert_eq!(s, 200, "{v}");
+        (v["data"]["status"] != "pending").then(|| v["data"].clone())
+    });
+    assert_eq!(
+        session_state["status"],
+        "completed",
+        "{session_state}; second instance said: {:?}",
+        lines.join().unwrap()
+    );
+    assert_eq!(session_state["account"], "alice@example.test");
+    // The window shows both connections (the UI follows the owner's events).
+    wait_for("the new connections in the window", 30, || {
+        session
+            .text("main")
+            .filter(|t| t.contains("alice@example.test") && t.contains("OpenAI"))
+    });
+    screenshot("desktop-window");
+
+    // 4. SIGTERM quits like Quit: the owner stops cleanly and removes its files.
+    let pid = api.pid();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_for("the app to shut down cleanly", 30, || {
+        (!dirs.data().join("server.json").exists() && !dirs.data().join("admin.token").exists())
+            .then_some(())
+    });
+    drop(driver);
+}
