@@ -141,19 +141,31 @@ export function mount(root) {
     } else empty.hidden = true;
   }
 
+  // Live entries that arrive while the first page is being fetched: the answer may have been
+  // read before they were written, so they are merged into it rather than lost.
+  let arrived = null;
+
   async function fetchPage(before) {
     const my = ++seq;
+    arrived = before ? null : new Map();
     status.textContent = 'Loading…';
     try {
       const list = await api.get(`/admin/audit${query({ ...filters, before, limit: PAGE })}`);
       if (my !== seq) return;
-      entries = before ? entries.concat(list) : list;
+      if (before) entries = entries.concat(list);
+      else {
+        const byId = new Map(list.map((e) => [e.id, e]));
+        for (const [id, e] of arrived) if (matches(e)) byId.set(id, e);
+        entries = [...byId.values()].sort((a, b) => b.id - a.id);
+        arrived = null;
+      }
       loaded = true;
       more.hidden = list.length < PAGE;
       status.textContent = '';
       render();
     } catch (err) {
       if (my !== seq) return;
+      arrived = null;
       status.textContent = '';
       toastError(err);
     }
@@ -174,6 +186,7 @@ export function mount(root) {
     on('keys', fillOptions),
     on('providers', () => { fillOptions(); render(); }),
     on('audit', (e) => {
+      if (arrived) arrived.set(e.id, e);
       if (!matches(e)) return;
       const i = entries.findIndex((x) => x.id === e.id);
       if (i >= 0) {
