@@ -431,14 +431,7 @@ pub async fn service_context(
         .collect();
     headers.extend(s.headers.clone());
     let proxied = p.auth != AuthType::Mtproto && p.inject.digest.is_none() && s.base_url.is_some();
-    let mut bases: Vec<&str> = p
-        .services
-        .iter()
-        .filter_map(|s| s.base_url.as_deref())
-        .collect();
-    bases.sort_unstable();
-    bases.dedup();
-    let multi = bases.len() > 1;
+    let multi = render::has_several_bases(&p);
     let out = ServiceContext {
         provider: p.code.clone(),
         service: s.code.clone(),

@@ -20,39 +20,26 @@ pub fn shell_var(name: &str) -> String {
 
 /// Replaces `{name}` with a known value, else with `$NAME` for the reader's shell.
 pub fn fill(template: &str, known: &BTreeMap<String, String>) -> String {
-    let mut out = String::with_capacity(template.len() + 16);
-    let mut rest = template;
-    while let Some(start) = rest.find('{') {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 1..];
-        match after.find('}') {
-            Some(end)
-                if !after[..end].is_empty()
-                    && after[..end].chars().all(|c| c.is_ascii_alphanumeric()) =>
-            {
-                let name = &after[..end];
-                match known.get(name) {
-                    Some(v) => out.push_str(v),
-                    None => {
-                        out.push('$');
-                        out.push_str(&shell_var(name));
-                    }
-                }
-                rest = &after[end + 1..];
-            }
-            _ => {
-                out.push('{');
-                rest = after;
-            }
-        }
+    let unknown = |name: &str| Ok::<_, std::convert::Infallible>(format!("${}", shell_var(name)));
+    match fill_with(template, known, unknown) {
+        Ok(s) => s,
+        Err(never) => match never {},
     }
-    out.push_str(rest);
-    out
 }
 
 /// Replaces `{name}` with its value; a name without one is an error naming it (for values
 /// that are sent, not shown).
 pub fn fill_strict(template: &str, known: &BTreeMap<String, String>) -> Result<String, String> {
+    fill_with(template, known, |name| Err(name.to_owned()))
+}
+
+/// The one placeholder scanner: `{name}` (ASCII letters and digits) is replaced by its known
+/// value, or by what `unknown` makes of the name; any other brace is kept as it is.
+fn fill_with<E>(
+    template: &str,
+    known: &BTreeMap<String, String>,
+    unknown: impl Fn(&str) -> Result<String, E>,
+) -> Result<String, E> {
     let mut out = String::with_capacity(template.len() + 16);
     let mut rest = template;
     while let Some(start) = rest.find('{') {
@@ -66,7 +53,7 @@ pub fn fill_strict(template: &str, known: &BTreeMap<String, String>) -> Result<S
                 let name = &after[..end];
                 match known.get(name) {
                     Some(v) => out.push_str(v),
-                    None => return Err(name.to_owned()),
+                    None => out.push_str(&unknown(name)?),
                 }
                 rest = &after[end + 1..];
             }
@@ -202,10 +189,9 @@ pub struct ProxyInfo {
     pub headers: Option<BTreeMap<String, String>>,
 }
 
-/// How to reach a provider through the proxy: the URL prefix, and the header that picks the
-/// service when the provider has APIs on several base URLs.
-pub fn proxy(base_url: &str, p: &Provider, service: Option<&Service>) -> ProxyInfo {
-    let url = format!("{base_url}/proxy/{}", p.code);
+/// Whether the provider's services sit on more than one base URL, so a proxied call must name
+/// its service (`X-Akhrot-Service`).
+pub fn has_several_bases(p: &Provider) -> bool {
     let mut bases: Vec<&str> = p
         .services
         .iter()
@@ -213,7 +199,14 @@ pub fn proxy(base_url: &str, p: &Provider, service: Option<&Service>) -> ProxyIn
         .collect();
     bases.sort_unstable();
     bases.dedup();
-    let multi = bases.len() > 1;
+    bases.len() > 1
+}
+
+/// How to reach a provider through the proxy: the URL prefix, and the header that picks the
+/// service when the provider has APIs on several base URLs.
+pub fn proxy(base_url: &str, p: &Provider, service: Option<&Service>) -> ProxyInfo {
+    let url = format!("{base_url}/proxy/{}", p.code);
+    let multi = has_several_bases(p);
     ProxyInfo {
         url,
         note: "Send the API call here instead of to the provider: Akhrot adds the credential. The path is relative to the service's base URL.",
