@@ -7,7 +7,8 @@
 //!   no-preflight "simple" form posts (text/plain, urlencoded, multipart), with the UI cookie.
 //! - The agent key on every admin route; self-approval by every route an agent can reach,
 //!   `/mcp` included.
-//! - Forged, replayed, cross-session and stateless OAuth callbacks (real oidc-provider).
+//! - Forged, replayed, cross-session, stateless and expired OAuth callbacks (real
+//!   oidc-provider; the expiry with libfaketime moving the server's wall clock).
 //! - Oversize bodies, headers and targets.
 //! - Path traversal in proxy paths, in every encoding; open-proxy attempts.
 //! - Timing of the agent key check.
@@ -947,6 +948,66 @@ fn forged_replayed_and_cross_session_callbacks_are_refused() {
     let other = e.s.create_key("other", &["*"]);
     let (status, v) = e.s.get(&format!("/oauth/sessions/{id}"), Some(&other));
     assert_eq!((status, code(&v)), (404, "SESSION_NOT_FOUND"));
+}
+
+/// libfaketime (Debian `libfaketime`, installed by `scripts/setup-deps test`): moves the server's
+/// wall clock (only; its monotonic clock and everything else stay real) by what a file says.
+fn faketime_lib() -> &'static str {
+    let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+    assert!(
+        std::path::Path::new(lib).exists(),
+        "{lib} is missing: install Debian's libfaketime (scripts/setup-deps test does)"
+    );
+    lib
+}
+
+#[test]
+fn the_callback_of_an_expired_session_is_refused_and_never_exchanged() {
+    let oidc = Oidc::start(&[]);
+    let d = Dirs::new();
+    write_provider_file(&d, "idp", &oidc.provider_toml("idp", "client_secret_basic"));
+    let clock = d.root.path().join("clock");
+    std::fs::write(&clock, "+0\n").unwrap();
+    let s = Server::start_with(
+        &d,
+        Opts::default()
+            .env("LD_PRELOAD", faketime_lib())
+            .env("FAKETIME_TIMESTAMP_FILE", clock.to_str().unwrap())
+            .env("FAKETIME_NO_CACHE", "1")
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    )
+    .unwrap();
+    let key = s.create_key("agent", &["*"]);
+    s.admin_post(
+        "/admin/clients",
+        &json!({"provider": "idp", "clientId": "basic-client", "clientSecret": "basic-secret"}),
+    );
+    let e = OauthEnv {
+        oidc,
+        s,
+        key,
+        _d: d,
+    };
+    let (id, url) = e.start();
+    let cb = e.consent(&url, "gina", false);
+    assert_eq!(e.session(&id)["status"], "pending");
+    // Eleven minutes later (the session lives ten).
+    std::fs::write(&clock, "+11m\n").unwrap();
+    assert_eq!(e.session(&id)["status"], "expired");
+    let (status, page) = e.deliver(&cb);
+    assert_eq!(status, 410, "{page}");
+    assert!(page.to_lowercase().contains("expired"), "{page}");
+    assert_eq!(e.session(&id)["status"], "expired");
+    // Not even tried at the provider; and a second try is no different.
+    assert_eq!(e.oidc.stat("authorizationCode"), 0);
+    assert!(matches!(e.deliver(&cb).0, 400 | 410));
+    assert_eq!(e.s.admin_get("/admin/connections"), json!([]));
+    // The clock back at the real time: a new session still works end to end.
+    std::fs::write(&clock, "+0\n").unwrap();
+    let (id, url) = e.start();
+    let cb = e.consent(&url, "gina", false);
+    assert_eq!(e.deliver(&cb).0, 200);
+    assert_eq!(e.session(&id)["status"], "completed");
 }
 
 // ------------------------------------------------------------------------------- oversize
