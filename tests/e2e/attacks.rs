@@ -1602,8 +1602,32 @@ fn key_compare_timing_does_not_depend_on_how_much_of_the_key_is_right() {
 
 // ------------------------------------------------------------ the plaintext-secret scanner
 
+/// Standard base64 with padding (the scanner has its own; this one is written independently,
+/// the plain way, to check it).
+fn b64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = String::new();
+    for b in data {
+        bits.push_str(&format!("{b:08b}"));
+    }
+    while !bits.len().is_multiple_of(6) {
+        bits.push('0');
+    }
+    let mut out: String = bits
+        .as_bytes()
+        .chunks(6)
+        .map(|c| A[usize::from_str_radix(std::str::from_utf8(c).unwrap(), 2).unwrap()] as char)
+        .collect();
+    while !out.len().is_multiple_of(4) {
+        out.push('=');
+    }
+    out
+}
+
 #[test]
 fn the_secret_scanner_finds_a_planted_plaintext_secret() {
+    assert_eq!(b64(b"sk-test-secret-123"), "c2stdGVzdC1zZWNyZXQtMTIz");
+    assert_eq!(b64(b"ab"), "YWI=");
     let d = Dirs::new();
     let s = Server::start_with(&d, Opts::default().env("RUST_LOG", "debug")).unwrap();
     // Deliberately not registered (a registered one would fail this test at its end): the
@@ -1629,6 +1653,29 @@ fn the_secret_scanner_finds_a_planted_plaintext_secret() {
     assert!(hits.iter().any(|h| h.contains("vault.db-copy")), "{hits:?}");
     std::fs::remove_file(d.data().join("vault.db-copy")).unwrap();
     assert_eq!(db.len(), len + planted.len());
+    // Encoded is not encrypted: hex and base64 spellings are found too.
+    let hex: String = planted.bytes().map(|b| format!("{b:02x}")).collect();
+    let encoded = [
+        ("in hex", hex),
+        // What a standard encoder makes of it after 0, 1 and 2 other bytes.
+        ("base64", b64(planted.as_bytes())),
+        (
+            "base64",
+            b64(&[b"k".as_slice(), planted.as_bytes()].concat()),
+        ),
+        (
+            "base64",
+            b64(&[b"ke".as_slice(), planted.as_bytes()].concat()),
+        ),
+    ];
+    for (how, text) in encoded {
+        std::fs::write(&plant, format!("{{\"v\":\"{text}\"}}")).unwrap();
+        let hits = s.find_secrets(&list);
+        assert_eq!(hits.len(), 1, "{how} {text}: {hits:?}");
+        assert!(hits[0].contains(how), "{how}: {hits:?}");
+        assert!(!hits[0].contains(&text) && !hits[0].contains(&planted));
+    }
+    std::fs::remove_file(&plant).unwrap();
     // Something the server writes to its log: at debug level it logs request paths.
     let (st, _) = s.get(&format!("/nope/{logged}"), None);
     assert_eq!(st, 404);

@@ -312,6 +312,12 @@ impl Server {
         let text = resp.body_mut().read_to_string().unwrap();
         let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
         secrets::register_json(&v, false);
+        // A UI sign-in link's one-time code.
+        if path == "/admin/ui-link"
+            && let Some(code) = v["data"]["url"].as_str().and_then(|u| param(u, "code"))
+        {
+            secrets::register(&code);
+        }
         (status, v)
     }
 
@@ -546,16 +552,56 @@ pub mod secrets {
         )
     }
 
-    /// The places in `hay` (named `place`) that hold one of `secrets`: one entry per secret
-    /// found, naming the place and the secret's position in the list, never its value.
+    /// A secret as it would look written down without encryption: as it is, in hex, and in
+    /// base64 (standard and URL-safe, at each of the three alignments; only whole groups, which
+    /// do not depend on the bytes around the secret).
+    pub fn spellings(secret: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+        let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        let mut out = vec![("as it is", secret.to_vec()), ("in hex", hex.into_bytes())];
+        for (name, alphabet) in [
+            (
+                "in base64",
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+            ),
+            (
+                "in URL-safe base64",
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+            ),
+        ] {
+            // Encoded after 0, 1 or 2 other bytes, the secret's whole 3-byte groups from its
+            // 1st, 3rd or 2nd byte on are aligned: one of these is in the encoded text.
+            for skip in 0..3 {
+                let mut b64 = Vec::new();
+                for c in secret[skip.min(secret.len())..].chunks_exact(3) {
+                    let n = (u32::from(c[0]) << 16) | (u32::from(c[1]) << 8) | u32::from(c[2]);
+                    for shift in [18, 12, 6, 0] {
+                        b64.push(alphabet[((n >> shift) & 63) as usize]);
+                    }
+                }
+                out.push((name, b64));
+            }
+        }
+        out
+    }
+
+    /// The places in `hay` (named `place`) that hold one of `secrets` in one of its
+    /// [`spellings`]: one entry per secret found, naming the place, the spelling and the
+    /// secret's position in the list, never its value.
     pub fn scan_bytes(hay: &[u8], secrets: &[Vec<u8>], place: &str) -> Vec<String> {
         BYTES.fetch_add(hay.len() as u64, Ordering::Relaxed);
-        secrets
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| !s.is_empty() && crate::contains(hay, s))
-            .map(|(i, s)| format!("{place}: registered secret #{i} ({} bytes)", s.len()))
-            .collect()
+        let mut hits = Vec::new();
+        for (i, s) in secrets.iter().enumerate() {
+            if let Some((how, _)) = spellings(s)
+                .into_iter()
+                .find(|(_, sp)| !sp.is_empty() && crate::contains(hay, sp))
+            {
+                hits.push(format!(
+                    "{place}: registered secret #{i} ({} bytes), {how}",
+                    s.len()
+                ));
+            }
+        }
+        hits
     }
 
     /// Scans every file under `dir` (recursively) except those in `BY_DESIGN`.
