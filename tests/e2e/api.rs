@@ -1,5 +1,6 @@
 //! Every agent endpoint and error code of the contract (OAuth flows and approvals come later),
-//! and the loopback hygiene rules, against the real `akhrot serve`.
+//! against the real `akhrot serve`. The loopback hygiene rules (Host, Origin, form posts,
+//! oversize bodies) and the agent key on admin routes are in `attacks.rs`.
 #![allow(clippy::unwrap_used)]
 
 use akhrot_e2e::*;
@@ -55,66 +56,6 @@ fn unauthorized_for_missing_malformed_unknown_revoked_and_admin_keys() {
         s.port
     ));
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
-}
-
-#[test]
-fn agent_keys_are_refused_on_every_admin_route() {
-    let d = Dirs::new();
-    let s = Server::start(&d);
-    let key = s.create_key("bot", &["*"]);
-    let routes: &[(&str, &str, Option<Value>)] = &[
-        ("GET", "/admin/status", None),
-        ("GET", "/admin/keys", None),
-        (
-            "POST",
-            "/admin/keys",
-            Some(json!({"name": "evil", "allowAll": true})),
-        ),
-        ("DELETE", "/admin/keys/bot", None),
-        (
-            "POST",
-            "/admin/policies",
-            Some(json!({"agent": "bot", "provider": "*", "mode": "allow"})),
-        ),
-        ("GET", "/admin/connections", None),
-        (
-            "POST",
-            "/admin/connections",
-            Some(json!({"provider": "openai", "fields": {"apiKey": "x"}})),
-        ),
-        ("DELETE", "/admin/connections/openai", None),
-        ("POST", "/admin/token", Some(json!({"provider": "openai"}))),
-        ("GET", "/admin/providers", None),
-        ("GET", "/admin/approvals", None),
-        (
-            "POST",
-            "/admin/approvals/apr_x",
-            Some(json!({"answer": "always"})),
-        ),
-        ("POST", "/admin/pause", Some(json!({"paused": true}))),
-        ("GET", "/admin/audit", None),
-        ("GET", "/admin/events", None),
-        (
-            "POST",
-            "/admin/clients",
-            Some(json!({"provider": "github", "clientId": "x"})),
-        ),
-        (
-            "POST",
-            "/admin/sessions",
-            Some(json!({"provider": "github"})),
-        ),
-    ];
-    for (m, p, b) in routes {
-        let (status, v) = s.request(m, p, Some(&key), b.as_ref());
-        assert_eq!(status, 401, "{m} {p}: {v}");
-        assert_eq!(code(&v), "UNAUTHORIZED");
-    }
-    assert_eq!(
-        s.admin_get("/admin/keys").as_array().unwrap().len(),
-        1,
-        "nothing was created"
-    );
 }
 
 #[test]
@@ -409,116 +350,6 @@ fn raw_status(raw: &str) -> u16 {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0)
-}
-
-#[test]
-fn loopback_hygiene_host_origin_cors_content_type_and_size() {
-    let d = Dirs::new();
-    let s = Server::start(&d);
-    let key = s.create_key("bot", &["*"]);
-    let p = s.port;
-    let get = |host: &str, extra: &str| {
-        s.raw(&format!(
-            "GET /ai/context/summary HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n{extra}Connection: close\r\n\r\n"
-        ))
-    };
-    for host in [
-        format!("127.0.0.1:{p}"),
-        format!("localhost:{p}"),
-        format!("[::1]:{p}"),
-        format!("LOCALHOST:{p}"),
-    ] {
-        assert_eq!(raw_status(&get(&host, "")), 200, "{host}");
-    }
-    for host in [
-        "evil.example".to_string(),
-        format!("evil.example:{p}"),
-        "127.0.0.1".into(),
-        format!("127.0.0.1:{}", p.wrapping_add(1)),
-        format!("127.0.0.1.nip.io:{p}"),
-    ] {
-        let r = get(&host, "");
-        assert_eq!(raw_status(&r), 403, "{host}: {r}");
-        assert!(r.contains("FORBIDDEN_HOST"));
-    }
-    // No Host at all (HTTP/1.0).
-    let r = s.raw("GET /ai/skill HTTP/1.0\r\n\r\n");
-    assert!(matches!(raw_status(&r), 400 | 403), "{r}");
-    // Web-page origins and cross-site fetch metadata are refused; this origin is fine.
-    let host = format!("127.0.0.1:{p}");
-    for extra in [
-        "Origin: https://evil.example\r\n",
-        "Origin: null\r\n",
-        &format!("Origin: http://localhost:{}\r\n", p.wrapping_add(1)),
-        "Sec-Fetch-Site: cross-site\r\n",
-        "Sec-Fetch-Site: same-site\r\n",
-    ] {
-        let r = get(&host, extra);
-        assert_eq!(raw_status(&r), 403, "{extra}: {r}");
-        assert!(r.contains("FORBIDDEN_HOST"));
-    }
-    assert_eq!(
-        raw_status(&get(&host, &format!("Origin: http://127.0.0.1:{p}\r\n"))),
-        200
-    );
-    // A cross-site form post (no preflight) is refused before anything else.
-    let form = "provider=openai";
-    let r = s.raw(&format!(
-        "POST /tokens/fetch HTTP/1.1\r\nHost: {host}\r\nOrigin: https://evil.example\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
-        form.len()
-    ));
-    assert_eq!(raw_status(&r), 403, "{r}");
-    // No CORS headers, even on a preflight.
-    let r = s.raw(&format!(
-        "OPTIONS /tokens/fetch HTTP/1.1\r\nHost: {host}\r\nOrigin: https://evil.example\r\nAccess-Control-Request-Method: POST\r\nConnection: close\r\n\r\n"
-    ));
-    assert!(
-        !r.to_ascii_lowercase().contains("access-control-allow"),
-        "{r}"
-    );
-    let r = get(&host, "");
-    assert!(
-        !r.to_ascii_lowercase().contains("access-control-allow"),
-        "{r}"
-    );
-    // Writes need JSON.
-    let body = r#"{"provider":"openai"}"#;
-    for ct in ["text/plain", "application/x-www-form-urlencoded", ""] {
-        let ct_line = if ct.is_empty() {
-            String::new()
-        } else {
-            format!("Content-Type: {ct}\r\n")
-        };
-        let r = s.raw(&format!(
-            "POST /tokens/fetch HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n{ct_line}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ));
-        assert_eq!(raw_status(&r), 400, "{ct}: {r}");
-        assert!(r.contains("BAD_REQUEST"));
-    }
-    // Oversize bodies.
-    let big = format!(
-        r#"{{"provider":"openai","reason":"{}"}}"#,
-        "x".repeat(70 * 1024)
-    );
-    let r = s.raw(&format!(
-        "POST /tokens/fetch HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{big}",
-        big.len()
-    ));
-    assert!(
-        matches!(raw_status(&r), 400 | 413),
-        "{}",
-        &r[..200.min(r.len())]
-    );
-    assert!(r.contains("BAD_REQUEST"));
-    // Malformed JSON.
-    let bad = r#"{"provider": "openai""#;
-    let r = s.raw(&format!(
-        "POST /tokens/fetch HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{bad}",
-        bad.len()
-    ));
-    assert_eq!(raw_status(&r), 400, "{r}");
-    assert!(r.contains("malformed JSON"));
 }
 
 #[test]

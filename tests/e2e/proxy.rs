@@ -1,8 +1,8 @@
 //! The proxy (`/proxy/{provider}/…`) end to end: the real `akhrot serve`, local stand-in
 //! provider APIs registered as custom providers in providers.d, and the real OAuth server
 //! (node-oidc-provider) for refresh-and-retry. Covers header, basic and query injection; what
-//! is never forwarded; refusal of traversal and of other hosts; redirects passed back, not
-//! followed; large bodies streamed both ways; approvals and `proxy-only`; `/ai/approvals`; the
+//! is never forwarded; redirects passed back, not followed (traversal and other-host tricks
+//! are in `attacks.rs`); large bodies streamed both ways; approvals and `proxy-only`; `/ai/approvals`; the
 //! audit entries.
 #![allow(clippy::unwrap_used)]
 
@@ -540,53 +540,10 @@ fn header_basic_and_query_injection_and_what_is_never_forwarded() {
 }
 
 #[test]
-fn traversal_other_hosts_redirects_and_upstream_failures() {
+/// (Traversal and other-host tricks are in `attacks.rs`.)
+fn redirects_filled_base_urls_and_upstream_failures() {
     let e = env();
-    let before = e.up.seen().len();
-    // `.`/`..` in every spelling: refused before anything is sent.
-    for path in [
-        "/proxy/hdr/a/../b",
-        "/proxy/hdr/..",
-        "/proxy/hdr/./x",
-        "/proxy/hdr/a/%2e%2e/b",
-        "/proxy/hdr/a/%2E%2E/b",
-        "/proxy/hdr/a/%252e%252e/b",
-        "/proxy/hdr/a/.%2e/b",
-        "/proxy/hdr/a/%5c..%5cb",
-        "/proxy/hdr/a/..%2f..%2fb",
-        "/proxy/hdr/a\\..\\b",
-    ] {
-        let raw = e.s.raw(&format!(
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
-            e.s.port, e.key
-        ));
-        assert!(raw.starts_with("HTTP/1.1 400"), "{path}: {raw}");
-    }
-    assert_eq!(e.up.seen().len(), before, "nothing was forwarded");
-
-    // Tricks to reach another host land on the provider's own host, or nowhere.
     let evil = format!("127.0.0.1:{}", e.evil.port);
-    for path in [
-        format!("/proxy/hdr/@{evil}/x"),
-        format!("/proxy/hdr//{evil}/x"),
-        format!("/proxy/hdr/http://{evil}/x"),
-        format!("/proxy/hdr/%2F%2F{evil}/x"),
-    ] {
-        let r = e.get(&path, &e.key);
-        let status = r.status().as_u16();
-        assert!(
-            status == 200 || status == 400 || status == 403,
-            "{path}: {status}"
-        );
-        if status == 200 {
-            assert_eq!(
-                hdr(&r, "x-akhrot-upstream").unwrap(),
-                format!("127.0.0.1:{}", e.up.port)
-            );
-        }
-    }
-    assert!(e.evil.seen().is_empty(), "no request reached another host");
-
     // A redirect to another host is passed back as it is, never followed with the credential.
     let r = e.get("/proxy/hdr/redirect", &e.key);
     assert_eq!(r.status().as_u16(), 302);

@@ -61,9 +61,21 @@ impl Default for Dirs {
     }
 }
 
+impl Drop for Dirs {
+    /// Whatever ran in these directories (a [`Server`], the CLI, a hand-started `akhrot serve`),
+    /// no registered secret may be in the data dir's files in plaintext.
+    fn drop(&mut self) {
+        let hits = secrets::scan_dir(&self.data(), &secrets::all());
+        secrets::fail_on(&hits, "the data dir");
+    }
+}
+
 /// A running `akhrot serve`.
 pub struct Server {
     child: Option<Child>,
+    /// Everything the server wrote to stdout and stderr (logs, panics, crash output), scanned
+    /// for registered secrets when it stops.
+    output: Captured,
     pub port: u16,
     pub base: String,
     pub data: PathBuf,
@@ -125,25 +137,37 @@ impl Server {
             cmd.env_remove(k);
         }
         for (k, v) in &opts.env {
+            if k.contains("PASSPHRASE") {
+                secrets::register(v);
+            }
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut stderr = child.stderr.take().unwrap();
+        let output = Captured::default();
         let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(l)) = lines.next() {
-                let _ = tx.send(l);
+        let out = output.clone();
+        let out_done = std::thread::spawn(move || {
+            let mut r = BufReader::new(stdout);
+            let mut first = Vec::new();
+            let _ = r.read_until(b'\n', &mut first);
+            out.push(&first);
+            if !first.is_empty() {
+                let _ = tx.send(String::from_utf8_lossy(&first).trim_end().to_owned());
             }
-            for _ in lines {}
+            drop(tx);
+            out.drain(r);
         });
         let (etx, erx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = stderr.read_to_string(&mut s);
-            let _ = etx.send(s);
+        let mut err = output.clone();
+        err.is_stderr = true;
+        let err_done = std::thread::spawn(move || {
+            let all = err.clone();
+            err.drain(&mut stderr);
+            let _ = etx.send(String::from_utf8_lossy(&all.stderr_snapshot()).into_owned());
         });
+        output.threads.lock().unwrap().extend([out_done, err_done]);
         match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(line) => {
                 let url = line
@@ -155,6 +179,7 @@ impl Server {
                 std::mem::forget(erx);
                 Ok(Self {
                     child: Some(child),
+                    output,
                     port,
                     base: format!("http://127.0.0.1:{port}"),
                     data: dirs.data(),
@@ -165,6 +190,9 @@ impl Server {
             Err(_) => {
                 let status = child.wait().unwrap();
                 let err = erx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+                // A server that failed to start must not have printed a secret either.
+                output.finish();
+                secrets::fail_on(&output.scan(&secrets::all()), "a server that did not start");
                 Err(format!("exit status {status}; stderr:\n{err}"))
             }
         }
@@ -176,7 +204,9 @@ impl Server {
 
     /// Sends SIGTERM and waits; returns the exit status.
     pub fn stop(mut self) -> std::process::ExitStatus {
-        self.terminate()
+        let status = self.terminate();
+        self.check_secrets("after SIGTERM");
+        status
     }
 
     /// SIGKILL: the process gets no chance to clean up or finish anything.
@@ -184,6 +214,23 @@ impl Server {
         let mut child = self.child.take().unwrap();
         let _ = child.kill();
         let _ = child.wait();
+        self.check_secrets("after SIGKILL");
+    }
+
+    /// Where `secrets` occur in plaintext: this server's data dir files and everything it has
+    /// written to stdout/stderr so far. Names the places, never the secret.
+    pub fn find_secrets(&self, secrets: &[Vec<u8>]) -> Vec<String> {
+        let mut hits = secrets::scan_dir(&self.data, secrets);
+        hits.extend(self.output.scan(secrets));
+        hits
+    }
+
+    /// Fails the test if a registered secret is in plaintext in this server's files or output
+    /// (once the process has ended, so its output is complete).
+    fn check_secrets(&mut self, when: &str) {
+        self.output.finish();
+        let hits = self.find_secrets(&secrets::all());
+        secrets::fail_on(&hits, &format!("the server, {when}"));
     }
 
     fn terminate(&mut self) -> std::process::ExitStatus {
@@ -205,10 +252,12 @@ impl Server {
     }
 
     pub fn admin_token(&self) -> String {
-        std::fs::read_to_string(self.data.join("admin.token"))
+        let t = std::fs::read_to_string(self.data.join("admin.token"))
             .unwrap()
             .trim()
-            .to_owned()
+            .to_owned();
+        secrets::register(&t);
+        t
     }
 
     /// A request with an optional bearer; returns (status, JSON body or the raw text as a string).
@@ -249,10 +298,26 @@ impl Server {
                 r.send_json(b.cloned().unwrap_or(Value::Null))
             }
         };
+        if let Some(b) = body {
+            secrets::register_json(b, true);
+            if path == "/admin/connections" {
+                register_connection_fields(&self.data, b);
+            }
+        }
+        if let Some(b) = bearer {
+            secrets::register(b);
+        }
         let mut resp = result.unwrap();
         let status = resp.status().as_u16();
         let text = resp.body_mut().read_to_string().unwrap();
         let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        secrets::register_json(&v, false);
+        // A UI sign-in link's one-time code.
+        if path == "/admin/ui-link"
+            && let Some(code) = v["data"]["url"].as_str().and_then(|u| param(u, "code"))
+        {
+            secrets::register(&code);
+        }
         (status, v)
     }
 
@@ -284,7 +349,9 @@ impl Server {
             "/admin/keys",
             &serde_json::json!({ "name": name, "allow": allow, "allowAll": all }),
         );
-        d["key"].as_str().unwrap().to_owned()
+        let key = d["key"].as_str().unwrap().to_owned();
+        secrets::register_agent_key(&key);
+        key
     }
 
     /// Stores an API-key/MTProto connection through the admin API.
@@ -300,7 +367,8 @@ impl Server {
     pub fn raw(&self, request: &str) -> String {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(request.as_bytes()).unwrap();
+        // The server may answer (and stop reading) before all of a large request is written.
+        let _ = s.write_all(request.as_bytes());
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out);
         String::from_utf8_lossy(&out).into_owned()
@@ -316,12 +384,349 @@ impl Drop for Server {
     fn drop(&mut self) {
         if self.child.is_some() {
             self.terminate();
+            self.check_secrets("at the end of the test");
+        }
+    }
+}
+
+/// A server's stdout and stderr as the reader threads collect them.
+#[derive(Clone, Default)]
+struct Captured {
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    threads: std::sync::Arc<std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>>,
+    is_stderr: bool,
+}
+
+impl Captured {
+    fn push(&self, b: &[u8]) {
+        let buf = if self.is_stderr {
+            &self.stderr
+        } else {
+            &self.stdout
+        };
+        buf.lock().unwrap().extend_from_slice(b);
+    }
+
+    /// Reads `r` to its end into this stream's buffer.
+    fn drain(self, mut r: impl Read) {
+        let mut chunk = [0u8; 8192];
+        while let Ok(n) = r.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            self.push(&chunk[..n]);
+        }
+    }
+
+    fn stderr_snapshot(&self) -> Vec<u8> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits (a bounded time) for the reader threads to see the end of the output.
+    fn finish(&self) {
+        let threads: Vec<_> = self.threads.lock().unwrap().drain(..).collect();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for t in threads {
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    fn scan(&self, secrets: &[Vec<u8>]) -> Vec<String> {
+        let mut hits = Vec::new();
+        for (name, buf) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            let b = buf.lock().unwrap();
+            hits.extend(secrets::scan_bytes(&b, secrets, &format!("server {name}")));
+        }
+        hits
+    }
+}
+
+/// Secrets never at rest in plaintext: every secret a test hands to the server or gets from it
+/// (API keys, client secrets, tokens, agent keys, the admin credential) is registered here, and
+/// whenever a [`Server`] stops (SIGTERM, SIGKILL, end of test) or a [`Dirs`] is dropped, the data
+/// dir's files (vault.db, its WAL and SHM, anything else there) and the server's captured
+/// stdout/stderr are searched for each one. A hit fails the test with the place, never the value.
+pub mod secrets {
+    use std::path::Path;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Shorter values (`"pw"`, `"s"`) would match by chance; no test secret is this short.
+    pub const MIN_LEN: usize = 8;
+
+    /// Files whose job is to hold a credential in plaintext for the user's own tools: the admin
+    /// credential (mode 0600, read by the CLI). Everything else in the data dir is scanned.
+    const BY_DESIGN: &[&str] = &["admin.token"];
+
+    static REGISTRY: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+    static BYTES: AtomicU64 = AtomicU64::new(0);
+    static SCANS: AtomicU64 = AtomicU64::new(0);
+
+    /// Registers a secret the test run uses (ignored when shorter than [`MIN_LEN`]).
+    pub fn register(secret: &str) {
+        let s = secret.trim();
+        if s.len() < MIN_LEN {
+            return;
+        }
+        let mut r = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+        if !r.iter().any(|x| x == s.as_bytes()) {
+            r.push(s.as_bytes().to_vec());
+        }
+    }
+
+    /// Registers an agent key: the whole key and its secret part (the id is not secret).
+    pub fn register_agent_key(key: &str) {
+        register(key);
+        if let Some((_, secret)) = key.rsplit_once('_') {
+            register(secret);
+        }
+    }
+
+    /// Field names whose string values are secrets, in request and answer bodies.
+    const SECRET_NAMES: &[&str] = &[
+        "accessToken",
+        "refreshToken",
+        "idToken",
+        "clientSecret",
+        "apiKey",
+        "apiHash",
+        "password",
+        "secret",
+        "passphrase",
+    ];
+
+    /// Registers the secrets in a JSON body: values of [`SECRET_NAMES`], agent keys (`key`), and
+    /// in a request, every string under `fields` (the values of a connection being stored).
+    pub fn register_json(v: &serde_json::Value, request: bool) {
+        walk(v, request, false);
+    }
+
+    /// Registers every string in `v`.
+    pub fn register_strings(v: &serde_json::Value) {
+        walk(v, true, true);
+    }
+
+    fn walk(v: &serde_json::Value, request: bool, fields_are_secret: bool) {
+        use serde_json::Value;
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    match x {
+                        Value::String(s)
+                            if fields_are_secret || SECRET_NAMES.contains(&k.as_str()) =>
+                        {
+                            register(s);
+                        }
+                        Value::String(s) if k == "key" && s.starts_with("akhrot_") => {
+                            register_agent_key(s);
+                        }
+                        // A connection's `fields` are registered by what the catalog says is secret.
+                        _ if request && k == "fields" => {}
+                        _ => walk(x, request, fields_are_secret),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, request, fields_are_secret)),
+            Value::String(s) if fields_are_secret => register(s),
+            _ => {}
+        }
+    }
+
+    /// Every secret registered so far in this test process.
+    pub fn all() -> Vec<Vec<u8>> {
+        REGISTRY.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// (secrets registered, scans done, bytes scanned) in this test process so far.
+    pub fn stats() -> (usize, u64, u64) {
+        (
+            REGISTRY.lock().unwrap_or_else(|e| e.into_inner()).len(),
+            SCANS.load(Ordering::Relaxed),
+            BYTES.load(Ordering::Relaxed),
+        )
+    }
+
+    /// A secret as it would look written down without encryption: as it is, in hex, and in
+    /// base64 (standard and URL-safe, at each of the three alignments; only whole groups, which
+    /// do not depend on the bytes around the secret).
+    pub fn spellings(secret: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+        let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        let mut out = vec![("as it is", secret.to_vec()), ("in hex", hex.into_bytes())];
+        for (name, alphabet) in [
+            (
+                "in base64",
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+            ),
+            (
+                "in URL-safe base64",
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+            ),
+        ] {
+            // Encoded after 0, 1 or 2 other bytes, the secret's whole 3-byte groups from its
+            // 1st, 3rd or 2nd byte on are aligned: one of these is in the encoded text.
+            for skip in 0..3 {
+                let mut b64 = Vec::new();
+                for c in secret[skip.min(secret.len())..].chunks_exact(3) {
+                    let n = (u32::from(c[0]) << 16) | (u32::from(c[1]) << 8) | u32::from(c[2]);
+                    for shift in [18, 12, 6, 0] {
+                        b64.push(alphabet[((n >> shift) & 63) as usize]);
+                    }
+                }
+                out.push((name, b64));
+            }
+        }
+        out
+    }
+
+    /// The places in `hay` (named `place`) that hold one of `secrets` in one of its
+    /// [`spellings`]: one entry per secret found, naming the place, the spelling and the
+    /// secret's position in the list, never its value.
+    pub fn scan_bytes(hay: &[u8], secrets: &[Vec<u8>], place: &str) -> Vec<String> {
+        BYTES.fetch_add(hay.len() as u64, Ordering::Relaxed);
+        let mut hits = Vec::new();
+        for (i, s) in secrets.iter().enumerate() {
+            if let Some((how, _)) = spellings(s)
+                .into_iter()
+                .find(|(_, sp)| !sp.is_empty() && crate::contains(hay, sp))
+            {
+                hits.push(format!(
+                    "{place}: registered secret #{i} ({} bytes), {how}",
+                    s.len()
+                ));
+            }
+        }
+        hits
+    }
+
+    /// Scans every file under `dir` (recursively) except those in `BY_DESIGN`.
+    pub fn scan_dir(dir: &Path, secrets: &[Vec<u8>]) -> Vec<String> {
+        SCANS.fetch_add(1, Ordering::Relaxed);
+        let mut hits = Vec::new();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return hits;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                hits.extend(scan_dir(&p, secrets));
+            } else if ft.is_file()
+                && !BY_DESIGN.contains(&name.as_str())
+                && let Ok(b) = std::fs::read(&p)
+            {
+                hits.extend(scan_bytes(&b, secrets, &p.display().to_string()));
+            }
+        }
+        hits
+    }
+
+    /// Fails the test on any hit (only reports it when the test is already failing, so a
+    /// panic during unwinding does not abort the run). Appends the totals to the file named by
+    /// `AKHROT_E2E_SCAN_LOG`, when set.
+    pub fn fail_on(hits: &[String], what: &str) {
+        if let Some(log) = std::env::var_os("AKHROT_E2E_SCAN_LOG") {
+            let (n, scans, bytes) = stats();
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+            {
+                use std::io::Write;
+                let _ = writeln!(
+                    f,
+                    "pid={} secrets={n} scans={scans} bytes={bytes}",
+                    std::process::id()
+                );
+            }
+        }
+        if hits.is_empty() {
+            return;
+        }
+        let msg = format!("plaintext secret found in {what}:\n  {}", hits.join("\n  "));
+        if std::thread::panicking() {
+            eprintln!("{msg}");
+        } else {
+            panic!("{msg}");
+        }
+    }
+}
+
+/// Registers the secret values of a `POST /admin/connections` body: every field the running
+/// owner's catalog marks secret (all of them when the owner cannot be asked).
+fn register_connection_fields(data: &Path, body: &Value) {
+    let Some(fields) = body["fields"].as_object() else {
+        return;
+    };
+    let public: Vec<String> = (|| {
+        let info: Value =
+            serde_json::from_str(&std::fs::read_to_string(data.join("server.json")).ok()?).ok()?;
+        let admin = std::fs::read_to_string(data.join("admin.token")).ok()?;
+        let url = format!(
+            "{}/admin/providers/{}",
+            info["baseUrl"].as_str().or(info["base_url"].as_str())?,
+            body["provider"].as_str()?
+        );
+        let mut r = agent()
+            .get(&url)
+            .header("Authorization", format!("Bearer {}", admin.trim()))
+            .call()
+            .ok()?;
+        let v: Value = serde_json::from_str(&r.body_mut().read_to_string().ok()?).ok()?;
+        Some(
+            v["data"]["fields"]
+                .as_array()?
+                .iter()
+                .filter(|f| f["secret"] == false)
+                .filter_map(|f| f["name"].as_str().map(str::to_owned))
+                .collect(),
+        )
+    })()
+    .unwrap_or_default();
+    for (name, v) in fields {
+        if !public.contains(name) {
+            secrets::register_strings(v);
         }
     }
 }
 
 /// Runs `akhrot` with the given directories.
 pub fn cli_in(data: &Path, config: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    // A client secret, or the one secret of a one-field provider (several fields come as
+    // `field=value` lines, registered below by what the catalog says is secret).
+    let secret_stdin = args.contains(&"--client-secret-stdin")
+        || (args.contains(&"add") && stdin.is_some_and(|i| !i.contains('=')));
+    if let (true, Some(input)) = (secret_stdin, stdin) {
+        secrets::register(input);
+    }
+    if let (Some(i), Some(input)) = (args.iter().position(|a| *a == "add"), stdin)
+        && let Some(provider) = args.get(i + 1)
+    {
+        let fields: serde_json::Map<String, Value> = input
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), Value::from(v.trim())))
+            .collect();
+        let body = serde_json::json!({ "provider": provider, "fields": fields });
+        register_connection_fields(data, &body);
+    }
+    let out = cli_run(data, config, args, stdin);
+    // What `keys create` and `token` print is a secret.
+    if args.windows(2).any(|w| w == ["keys", "create"]) {
+        secrets::register_agent_key(stdout(&out).trim());
+    } else if args.contains(&"token") {
+        secrets::register(stdout(&out).trim());
+    }
+    out
+}
+
+fn cli_run(data: &Path, config: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut cmd = Command::new(bin());
     cmd.arg("--data-dir")
         .arg(data)

@@ -139,6 +139,9 @@ pub struct CallbackParams {
     pub code: Option<String>,
     pub error: Option<String>,
     pub error_description: Option<String>,
+    /// A parameter came more than once (RFC 6749 §3.1: it must not; which one counts would be
+    /// a guess, so such a callback completes nothing).
+    pub repeated: bool,
 }
 
 impl CallbackParams {
@@ -155,6 +158,8 @@ impl CallbackParams {
             };
             if slot.is_none() {
                 *slot = Some(v.into_owned());
+            } else {
+                p.repeated = true;
             }
         }
         p
@@ -383,6 +388,12 @@ impl Broker {
     }
 
     async fn complete_via(&self, params: CallbackParams, arrived_at: &str) -> CallbackOutcome {
+        if params.repeated {
+            // Refused before the state is looked up, so it stays usable by the real callback.
+            return CallbackOutcome::Malformed(
+                "this address was opened with a parameter given twice; open the link the provider sent you, as it is".into(),
+            );
+        }
         let Some(state) = params.state.as_deref().filter(|s| !s.is_empty()) else {
             return CallbackOutcome::Malformed(
                 "this address is where a provider sends you back after you approve access; it was opened without a `state`".into(),
@@ -939,6 +950,60 @@ mod tests {
         assert!(
             b.session(None, &v.session_id).is_ok(),
             "the user sees every session"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_repeated_parameter_completes_nothing_and_spends_no_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path());
+        let v = b.start_session(Some("a"), "github", &[], None).unwrap();
+        let state = state_of(v.url.as_deref().unwrap());
+        for q in [
+            format!("code=c&state={state}&state=forged"),
+            format!("code=c&state=forged&state={state}"),
+            format!("code=c&code=d&state={state}"),
+            format!("code=c&state={state}&error=x&error=y"),
+        ] {
+            let p = CallbackParams::from_query(&q);
+            assert!(p.repeated, "{q}");
+            assert!(
+                matches!(b.complete_loopback(p).await, CallbackOutcome::Malformed(_)),
+                "{q}"
+            );
+            // The same through the deep link (the desktop app's way in).
+            assert!(
+                matches!(
+                    b.complete_deep_link(&format!("akhrot://oauth/callback?{q}"))
+                        .await,
+                    CallbackOutcome::Malformed(_)
+                ),
+                "{q}"
+            );
+        }
+        assert_eq!(
+            b.session(Some("a"), &v.session_id).unwrap().status,
+            SessionState::Pending,
+            "nothing touched the session"
+        );
+        // A deep link with a code and no state, or an empty one.
+        for q in ["code=c", "code=c&state="] {
+            assert!(matches!(
+                b.complete_deep_link(&format!("akhrot://oauth/callback?{q}"))
+                    .await,
+                CallbackOutcome::Malformed(_)
+            ));
+        }
+        // The state is still good once: used (the loopback session refuses the deep link, so
+        // it fails), then a replay of the same link is an unknown state.
+        let link = format!("akhrot://oauth/callback?code=c&state={state}");
+        assert!(matches!(
+            b.complete_deep_link(&link).await,
+            CallbackOutcome::Failed { .. }
+        ));
+        assert_eq!(
+            b.complete_deep_link(&link).await,
+            CallbackOutcome::UnknownState
         );
     }
 

@@ -31,7 +31,7 @@ pub async fn hygiene(State(state): State<Arc<AppState>>, req: Request, next: Nex
         .then(|| (req.method().clone(), req.uri().path().to_owned()));
     let resp = match buffer_small_body(req).await {
         Err(resp) => resp,
-        Ok(req) => match check_request(&state, req.method(), req.uri().path(), req.headers()) {
+        Ok(req) => match check_request(&state, req.method(), req.uri(), req.headers()) {
             Err(e) => refuse_unread(req, e).await,
             Ok(()) => next.run(req).await,
         },
@@ -51,18 +51,24 @@ pub async fn hygiene(State(state): State<Arc<AppState>>, req: Request, next: Nex
 fn check_request(
     state: &AppState,
     method: &Method,
-    path: &str,
+    uri: &axum::http::Uri,
     headers: &HeaderMap,
 ) -> Result<(), ApiError> {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    if !state
-        .allowed_hosts
-        .iter()
-        .any(|a| a.eq_ignore_ascii_case(host))
-    {
+    let path = uri.path();
+    let allowed = |host: &str| {
+        state
+            .allowed_hosts
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(host))
+    };
+    // Exactly one `Host` (RFC 9112 §3.2: more than one is a bad request), naming this listener;
+    // and an absolute-form target (`GET http://evil.example/…`), whose authority is the host
+    // the request is for and wins over `Host` (§3.2.2), must name it too.
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let host = hosts.next().and_then(|h| h.to_str().ok()).unwrap_or("");
+    let one_host = hosts.next().is_none();
+    let authority_ok = uri.authority().is_none_or(|a| allowed(a.as_str()));
+    if !one_host || !allowed(host) || !authority_ok {
         return Err(ApiError::new(
             Code::ForbiddenHost,
             format!(
@@ -71,7 +77,8 @@ fn check_request(
             ),
         ));
     }
-    if let Some(origin) = headers.get(header::ORIGIN) {
+    // Every `Origin` (a browser sends one; a second must not hide a foreign first or last).
+    for origin in headers.get_all(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
         if !state
             .allowed_origins
@@ -183,12 +190,27 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let too_large = || {
+            ApiError::bad_request(format!("the request body is larger than {MAX_BODY} bytes"))
+                .with_status(axum::http::StatusCode::PAYLOAD_TOO_LARGE)
+        };
+        // A declared length over the cap is refused at once, not after waiting for (or reading)
+        // that much: a client announcing gigabytes gets its answer without sending them.
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY as u64) {
+            // Read (and drop) what arrives within a second, so the client sees this answer
+            // rather than a reset connection.
+            let drain = axum::body::to_bytes(req.into_body(), MAX_BODY);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
+            return Err(too_large());
+        }
         let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
             .await
-            .map_err(|_| {
-                ApiError::bad_request(format!("the request body is larger than {MAX_BODY} bytes"))
-                    .with_status(axum::http::StatusCode::PAYLOAD_TOO_LARGE)
-            })?;
+            .map_err(|_| too_large())?;
         if bytes.is_empty() {
             return Err(ApiError::bad_request(
                 "the request body is empty; send a JSON object",

@@ -103,6 +103,10 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
 }
 
 fn pct_decode(s: &str) -> String {
+    String::from_utf8_lossy(&pct_decode_bytes(s)).into_owned()
+}
+
+fn pct_decode_bytes(s: &str) -> Vec<u8> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -119,10 +123,28 @@ fn pct_decode(s: &str) -> String {
         out.push(b[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
-/// Refuses `.`/`..` segments, also percent-encoded (once or more) and with backslashes.
+/// Whether a decoded segment is `.` or `..` to some upstream: as it is, with what follows a
+/// `;` (path parameters: Tomcat and Jetty read `..;x` as `..`) or a NUL (C strings) cut off,
+/// and with the dots that Unicode normalisation (NFKC) turns into `.` (full-width `．`, `․`,
+/// `﹒`).
+fn is_dot_segment(seg: &str) -> bool {
+    let cut = seg.split([';', '\0']).next().unwrap_or("");
+    let dots: String = cut
+        .chars()
+        .map(|c| match c {
+            '\u{FF0E}' | '\u{2024}' | '\u{FE52}' => '.',
+            c => c,
+        })
+        .collect();
+    dots == "." || dots == ".."
+}
+
+/// Refuses `.`/`..` segments, also percent-encoded (once or more), with backslashes, as path
+/// parameters, NUL-cut or Unicode look-alikes, and segments that decode to invalid UTF-8 (an
+/// overlong `%c0%ae` is a `.` to an upstream that decodes leniently).
 pub fn check_path(rest: &str) -> Result<(), ApiError> {
     let refuse = || {
         ApiError::bad_request(
@@ -135,10 +157,12 @@ pub fn check_path(rest: &str) -> Result<(), ApiError> {
             if s.contains('\\') {
                 return Err(refuse());
             }
-            if s.split('/').any(|p| p == "." || p == "..") {
+            if s.split('/').any(is_dot_segment) {
                 return Err(refuse());
             }
-            let next = pct_decode(&s);
+            let Ok(next) = String::from_utf8(pct_decode_bytes(&s)) else {
+                return Err(refuse());
+            };
             if next == s {
                 break;
             }
@@ -814,6 +838,18 @@ mod tests {
             "/a/%5c..",
             "/a/..%2fb",
             "/a/%2e%2e%2fetc",
+            // Path parameters, NUL cuts, overlong UTF-8 and Unicode dots that some upstream
+            // reads as `..`.
+            "/a/..;/b",
+            "/a/%2e%2e;x/b",
+            "/a/..%00/b",
+            "/a/.%00./b",
+            "/a/%c0%ae%c0%ae/b",
+            "/a/%C0%AE/b",
+            "/a/%ef%bc%8e%ef%bc%8e/b",
+            "/a/\u{FF0E}\u{FF0E}/b",
+            "/a/%e2%80%a4%e2%80%a4/b",
+            "/a/%ff",
         ] {
             assert!(check_path(bad).is_err(), "{bad}");
         }
@@ -826,6 +862,9 @@ mod tests {
             "/a/..b",
             "/v1/%40scope%2Fpkg",
             "/a/b.",
+            "/a/b;c=d",
+            "/a/%E2%9C%93",
+            "/a/caf%C3%A9",
         ] {
             assert!(check_path(good).is_ok(), "{good}");
         }
