@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -69,6 +69,7 @@ pub struct Server {
     pub data: PathBuf,
     pub config: PathBuf,
     http: ureq::Agent,
+    log: Arc<Mutex<String>>,
 }
 
 /// Options for starting a server.
@@ -139,10 +140,18 @@ impl Server {
             for _ in lines {}
         });
         let (etx, erx) = mpsc::channel();
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = log.clone();
         std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = stderr.read_to_string(&mut s);
-            let _ = etx.send(s);
+            // Line by line into the shared log (readable while the server runs, and after it
+            // was killed); the whole of it once stderr closes.
+            let mut reader = BufReader::new(&mut stderr);
+            let mut line = String::new();
+            while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+                sink.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+            let _ = etx.send(sink.lock().unwrap().clone());
         });
         match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(line) => {
@@ -160,6 +169,7 @@ impl Server {
                     data: dirs.data(),
                     config: dirs.config(),
                     http: agent(),
+                    log,
                 })
             }
             Err(_) => {
@@ -168,6 +178,12 @@ impl Server {
                 Err(format!("exit status {status}; stderr:\n{err}"))
             }
         }
+    }
+
+    /// Everything the server wrote to stderr so far (its log), shared: a clone taken before a
+    /// kill keeps filling until the pipe closes.
+    pub fn log(&self) -> Arc<Mutex<String>> {
+        self.log.clone()
     }
 
     pub fn pid(&self) -> u32 {

@@ -574,8 +574,23 @@ impl Broker {
             "tokenType".into(),
             SecretString::from(t.token_type.as_str()),
         );
+        let commit_start = std::time::Instant::now();
         self.vault
             .put_connection(p, account, &values, public, t.scopes.clone(), t.expires_at)?;
+        let committed = std::time::Instant::now();
+        if let Some(received) = t.received_at {
+            // The window in which a rotated refresh token existed only in this process: from
+            // the answer's last byte to the durable commit (SQLite WAL, synchronous=FULL).
+            // `window_us - commit_us` is what we add beyond the commit itself.
+            tracing::info!(
+                provider = %p.code,
+                during = if previous_refresh.is_some() { "refresh" } else { "connect" },
+                window_us = u64::try_from(committed.duration_since(received).as_micros()).unwrap_or(u64::MAX),
+                commit_us = u64::try_from(committed.duration_since(commit_start).as_micros()).unwrap_or(u64::MAX),
+                rotated = t.refresh_token.is_some(),
+                "token answer committed"
+            );
+        }
         Ok(self.vault.open_connection(&p.code, Some(account))?)
     }
 
