@@ -594,3 +594,234 @@ fn a_locked_keyring_is_an_explicit_error_and_touches_nothing() {
     assert!(s.stop().success());
     eprintln!("locked keyring: refused in {took:.0?}: {}", err.trim());
 }
+
+// ------------------------------------------------------------------ a full or read-only disk
+
+/// A small tmpfs mounted over a directory for the length of a test (unmounted when dropped,
+/// also when the test fails). Mounting needs root, which the tests have on this machine and in
+/// CI: if it is not allowed, the test fails here rather than passing without having run.
+struct Tmpfs {
+    dir: std::path::PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .output()
+            .expect("mount(8) must exist");
+        assert!(
+            out.status.success(),
+            "cannot mount a tmpfs at {} ({}): the disk-fault tests need root (CAP_SYS_ADMIN); they \
+             must not pass without having run",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Self {
+            dir: dir.to_owned(),
+        }
+    }
+
+    fn remount(&self, how: &str) {
+        let out = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{how}")])
+            .arg(&self.dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "remount,{how}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Fills the file system: a file grows until the kernel says it is full.
+    fn fill(&self) -> std::path::PathBuf {
+        let path = self.dir.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        for chunk in [65536usize, 4096, 512, 1] {
+            let buf = vec![0xa5u8; chunk];
+            while f.write_all(&buf).is_ok() {}
+        }
+        let _ = f.sync_all();
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let ok = std::process::Command::new("umount")
+            .arg(&self.dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            // Still busy (a process that has not exited yet): detach it now, freed when unused.
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.dir)
+                .status();
+        }
+    }
+}
+
+/// A write the owner may refuse: 200, or an error envelope that names the problem in words
+/// (never a bare 500 or a panic). Returns whether it was stored.
+fn storing(name: &str, status: u16, v: &Value, words: &[&str]) -> bool {
+    if status == 200 {
+        return true;
+    }
+    assert_eq!(status, 503, "{name}: {v}");
+    assert_eq!(code(v), "VAULT_UNAVAILABLE", "{name}: {v}");
+    let msg = v["error"]["message"].as_str().unwrap().to_lowercase();
+    assert!(
+        words.iter().any(|w| msg.contains(w)),
+        "{name}: the message should say why ({words:?}): {msg}"
+    );
+    false
+}
+
+fn add_connection(s: &Server, account: &str, secret: &str) -> (u16, Value) {
+    s.post(
+        "/admin/connections",
+        Some(&s.admin_token()),
+        &json!({"provider": "openai", "account": account, "fields": {"apiKey": secret}}),
+    )
+}
+
+/// Every stored connection opens and holds what was stored; the database passes SQLite's
+/// integrity check (read-only, after the owner stopped).
+fn check_vault(d: &Dirs, stored: &[(String, String)]) {
+    let s = Server::start(d);
+    let key = s.create_key(&format!("check-{}", stored.len()), &["*"]);
+    for (account, secret) in stored {
+        let (status, v) = s.post(
+            "/tokens/fetch",
+            Some(&key),
+            &json!({"provider": "openai", "account": account}),
+        );
+        assert_eq!(status, 200, "{account}: {v}");
+        assert_eq!(v["data"]["accessToken"], secret.as_str(), "{account}");
+    }
+    assert!(s.stop().success());
+    let c = rusqlite::Connection::open_with_flags(
+        d.vault(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let check: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+}
+
+#[test]
+fn a_full_disk_refuses_writes_clearly_keeps_serving_reads_and_recovers() {
+    let d = Dirs::new();
+    let disk = Tmpfs::mount(&d.data(), "2m");
+    let s = Server::start(&d);
+    let key = s.create_key("bot", &["*"]);
+    let mut stored = Vec::new();
+    for i in 0..5 {
+        let (account, secret) = (
+            format!("before-{i}"),
+            format!("sk-before-{i}-{}", "x".repeat(40)),
+        );
+        let (status, v) = add_connection(&s, &account, &secret);
+        assert_eq!(status, 200, "{v}");
+        stored.push((account, secret));
+    }
+    let filler = disk.fill();
+
+    // Writes: each one is stored (there was room in the WAL) or refused with a reason; with the
+    // disk full, a few hundred of them reach the refusal.
+    let full = ["full", "space", "disk"];
+    let mut refused = 0;
+    for i in 0..300 {
+        let (account, secret) = (
+            format!("during-{i}"),
+            format!("sk-during-{i}-{}", "y".repeat(400)),
+        );
+        let (status, v) = add_connection(&s, &account, &secret);
+        if storing("add a connection", status, &v, &full) {
+            stored.push((account, secret));
+        } else {
+            refused += 1;
+            if refused >= 3 {
+                break;
+            }
+        }
+    }
+    assert!(refused > 0, "no write was refused on a full disk");
+    let (status, v) = s.post(
+        "/admin/keys",
+        Some(&s.admin_token()),
+        &json!({"name": "while-full", "allowAll": true}),
+    );
+    storing("create a key", status, &v, &full);
+    // Reads go on: every stored connection is handed out.
+    for (account, secret) in &stored {
+        let (status, v) = s.post(
+            "/tokens/fetch",
+            Some(&key),
+            &json!({"provider": "openai", "account": account}),
+        );
+        assert_eq!(status, 200, "while full, {account}: {v}");
+        assert_eq!(v["data"]["accessToken"], secret.as_str());
+    }
+    assert_eq!(s.get("/ai/skill", None).0, 200);
+
+    // Space returns: writes work again without a restart.
+    std::fs::remove_file(filler).unwrap();
+    let (status, v) = add_connection(&s, "after", "sk-after-recovery");
+    assert_eq!(status, 200, "after the space returned: {v}");
+    stored.push(("after".into(), "sk-after-recovery".into()));
+    assert!(s.stop().success());
+    check_vault(&d, &stored);
+    eprintln!(
+        "full disk: {} connections stored, {refused} writes refused with VAULT_UNAVAILABLE, all readable after recovery",
+        stored.len()
+    );
+    drop(disk);
+}
+
+/// Linux refuses to make a file system read-only while a process has files open on it for
+/// writing (`remount,ro` says "busy"), and the owner keeps its database open: so the read-only
+/// case is the data dir being read-only when the owner starts (as after a file system was
+/// remounted read-only on errors, or a backup restored without write access).
+#[test]
+fn a_read_only_data_dir_is_refused_at_start_with_a_reason_and_nothing_changes() {
+    let d = Dirs::new();
+    let disk = Tmpfs::mount(&d.data(), "8m");
+    let s = Server::start(&d);
+    let mut stored = Vec::new();
+    for i in 0..3 {
+        let (account, secret) = (format!("rw-{i}"), format!("sk-rw-{i}"));
+        assert_eq!(add_connection(&s, &account, &secret).0, 200);
+        stored.push((account, secret));
+    }
+    assert!(s.stop().success());
+    let before = vault_bytes(&d.vault());
+
+    disk.remount("ro");
+    let err = Server::start_with(&d, Opts::default())
+        .err()
+        .expect("an owner cannot start on a read-only data dir");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.to_lowercase().contains("read-only"), "{err}");
+    assert!(
+        vault_bytes(&d.vault()) == before,
+        "the vault's files changed"
+    );
+    disk.remount("rw");
+    check_vault(&d, &stored);
+    eprintln!("read-only data dir: {}", err.trim());
+    drop(disk);
+}
