@@ -825,3 +825,81 @@ fn a_read_only_data_dir_is_refused_at_start_with_a_reason_and_nothing_changes() 
     eprintln!("read-only data dir: {}", err.trim());
     drop(disk);
 }
+
+/// A refresh whose answer cannot be committed (disk full) has already used up the old refresh
+/// token at a rotating provider. The new token set must not be dropped: once space returns it
+/// is committed and used, with no second refresh meanwhile and no reuse of the old token.
+#[test]
+fn a_rotated_token_that_cannot_be_committed_on_a_full_disk_is_kept_until_space_returns() {
+    let oidc = Oidc::start(&["--rotate", "--access-ttl", "600"]);
+    oidc.control("stated-expires-in?s=0");
+    let d = Dirs::new();
+    write_provider_file(&d, "idp", &oidc.provider_toml("idp", "client_secret_basic"));
+    let disk = Tmpfs::mount(&d.data(), "2m");
+    let s = Server::start(&d);
+    let key = s.create_key("agent", &["*"]);
+    s.admin_post(
+        "/admin/clients",
+        &json!({"provider": "idp", "clientId": "basic-client", "clientSecret": "basic-secret"}),
+    );
+    let (_, v) = s.post("/oauth/sessions", Some(&key), &json!({"provider": "idp"}));
+    let cb = Browser::new().authorize(
+        v["data"]["url"].as_str().unwrap(),
+        "full",
+        false,
+        &format!("{}/oauth/callback", s.base),
+    );
+    assert_eq!(s.get(cb.strip_prefix(&s.base).unwrap(), None).0, 200);
+    assert_eq!(fetch(&s, &key, "idp").0, 200);
+    let filler = disk.fill();
+
+    // Each fetch refreshes (the token says it expired); one of them cannot be committed.
+    let mut refused = None;
+    for _ in 0..200 {
+        let (status, v) = fetch(&s, &key, "idp");
+        if !storing("refresh", status, &v, &["full", "space", "disk"]) {
+            refused = Some(v);
+            break;
+        }
+    }
+    let refused = refused.expect("no refresh failed to commit on a full disk");
+    assert!(
+        !refused.to_string().contains("accessToken"),
+        "an uncommitted token was handed out: {refused}"
+    );
+    let rotations = oidc.stat("refreshRotated");
+    // Still full: refused again, without another refresh at the provider.
+    let (status, v) = fetch(&s, &key, "idp");
+    assert!(!storing("refresh", status, &v, &["full", "space", "disk"]));
+    assert_eq!(
+        oidc.stat("refreshRotated"),
+        rotations,
+        "refreshed again while the last answer was uncommitted"
+    );
+    assert_eq!(
+        oidc.stat("refreshReuse"),
+        0,
+        "the used-up refresh token was sent again"
+    );
+
+    std::fs::remove_file(filler).unwrap();
+    let (status, v) = fetch(&s, &key, "idp");
+    assert_eq!(status, 200, "after space returned: {v}");
+    assert!(
+        oidc.userinfo(v["data"]["accessToken"].as_str().unwrap())
+            .is_some()
+    );
+    assert_eq!(
+        oidc.stat("refreshReuse"),
+        0,
+        "a rotated refresh token was reused"
+    );
+    // Durable: after a restart it still refreshes.
+    assert!(s.stop().success());
+    let s = Server::start(&d);
+    let (status, v) = fetch(&s, &key, "idp");
+    assert_eq!(status, 200, "after a restart: {v}");
+    assert_eq!(oidc.stat("refreshReuse"), 0);
+    assert!(s.stop().success());
+    drop(disk);
+}

@@ -198,6 +198,16 @@ pub struct Broker {
     loopback_redirect: String,
     sessions: Mutex<Sessions>,
     refresh_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Refreshed token sets the vault could not commit (disk full, read-only), by connection
+    /// id. With a rotating provider the old refresh token is already used up, so the new set
+    /// is kept here and committed at the next use instead of being dropped.
+    uncommitted: Mutex<HashMap<String, Uncommitted>>,
+}
+
+/// A refresh answer waiting for the vault to become writable again.
+struct Uncommitted {
+    tokens: TokenSet,
+    previous_refresh: SecretString,
 }
 
 fn state_key(state: &str) -> [u8; 32] {
@@ -227,6 +237,7 @@ impl Broker {
             loopback_redirect,
             sessions: Mutex::new(Sessions::default()),
             refresh_locks: Mutex::new(HashMap::new()),
+            uncommitted: Mutex::new(HashMap::new()),
         }
     }
 
@@ -713,6 +724,41 @@ impl Broker {
         if info.status == "needs_reconnect" {
             return Err(BrokerError::TokenExpired(reconnect_message(p, "")));
         }
+        // An earlier refresh's answer that could not be committed comes first: its refresh
+        // token is the live one. It is handed out only once it is durably stored.
+        let pending = self
+            .uncommitted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&info.id);
+        let (info, creds) = match pending {
+            None => (info, creds),
+            Some(u) => {
+                let public = info.public_fields.clone();
+                match self.store_tokens(
+                    p,
+                    &info.account,
+                    &u.tokens,
+                    Some(&u.previous_refresh),
+                    public,
+                ) {
+                    Ok((info, creds)) => {
+                        tracing::info!(provider = %p.code, account = %info.account, "committed a refreshed token set held while the vault could not be written");
+                        if !needs_refresh(&info) {
+                            return Ok((info, creds));
+                        }
+                        (info, creds)
+                    }
+                    Err(e) => {
+                        self.uncommitted
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(info.id.clone(), u);
+                        return Err(e);
+                    }
+                }
+            }
+        };
         let Some(refresh_token) = creds.get("refreshToken").cloned() else {
             return Err(BrokerError::TokenExpired(format!(
                 "the {} token expired and {} gave no refresh token to renew it; reconnect with POST /oauth/sessions",
@@ -723,8 +769,29 @@ impl Broker {
         match self.http.refresh(p, &client, &refresh_token).await {
             Ok(tokens) => {
                 let public = info.public_fields.clone();
-                let out =
-                    self.store_tokens(p, &info.account, &tokens, Some(&refresh_token), public)?;
+                let out = match self.store_tokens(
+                    p,
+                    &info.account,
+                    &tokens,
+                    Some(&refresh_token),
+                    public,
+                ) {
+                    Ok(out) => out,
+                    Err(e) => {
+                        tracing::error!(provider = %p.code, account = %info.account, error = %e, "a refreshed token set could not be committed; it is kept in memory and committed at the next use");
+                        self.uncommitted
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(
+                                info.id.clone(),
+                                Uncommitted {
+                                    tokens,
+                                    previous_refresh: refresh_token,
+                                },
+                            );
+                        return Err(e);
+                    }
+                };
                 tracing::info!(provider = %p.code, account = %info.account, rotated = tokens.refresh_token.is_some(), "token refreshed");
                 self.record(
                     crate::audit::Entry::new("refresh", "refreshed")
