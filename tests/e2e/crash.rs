@@ -240,6 +240,14 @@ fn sigkill_during_rotating_refreshes_never_loses_a_token_the_server_did_not_rota
         if lost {
             connect(&s, &key, "crash");
         }
+        if (round + 1) % 100 == 0 {
+            eprintln!(
+                "crash: {} rounds in {:.0?}: survived {survived}, inherent {inherent}, ours {}",
+                round + 1,
+                started.elapsed(),
+                ours.len()
+            );
+        }
         server = Some(s);
     }
     let elapsed = started.elapsed();

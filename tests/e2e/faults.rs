@@ -743,7 +743,7 @@ fn a_full_disk_refuses_writes_clearly_keeps_serving_reads_and_recovers() {
     // Writes: each one is stored (there was room in the WAL) or refused with a reason; with the
     // disk full, a few hundred of them reach the refusal.
     let full = ["full", "space", "disk"];
-    let mut refused = 0;
+    let (mut refused, mut message) = (0, String::new());
     for i in 0..300 {
         let (account, secret) = (
             format!("during-{i}"),
@@ -753,6 +753,7 @@ fn a_full_disk_refuses_writes_clearly_keeps_serving_reads_and_recovers() {
         if storing("add a connection", status, &v, &full) {
             stored.push((account, secret));
         } else {
+            message = v["error"]["message"].as_str().unwrap().to_owned();
             refused += 1;
             if refused >= 3 {
                 break;
@@ -786,7 +787,7 @@ fn a_full_disk_refuses_writes_clearly_keeps_serving_reads_and_recovers() {
     assert!(s.stop().success());
     check_vault(&d, &stored);
     eprintln!(
-        "full disk: {} connections stored, {refused} writes refused with VAULT_UNAVAILABLE, all readable after recovery",
+        "full disk: {} connections stored, {refused} writes refused with VAULT_UNAVAILABLE ({message}), all readable after recovery",
         stored.len()
     );
     drop(disk);
