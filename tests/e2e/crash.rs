@@ -29,7 +29,7 @@ fn rounds() -> u64 {
     std::env::var("AKHROT_CRASH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(12)
+        .unwrap_or(25)
 }
 
 /// xorshift, seeded from the clock (printed, so a failure can be replayed with AKHROT_CRASH_SEED).

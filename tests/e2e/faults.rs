@@ -379,7 +379,9 @@ impl PrivateKeyring {
         .unwrap();
         let mut bus = std::process::Command::new("dbus-daemon")
             .args(["--session", "--nofork", "--print-address=1"])
+            // Services it starts (the unlock prompter) inherit this: no display to wait on.
             .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
             .env("HOME", home.path())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
