@@ -562,7 +562,12 @@ impl Broker {
             .unwrap_or_else(|| "default".to_owned());
         let account = crate::vault::validate_account(&crate::clean_text(&account))
             .unwrap_or_else(|_| "default".to_owned());
-        self.store_tokens(p, &account, &tokens, None, public)?;
+        let (info, _) = self.store_tokens(p, &account, &tokens, None, public)?;
+        // A new consent replaces whatever an earlier refresh could not commit.
+        self.uncommitted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&info.id);
         tracing::info!(provider = %p.code, account = %account, "connected");
         Ok(account)
     }
