@@ -314,6 +314,20 @@ if authorize post-client "$WORK/jar-rot.txt" "$REDIRECT"; then
   [ "$st" = 400 ] && [ "$(jget "$WORK/r2.json" .error)" = invalid_grant ]; verdict $? "rotate: reusing the old refresh token -> 400 invalid_grant"
   st="$(token post-client "$WORK/r3.json" -d grant_type=refresh_token --data-urlencode "refresh_token=$RT1")"
   [ "$st" = 400 ] && [ "$(jget "$WORK/r3.json" .error)" = invalid_grant ]; verdict $? "rotate: reuse detection also killed the newest refresh token -> invalid_grant"
+  curl -sS "$ISSUER/__test/stats" >"$WORK/rs.json"
+  [ "$(jget "$WORK/rs.json" .refreshRotated)" = 1 ] && [ "$(jget "$WORK/rs.json" .refreshReuse)" = 1 ]; verdict $? "rotate: stats count 1 rotation and 1 reuse ($(cat "$WORK/rs.json"))"
+  curl -sS "$ISSUER/__test/refreshes?since=0" >"$WORK/rl.json"
+  [ "$(jget "$WORK/rl.json" .refreshes.0.outcome)" = rotated ] && [ "$(jget "$WORK/rl.json" .refreshes.1.outcome)" = reuse ] \
+    && [ "$(jget "$WORK/rl.json" .refreshes.1.presented)" = "$(jget "$WORK/rl.json" .refreshes.0.presented)" ]; verdict $? "rotate: /__test/refreshes records the rotation and the reuse of the same token"
+  curl -sS -X POST "$ISSUER/__test/stated-expires-in?s=0" >/dev/null
+  if authorize post-client "$WORK/jar-rot.txt" "$REDIRECT"; then
+    st="$(token post-client "$WORK/t5.json" --data-urlencode grant_type=authorization_code --data-urlencode "code=$(query_param "$CALLBACK" code)" \
+      --data-urlencode "redirect_uri=$REDIRECT" --data-urlencode "code_verifier=$VERIFIER")"
+    [ "$st" = 200 ] && [ "$(jget "$WORK/t5.json" .expires_in)" = 0 ]; verdict $? "stated-expires-in=0: the answer says expires_in 0"
+    st="$(userinfo "$(jget "$WORK/t5.json" .access_token)" "$WORK/me.json")"
+    [ "$st" = 200 ]; verdict $? "stated-expires-in=0: the token itself still works"
+  else fail "stated-expires-in: authorize ($STEPS)"; fi
+  curl -sS -X POST "$ISSUER/__test/stated-expires-in?s=" >/dev/null
 else fail "rotate: authorize ($STEPS)"; fi
 
 # ------------------------------------------------------------------ --no-pkce-required, stdin close

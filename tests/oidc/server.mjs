@@ -20,6 +20,8 @@
 //                                                         refresh tokens stay: a refresh still works)
 //                  POST /__test/delay-token?ms=N          delay every token answer by N ms (0 = off)
 //                  POST /__test/fail-token?status=503&count=N[&error=code]  next N token requests fail
+//                  POST /__test/stated-expires-in?s=N     token answers state expires_in=N (empty: off)
+//                  GET  /__test/refreshes?since=SEQ       the refresh_token grants seen, in order
 //                  GET  /__test/config                    the effective settings
 //
 // Usage: node server.mjs [--port N] [--access-ttl S] [--refresh-ttl S] [--rotate|--no-rotate]
@@ -203,11 +205,24 @@ const emptyStats = () => ({
   userinfo: 0, // requests to /me
   authorizations: 0, // GET/POST /auth (not counting the /auth/<uid> resume)
   logins: 0, // login form submissions
+  refreshRotated: 0, // refresh_token grants answered 200 that consumed the presented refresh token
+  refreshReuse: 0, // refresh_token grants that presented an already-consumed (rotated) refresh token
+  tokenInFlight: 0, // POST /token requests received and not yet answered (not reset by reset-stats)
 });
 
 let stats = emptyStats();
 let tokenDelayMs = 0;
 let failToken = { status: 503, count: 0, error: undefined };
+// When set, every successful token answer states this expires_in (the token itself still lives
+// --access-ttl): a client then sees its token expired at once and refreshes on its next use,
+// without the test sleeping for a real expiry (oidc-provider's TTLs must be >= 1 s).
+let statedExpiresIn;
+
+// Every refresh_token grant, in order: which refresh token was presented (a short SHA-256, never
+// the token), what it got, and whether it was a reuse of a token this server had already rotated.
+const refreshLog = []; // { seq, at, presented, issued, status, outcome: 'rotated'|'kept'|'reuse'|'error' }
+const rotatedAway = new Set(); // hashes of refresh tokens consumed by a successful rotation
+const tokenHash = (t) => crypto.createHash('sha256').update(String(t)).digest('hex').slice(0, 16);
 
 // ---------------------------------------------------------------- provider
 
@@ -320,10 +335,17 @@ function configuration() {
 
 function readBody(req) {
   return new Promise((resolve, reject) => {
+    if (req.destroyed && !req.complete) {
+      reject(new Error('the client went away mid-request'));
+      return;
+    }
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     req.on('error', reject);
+    // A client that dies after its headers and before the end of its body (SIGKILL in the crash
+    // test) gets neither 'end' nor always 'error': without this the request would hang here.
+    req.on('close', () => { if (!req.complete) reject(new Error('the client went away mid-request')); });
   });
 }
 
@@ -354,7 +376,7 @@ async function testControl(ctx) {
     case 'GET /__test/stats':
       return json(ctx, 200, stats);
     case 'POST /__test/reset-stats':
-      stats = emptyStats();
+      stats = { ...emptyStats(), tokenInFlight: stats.tokenInFlight };
       return json(ctx, 200, stats);
     case 'POST /__test/revoke-all': {
       const dropped = revokeAll({ sessions: ['1', 'true', 'yes'].includes(q.sessions) });
@@ -383,9 +405,23 @@ async function testControl(ctx) {
       failToken = { status, count, error: q.error || undefined };
       return json(ctx, 200, failToken);
     }
+    case 'POST /__test/stated-expires-in': {
+      if (q.s === undefined || q.s === '') {
+        statedExpiresIn = undefined;
+      } else {
+        const n = Number(q.s);
+        if (!Number.isInteger(n) || n < 0) return json(ctx, 400, { error: 's must be a whole number >= 0' });
+        statedExpiresIn = n;
+      }
+      return json(ctx, 200, { statedExpiresIn: statedExpiresIn ?? null });
+    }
+    case 'GET /__test/refreshes': {
+      const since = Number(q.since ?? 0);
+      return json(ctx, 200, { seq: refreshLog.length, refreshes: refreshLog.filter((r) => r.seq > since) });
+    }
     case 'GET /__test/config':
       return json(ctx, 200, {
-        ...opts, tokenDelayMs, failToken, clients: clients.map((c) => c.client_id),
+        ...opts, tokenDelayMs, failToken, statedExpiresIn, clients: clients.map((c) => c.client_id),
       });
     default:
       return json(ctx, 404, { error: `no test-control route ${route}` });
@@ -431,19 +467,56 @@ async function testMiddleware(ctx, next) {
   if (ctx.path.startsWith('/__test/')) return testControl(ctx);
 
   const isToken = ctx.path === '/token' && ctx.method === 'POST';
-  if (isToken) {
-    stats.tokenRequests += 1;
+  if (!isToken) return handle(ctx, next, false);
+  stats.tokenRequests += 1;
+  stats.tokenInFlight += 1;
+  try {
+    // The request is read in full first and the delay comes after, as at a slow server: a
+    // client that goes away meanwhile does not stop its refresh from being processed.
+    const params = await readForm(ctx);
     if (tokenDelayMs > 0) await new Promise((r) => { setTimeout(r, tokenDelayMs); });
+    return await handle(ctx, next, true, params);
+  } finally {
+    stats.tokenInFlight -= 1;
   }
+}
 
-  let params;
+// Records a refresh_token grant's outcome (see refreshLog).
+function recordRefresh(ctx, params) {
+  const presented = tokenHash(params?.get('refresh_token') ?? '');
+  const ok = ctx.status === 200 && ctx.body && typeof ctx.body === 'object';
+  const issued = ok && ctx.body.refresh_token ? tokenHash(ctx.body.refresh_token) : null;
+  let outcome;
+  if (ok) {
+    outcome = issued && issued !== presented ? 'rotated' : 'kept';
+    if (outcome === 'rotated') {
+      rotatedAway.add(presented);
+      stats.refreshRotated += 1;
+    }
+  } else if (rotatedAway.has(presented)) {
+    outcome = 'reuse';
+    stats.refreshReuse += 1;
+  } else {
+    outcome = 'error';
+  }
+  refreshLog.push({
+    seq: refreshLog.length + 1, at: Date.now(), presented, issued, status: ctx.status, outcome,
+  });
+}
+
+async function readForm(ctx) {
   if (ctx.method === 'POST' && CLIENT_AUTH_PATHS.has(ctx.path) && ctx.is('application/x-www-form-urlencoded')) {
     // Read the form here (to count grant_type and check the client auth method) and hand it to the
     // provider as req.body, which it accepts (it logs one warning about an "already parsed request body").
     const raw = await readBody(ctx.req);
     ctx.req.body = Buffer.from(raw, 'utf8');
-    params = new URLSearchParams(raw);
+    return new URLSearchParams(raw);
   }
+  return undefined;
+}
+
+async function handle(ctx, next, isToken, readParams) {
+  const params = isToken ? readParams : await readForm(ctx);
 
   if (isToken) {
     const grantType = params?.get('grant_type') ?? undefined;
@@ -477,6 +550,10 @@ async function testMiddleware(ctx, next) {
   } finally {
     if (isToken) {
       if (ctx.status === 200) stats.tokenSuccess += 1; else stats.tokenErrors += 1;
+      if (params?.get('grant_type') === 'refresh_token') recordRefresh(ctx, params);
+      if (ctx.status === 200 && statedExpiresIn !== undefined && ctx.body && typeof ctx.body === 'object') {
+        ctx.body = { ...ctx.body, expires_in: statedExpiresIn };
+      }
     }
     log(`${ctx.method} ${ctx.url} -> ${ctx.status}${ctx.status >= 300 && ctx.status < 400 ? ` ${ctx.response.get('Location')}` : ''}`
       + `${isToken ? ` grant_type=${params?.get('grant_type')}` : ''}${ctx.status >= 400 && ctx.body?.error ? ` ${ctx.body.error}` : ''}`);

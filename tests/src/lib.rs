@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -196,6 +196,12 @@ impl Server {
                 Err(format!("exit status {status}; stderr:\n{err}"))
             }
         }
+    }
+
+    /// Everything the server wrote to stderr so far (its log), shared: a handle taken before a
+    /// kill keeps filling until the pipe closes.
+    pub fn log(&self) -> ServerLog {
+        ServerLog(self.output.stderr.clone())
     }
 
     pub fn pid(&self) -> u32 {
@@ -386,6 +392,17 @@ impl Drop for Server {
             self.terminate();
             self.check_secrets("at the end of the test");
         }
+    }
+}
+
+/// A live view of a server's stderr (see [`Server::log`]).
+#[derive(Clone)]
+pub struct ServerLog(Arc<Mutex<Vec<u8>>>);
+
+impl ServerLog {
+    /// The log so far, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }
 

@@ -203,6 +203,16 @@ pub struct Broker {
     loopback_redirect: String,
     sessions: Mutex<Sessions>,
     refresh_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Refreshed token sets the vault could not commit (disk full, read-only), by connection
+    /// id. With a rotating provider the old refresh token is already used up, so the new set
+    /// is kept here and committed at the next use instead of being dropped.
+    uncommitted: Mutex<HashMap<String, Uncommitted>>,
+}
+
+/// A refresh answer waiting for the vault to become writable again.
+struct Uncommitted {
+    tokens: TokenSet,
+    previous_refresh: SecretString,
 }
 
 fn state_key(state: &str) -> [u8; 32] {
@@ -232,6 +242,7 @@ impl Broker {
             loopback_redirect,
             sessions: Mutex::new(Sessions::default()),
             refresh_locks: Mutex::new(HashMap::new()),
+            uncommitted: Mutex::new(HashMap::new()),
         }
     }
 
@@ -562,7 +573,12 @@ impl Broker {
             .unwrap_or_else(|| "default".to_owned());
         let account = crate::vault::validate_account(&crate::clean_text(&account))
             .unwrap_or_else(|_| "default".to_owned());
-        self.store_tokens(p, &account, &tokens, None, public)?;
+        let (info, _) = self.store_tokens(p, &account, &tokens, None, public)?;
+        // A new consent replaces whatever an earlier refresh could not commit.
+        self.uncommitted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&info.id);
         tracing::info!(provider = %p.code, account = %account, "connected");
         Ok(account)
     }
@@ -585,8 +601,23 @@ impl Broker {
             "tokenType".into(),
             SecretString::from(t.token_type.as_str()),
         );
+        let commit_start = std::time::Instant::now();
         self.vault
             .put_connection(p, account, &values, public, t.scopes.clone(), t.expires_at)?;
+        let committed = std::time::Instant::now();
+        if let Some(received) = t.received_at {
+            // The window in which a rotated refresh token existed only in this process: from
+            // the answer's last byte to the durable commit (SQLite WAL, synchronous=FULL).
+            // `window_us - commit_us` is what we add beyond the commit itself.
+            tracing::info!(
+                provider = %p.code,
+                during = if previous_refresh.is_some() { "refresh" } else { "connect" },
+                window_us = u64::try_from(committed.duration_since(received).as_micros()).unwrap_or(u64::MAX),
+                commit_us = u64::try_from(committed.duration_since(commit_start).as_micros()).unwrap_or(u64::MAX),
+                rotated = t.refresh_token.is_some(),
+                "token answer committed"
+            );
+        }
         Ok(self.vault.open_connection(&p.code, Some(account))?)
     }
 
@@ -709,6 +740,41 @@ impl Broker {
         if info.status == "needs_reconnect" {
             return Err(BrokerError::TokenExpired(reconnect_message(p, "")));
         }
+        // An earlier refresh's answer that could not be committed comes first: its refresh
+        // token is the live one. It is handed out only once it is durably stored.
+        let pending = self
+            .uncommitted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&info.id);
+        let (info, creds) = match pending {
+            None => (info, creds),
+            Some(u) => {
+                let public = info.public_fields.clone();
+                match self.store_tokens(
+                    p,
+                    &info.account,
+                    &u.tokens,
+                    Some(&u.previous_refresh),
+                    public,
+                ) {
+                    Ok((info, creds)) => {
+                        tracing::info!(provider = %p.code, account = %info.account, "committed a refreshed token set held while the vault could not be written");
+                        if !needs_refresh(&info) {
+                            return Ok((info, creds));
+                        }
+                        (info, creds)
+                    }
+                    Err(e) => {
+                        self.uncommitted
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(info.id.clone(), u);
+                        return Err(e);
+                    }
+                }
+            }
+        };
         let Some(refresh_token) = creds.get("refreshToken").cloned() else {
             return Err(BrokerError::TokenExpired(format!(
                 "the {} token expired and {} gave no refresh token to renew it; reconnect with POST /oauth/sessions",
@@ -719,8 +785,29 @@ impl Broker {
         match self.http.refresh(p, &client, &refresh_token).await {
             Ok(tokens) => {
                 let public = info.public_fields.clone();
-                let out =
-                    self.store_tokens(p, &info.account, &tokens, Some(&refresh_token), public)?;
+                let out = match self.store_tokens(
+                    p,
+                    &info.account,
+                    &tokens,
+                    Some(&refresh_token),
+                    public,
+                ) {
+                    Ok(out) => out,
+                    Err(e) => {
+                        tracing::error!(provider = %p.code, account = %info.account, error = %e, "a refreshed token set could not be committed; it is kept in memory and committed at the next use");
+                        self.uncommitted
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(
+                                info.id.clone(),
+                                Uncommitted {
+                                    tokens,
+                                    previous_refresh: refresh_token,
+                                },
+                            );
+                        return Err(e);
+                    }
+                };
                 tracing::info!(provider = %p.code, account = %info.account, rotated = tokens.refresh_token.is_some(), "token refreshed");
                 self.record(
                     crate::audit::Entry::new("refresh", "refreshed")

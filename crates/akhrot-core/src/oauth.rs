@@ -51,6 +51,9 @@ pub struct TokenSet {
     pub token_type: String,
     /// The whole answer with token values removed (for account names and provider ids).
     pub extra: Value,
+    /// When the answer's last byte arrived (`None` when it was not read from the network):
+    /// the start of the window in which a rotated refresh token exists only in memory.
+    pub received_at: Option<std::time::Instant>,
 }
 
 /// Why a token request failed, in the terms the API answers with.
@@ -83,6 +86,7 @@ impl std::error::Error for OAuthError {}
 struct Seen {
     status: u16,
     body: Option<Value>,
+    received_at: Option<std::time::Instant>,
 }
 
 /// The HTTP client for provider endpoints: no redirects followed, bounded time.
@@ -153,11 +157,13 @@ impl OAuthHttp {
                 without_url(&e)
             ))
         })?;
+        let received_at = std::time::Instant::now();
         let (status, value) = normalise(p, status, &bytes);
         if let Ok(mut s) = seen.lock() {
             *s = Seen {
                 status,
                 body: value.clone(),
+                received_at: Some(received_at),
             };
         }
         let out_body = match &value {
@@ -438,6 +444,7 @@ pub fn read_token_answer(p: &Provider, status: u16, body: &[u8]) -> Result<Token
         &Mutex::new(Seen {
             status,
             body: value,
+            received_at: None,
         }),
     )
 }
@@ -471,6 +478,7 @@ fn finish(result: TokenResult, seen: &Mutex<Seen>) -> Result<TokenSet, OAuthErro
                 scopes,
                 token_type: t.token_type().as_ref().to_owned(),
                 extra,
+                received_at: seen.received_at,
             })
         }
         Err(RequestTokenError::ServerResponse(e)) if seen.status < 500 && seen.status != 429 => {
