@@ -236,7 +236,53 @@ struct Cache {
     agents: HashMap<String, Arc<AgentEntry>>,
     /// agent id → provider (or `*`) → policy.
     policies: HashMap<String, HashMap<String, Policy>>,
+    /// Every connection, oldest first.
     conns: Vec<Arc<ConnRow>>,
+    /// The same rows by provider, and by provider and account: a hand-out finds its connection
+    /// without walking the whole list, however many connections are stored.
+    by_provider: HashMap<String, ProviderRows>,
+}
+
+#[derive(Default)]
+struct ProviderRows {
+    /// Oldest first.
+    rows: Vec<Arc<ConnRow>>,
+    by_account: HashMap<String, Arc<ConnRow>>,
+}
+
+impl Cache {
+    /// Inserts a connection, or replaces the row with its id.
+    fn upsert(&mut self, row: Arc<ConnRow>) {
+        let p = self
+            .by_provider
+            .entry(row.info.provider.clone())
+            .or_default();
+        let known = p
+            .by_account
+            .get(&row.info.account)
+            .is_some_and(|r| r.info.id == row.info.id);
+        if known {
+            if let Some(r) = p.rows.iter_mut().find(|r| r.info.id == row.info.id) {
+                *r = row.clone();
+            }
+            if let Some(r) = self.conns.iter_mut().find(|r| r.info.id == row.info.id) {
+                *r = row.clone();
+            }
+        } else {
+            p.rows.push(row.clone());
+            self.conns.push(row.clone());
+        }
+        p.by_account.insert(row.info.account.clone(), row);
+    }
+
+    fn remove(&mut self, id: &str) {
+        self.conns.retain(|r| r.info.id != id);
+        for p in self.by_provider.values_mut() {
+            p.rows.retain(|r| r.info.id != id);
+            p.by_account.retain(|_, r| r.info.id != id);
+        }
+        self.by_provider.retain(|_, p| !p.rows.is_empty());
+    }
 }
 
 pub struct Vault {
@@ -414,7 +460,7 @@ impl Vault {
                 .map_err(storage)?;
             let rows = st.query_map([], conn_row).map_err(storage)?;
             for row in rows {
-                cache.conns.push(Arc::new(row.map_err(storage)?));
+                cache.upsert(Arc::new(row.map_err(storage)?));
             }
         }
         *self.cache_write() = cache;
@@ -748,13 +794,7 @@ impl Vault {
             info: Arc::new(info.clone()),
             sealed,
         });
-        {
-            let mut c = self.cache_write();
-            match c.conns.iter_mut().find(|r| r.info.id == id) {
-                Some(r) => *r = row,
-                None => c.conns.push(row),
-            }
-        }
+        self.cache_write().upsert(row);
         Ok((info, existing.is_some()))
     }
 
@@ -774,16 +814,15 @@ impl Vault {
 
     fn find_row(&self, provider: &str, account: Option<&str>) -> Option<Arc<ConnRow>> {
         let c = self.cache_read();
-        let mut of_provider = c.conns.iter().filter(|r| r.info.provider == provider);
+        let p = c.by_provider.get(provider)?;
         match account {
-            Some(a) => of_provider.find(|r| r.info.account == a).cloned(),
-            None => {
-                let all: Vec<&Arc<ConnRow>> = of_provider.collect();
-                all.iter()
-                    .find(|r| r.info.status == "connected")
-                    .or(all.first())
-                    .map(|r| (*r).clone())
-            }
+            Some(a) => p.by_account.get(a).cloned(),
+            None => p
+                .rows
+                .iter()
+                .find(|r| r.info.status == "connected")
+                .or(p.rows.first())
+                .cloned(),
         }
     }
 
@@ -791,10 +830,10 @@ impl Vault {
     /// opens nothing.
     pub fn require_connection(&self, provider: &str, account: Option<&str>) -> Result<()> {
         let c = self.cache_read();
-        let found = c
-            .conns
-            .iter()
-            .any(|r| r.info.provider == provider && account.is_none_or(|a| r.info.account == a));
+        let found = c.by_provider.get(provider).is_some_and(|p| match account {
+            Some(a) => p.by_account.contains_key(a),
+            None => !p.rows.is_empty(),
+        });
         if found {
             Ok(())
         } else {
@@ -841,14 +880,15 @@ impl Vault {
             )
             .map_err(storage)?;
         let mut c = self.cache_write();
-        if let Some(slot) = c.conns.iter_mut().find(|r| r.info.id == id) {
+        if let Some(slot) = c.conns.iter().find(|r| r.info.id == id) {
             let mut info = (*slot.info).clone();
             info.status = status.to_owned();
             info.updated_at = now;
-            *slot = Arc::new(ConnRow {
+            let row = Arc::new(ConnRow {
                 info: Arc::new(info),
                 sealed: slot.sealed.clone(),
             });
+            c.upsert(row);
         }
         Ok(())
     }
@@ -1025,7 +1065,7 @@ impl Vault {
         self.db()
             .execute("DELETE FROM connections WHERE id = ?1", params![target.id])
             .map_err(storage)?;
-        self.cache_write().conns.retain(|r| r.info.id != target.id);
+        self.cache_write().remove(&target.id);
         Ok(target)
     }
 }
@@ -1504,5 +1544,77 @@ mod tests {
         assert_eq!(v.policy_for(&id, "openai").mode, Mode::Allow);
         assert_eq!(Mode::parse("proxy-only"), Some(Mode::ProxyOnly));
         assert_eq!(Mode::ProxyOnly.as_str(), "proxy-only");
+    }
+
+    #[test]
+    fn connection_lookups_follow_every_change_and_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = paths(dir.path());
+        let catalog = crate::catalog::Catalog::builtin().unwrap();
+        let openai = catalog.get("openai").unwrap();
+        let field = openai.token_field().unwrap().name.clone();
+        let put = |v: &Vault, account: &str, key: &str| {
+            let vals = BTreeMap::from([(field.clone(), SecretString::from(key))]);
+            v.put_key_connection(openai, account, vals).unwrap()
+        };
+        let key_of = |v: &Vault, account: Option<&str>| {
+            let (info, creds) = v.open_connection("openai", account).unwrap();
+            (info.account.clone(), creds[&field].expose().to_owned())
+        };
+        let v = Vault::open(&p, pass("correct horse")).unwrap();
+        assert!(v.require_connection("openai", None).is_err());
+        assert!(v.find_connection("openai", None).is_none());
+        for i in 0..50 {
+            put(&v, &format!("acct-{i:02}"), &format!("sk-{i:02}"));
+        }
+        assert_eq!(
+            key_of(&v, Some("acct-37")),
+            ("acct-37".into(), "sk-37".into())
+        );
+        assert_eq!(
+            key_of(&v, None),
+            ("acct-00".into(), "sk-00".into()),
+            "the oldest by default"
+        );
+        assert!(v.require_connection("openai", Some("acct-49")).is_ok());
+        assert!(v.require_connection("openai", Some("acct-50")).is_err());
+        assert!(v.require_connection("github", None).is_err());
+        // Replacing keeps the id and the place; the default skips a connection needing reconnect.
+        let (first, replaced) = put(&v, "acct-00", "sk-00-new");
+        assert!(replaced);
+        assert_eq!(key_of(&v, Some("acct-00")).1, "sk-00-new");
+        v.set_connection_status(&first.id, "needs_reconnect")
+            .unwrap();
+        assert_eq!(key_of(&v, None).0, "acct-01");
+        assert_eq!(v.list_connections().len(), 50);
+        assert_eq!(v.list_connections()[0].status, "needs_reconnect");
+        v.delete_connection("openai", Some("acct-01")).unwrap();
+        assert!(v.require_connection("openai", Some("acct-01")).is_err());
+        assert_eq!(key_of(&v, None).0, "acct-02");
+        let before: Vec<(String, String)> = v
+            .list_connections()
+            .into_iter()
+            .map(|c| (c.account, c.status))
+            .collect();
+        drop(v);
+        let v = Vault::open(&p, pass("correct horse")).unwrap();
+        let after: Vec<(String, String)> = v
+            .list_connections()
+            .into_iter()
+            .map(|c| (c.account, c.status))
+            .collect();
+        assert_eq!(
+            before, after,
+            "the same rows in the same order after a reopen"
+        );
+        assert_eq!(key_of(&v, None).0, "acct-02");
+        assert_eq!(key_of(&v, Some("acct-00")).1, "sk-00-new");
+        for i in 2..50 {
+            v.delete_connection("openai", Some(&format!("acct-{i:02}")))
+                .unwrap();
+        }
+        v.delete_connection("openai", None).unwrap();
+        assert!(v.require_connection("openai", None).is_err());
+        assert!(v.list_connections().is_empty());
     }
 }
