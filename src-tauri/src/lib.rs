@@ -40,6 +40,8 @@ struct Running {
 
 /// Runs the app until Quit (tray), SIGTERM or SIGINT.
 pub fn run() -> ExitCode {
+    #[cfg(target_os = "linux")]
+    without_gdk_gl();
     init_tracing();
     let hidden = std::env::args().skip(1).any(|a| a == "--hidden");
     // Two workers are plenty for a loopback API with a handful of agents, and keep the idle
@@ -95,6 +97,41 @@ pub fn run() -> ExitCode {
     });
     drop(rt);
     ExitCode::SUCCESS
+}
+
+/// Set next to `GDK_GL=disable` when this process set it, so that programs it starts for the
+/// person (their browser) do not inherit it.
+#[cfg(target_os = "linux")]
+pub(crate) const NO_GL_MARK: &str = "AKHROT_SET_GDK_GL";
+
+/// GTK 3 on X11 initialises OpenGL (GLX, and with it the Mesa driver: libLLVM for llvmpipe,
+/// ~50 MB resident) as soon as it opens the display, only to pick visuals for GL areas that this
+/// app never draws. `GDK_GL=disable` skips that; it is read once, when GTK starts, so the process
+/// re-executes itself with it set (same pid, same arguments) unless `GDK_GL` is already set, which
+/// also lets a person choose otherwise. WebKit does not need it: it renders web pages in its own
+/// processes and, without a GL context shared with GTK, hands them over as mapped buffers.
+#[cfg(target_os = "linux")]
+fn without_gdk_gl() {
+    use std::os::unix::process::CommandExt as _;
+    if std::env::var_os("GDK_GL").is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| exe.clone().into_os_string());
+    let err = std::process::Command::new(&exe)
+        .arg0(arg0)
+        .args(args)
+        .env("GDK_GL", "disable")
+        .env(NO_GL_MARK, "1")
+        .exec();
+    // Still here: the re-exec failed (the binary was replaced or removed); run with GL.
+    eprintln!(
+        "akhrot-desktop: cannot re-execute {} without GL: {err}",
+        exe.display()
+    );
 }
 
 fn init_tracing() {

@@ -55,9 +55,34 @@ pub fn open_main(app: &AppHandle) {
 }
 
 fn open_in_browser(u: &Url) {
-    if matches!(u.scheme(), "http" | "https")
-        && let Err(e) = open::that_detached(u.as_str())
-    {
+    if !matches!(u.scheme(), "http" | "https") {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    if std::env::var_os(crate::NO_GL_MARK).is_some() {
+        // The browser must not inherit the `GDK_GL=disable` this process gave itself.
+        let mut last = None;
+        for mut cmd in open::commands(u.as_str()) {
+            cmd.env_remove("GDK_GL")
+                .env_remove(crate::NO_GL_MARK)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            match cmd.spawn() {
+                Ok(mut child) => {
+                    // xdg-open and friends hand over to the browser and exit: reap them.
+                    std::thread::spawn(move || child.wait());
+                    return;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        if let Some(e) = last {
+            tracing::warn!(error = %e, "cannot open the browser");
+        }
+        return;
+    }
+    if let Err(e) = open::that_detached(u.as_str()) {
         tracing::warn!(error = %e, "cannot open the browser");
     }
 }

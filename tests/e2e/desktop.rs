@@ -5,11 +5,14 @@
 //! It shows that the app starts and its window shows the Connections page; that an agent's
 //! blocked token request opens the prompt window, where clicking Allow completes the agent's
 //! HTTP request with 200; that a second launch with an `akhrot://oauth/callback?…` URL completes
-//! a pending OAuth session in the running app; and that SIGTERM shuts it down cleanly.
+//! a pending OAuth session in the running app; that SIGTERM shuts it down cleanly; and that when
+//! `akhrot serve` already owns the data directory, the app shows a page saying so (and quits when
+//! it is closed) instead of opening the vault.
 //!
 //! Run it through `scripts/with-desktop` (scripts/test does), after
 //! `cargo build -p akhrot-desktop` and installing tauri-driver into target/tools:
-//!   scripts/with-desktop cargo test -p akhrot-e2e --test desktop
+//!   scripts/with-desktop cargo test -p akhrot-e2e --test desktop -- --test-threads=1
+//! (one at a time: each test runs its own tauri-driver, WebKitWebDriver and WebKit processes).
 //! `AKHROT_SCREENSHOTS=<dir>` saves screenshots of the screen (ImageMagick `import`).
 #![allow(clippy::unwrap_used)]
 
@@ -518,4 +521,133 @@ fn the_desktop_app_prompts_completes_deep_links_and_quits_on_sigterm() {
             .then_some(())
     });
     drop(driver);
+}
+
+/// The pids of `akhrot-desktop` processes started under `root` (tauri-driver, then
+/// WebKitWebDriver, then the app), from /proc.
+fn desktop_pids_under(root: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`: comm may hold spaces, so split after the last ')'.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let comm = head
+            .split_once('(')
+            .map(|(_, c)| c.to_owned())
+            .unwrap_or_default();
+        let Some(ppid) = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        parent_of.push((pid, ppid, comm));
+    }
+    let mut under = vec![root];
+    let mut found = Vec::new();
+    while let Some(p) = under.pop() {
+        for (pid, ppid, comm) in &parent_of {
+            if *ppid == p {
+                under.push(*pid);
+                if comm == "akhrot-desktop" {
+                    found.push(*pid);
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_desktop_app_says_so_when_akhrot_serve_already_owns_the_vault() {
+    assert!(
+        std::env::var_os("DISPLAY").is_some(),
+        "no X display: run this through scripts/with-desktop"
+    );
+    let dirs = Dirs::new();
+    // `akhrot serve` owns the data directory first, with a credential in its vault.
+    let server = Server::start(&dirs);
+    server.add("openai", None, json!({"apiKey": "sk-owned-by-serve"}));
+    let owner_before = std::fs::read_to_string(dirs.data().join("server.json")).unwrap();
+    let admin_before = server.admin_token();
+    let env: Vec<(String, String)> = vec![
+        ("AKHROT_DATA_DIR".into(), dirs.data().display().to_string()),
+        (
+            "AKHROT_CONFIG_DIR".into(),
+            dirs.config().display().to_string(),
+        ),
+        ("AKHROT_PORT".into(), "0".into()),
+        ("RUST_LOG".into(), "info".into()),
+    ];
+    let driver = Driver::start(&env);
+    let session = Session::new(&driver, &desktop_bin());
+
+    // The app's only window says that `akhrot serve` (its pid and port) owns the vault.
+    let title = wait_for("the notice page", 60, || {
+        session
+            .text("#title")
+            .filter(|t| !t.trim().is_empty() && t != "Akhrot")
+    });
+    assert_eq!(title, "Akhrot is already running");
+    let message = session.text("#message").unwrap();
+    assert!(
+        message.contains("already running")
+            && message.contains(&format!("pid {}", server.pid()))
+            && message.contains(&format!("port {}", server.port)),
+        "{message}"
+    );
+    assert!(
+        session.title().contains("already running"),
+        "{}",
+        session.title()
+    );
+    assert_eq!(session.handles().len(), 1, "no main window, no prompt");
+    let app_pids = desktop_pids_under(driver.child.id());
+    assert_eq!(app_pids.len(), 1, "one app process: {app_pids:?}");
+    screenshot("desktop-already-running");
+
+    // It did not fight over the vault: it holds no handle on it, `akhrot serve` still owns it
+    // (its server.json and admin token are untouched) and serves the credential.
+    let vault = std::fs::canonicalize(dirs.vault()).unwrap();
+    let open: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{}/fd", app_pids[0]))
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .collect();
+    assert!(
+        !open
+            .iter()
+            .any(|f| f.to_string_lossy().starts_with(&*vault.to_string_lossy())),
+        "the app opened the vault: {open:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dirs.data().join("server.json")).unwrap(),
+        owner_before
+    );
+    assert_eq!(server.admin_token(), admin_before);
+    let (s, v) = server.get("/ai/skill", None);
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = server.get("/admin/connections", Some(&admin_before));
+    assert_eq!(s, 200, "{v}");
+    assert!(v.to_string().contains("openai"), "{v}");
+
+    // Closing the notice quits the app (it owns nothing that would keep it in the tray).
+    let _ = driver.try_call("DELETE", &format!("/session/{}/window", session.id), None);
+    wait_for("the app to quit when its notice closes", 30, || {
+        desktop_pids_under(driver.child.id())
+            .is_empty()
+            .then_some(())
+    });
+    let (s, _) = server.get("/ai/skill", None);
+    assert_eq!(s, 200, "`akhrot serve` keeps running");
+    drop(driver);
+    assert!(server.stop().success());
 }
