@@ -22,12 +22,18 @@ pub struct Binding<'a> {
 }
 
 impl Binding<'_> {
+    /// `akhrot/v1|{vault_id}|{table}|{row}|{purpose}`. Built by hand: this runs on every token
+    /// hand-out, and `format!` was 3 % of a fetch's CPU time in the profile.
     fn aad(&self, vault_id: &str) -> Vec<u8> {
-        format!(
-            "akhrot/v1|{vault_id}|{}|{}|{}",
-            self.table, self.row, self.purpose
-        )
-        .into_bytes()
+        let parts = [vault_id, self.table, self.row, self.purpose];
+        let len = "akhrot/v1".len() + parts.iter().map(|p| p.len() + 1).sum::<usize>();
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(b"akhrot/v1");
+        for p in parts {
+            out.push(b'|');
+            out.extend_from_slice(p.as_bytes());
+        }
+        out
     }
 }
 
@@ -121,6 +127,16 @@ mod tests {
         row: "row-a",
         purpose: "credentials",
     };
+
+    #[test]
+    fn aad_is_the_stored_format() {
+        // Vaults sealed before the hand-built AAD must still open: same bytes as the old format!.
+        let vault = "0f1e2d3c-vault";
+        assert_eq!(
+            A.aad(vault),
+            format!("akhrot/v1|{vault}|connections|row-a|credentials").into_bytes()
+        );
+    }
 
     #[test]
     fn round_trip_and_fresh_nonces() {
