@@ -64,30 +64,6 @@ fn refused(raw: &str, status: u16, code_: &str, what: &str) {
     );
 }
 
-/// A stand-in provider API: `hdr` injects the key as `X-Api-Key` toward `<up>/v1`.
-fn api_key_provider(code: &str, base: &str) -> String {
-    format!(
-        r#"[providers.{code}]
-name = "Stand-in {code}"
-auth = "api_key"
-
-[[providers.{code}.fields]]
-name = "apiKey"
-label = "API key"
-secret = true
-token = true
-
-[providers.{code}.inject]
-headers = {{ "X-Api-Key" = "{{accessToken}}" }}
-
-[[providers.{code}.services]]
-code = "api"
-name = "{code} API"
-base_url = "{base}"
-"#
-    )
-}
-
 fn ok_json(_: &Seen) -> Answer {
     (200, "application/json", r#"{"ok":true}"#.to_owned())
 }
@@ -579,7 +555,11 @@ fn mcp_tool(s: &Server, key: &str, name: &str, args: Value) -> Value {
 fn an_agent_cannot_answer_its_own_prompt_or_change_its_policy() {
     let up = StandIn::start(ok_json);
     let d = Dirs::new();
-    write_provider_file(&d, "standin", &api_key_provider("hdr", &up.url("/v1")));
+    write_provider_file(
+        &d,
+        "standin",
+        &api_key_provider("hdr", INJECT_X_API_KEY, &[("api", up.url("/v1"))]),
+    );
     let s = Server::start_with(&d, Opts::default().arg("--approval-timeout").arg("60")).unwrap();
     s.add("openai", None, json!({"apiKey": "sk-self-approve-01"}));
     s.add("hdr", None, json!({"apiKey": "secret-hdr-self-01"}));
@@ -1195,7 +1175,11 @@ fn proxy_env() -> ProxyEnv {
     let evil = StandIn::start(|_| (200, "text/plain", "stolen".to_owned()));
     let up = StandIn::start(ok_json);
     let d = Dirs::new();
-    write_provider_file(&d, "standin", &api_key_provider("hdr", &up.url("/v1")));
+    write_provider_file(
+        &d,
+        "standin",
+        &api_key_provider("hdr", INJECT_X_API_KEY, &[("api", up.url("/v1"))]),
+    );
     let s = Server::start(&d);
     let issues = s.admin_get("/admin/status")["catalog"]["issues"].clone();
     assert_eq!(issues, json!([]), "providers.d entry rejected");

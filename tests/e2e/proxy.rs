@@ -192,37 +192,6 @@ fn wait_audit(s: &Server, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
     }
 }
 
-fn api_key_provider(code: &str, inject: &str, bases: &[(&str, String)]) -> String {
-    let mut t = format!(
-        r#"[providers.{code}]
-name = "Stand-in {code}"
-auth = "api_key"
-
-[[providers.{code}.fields]]
-name = "user"
-label = "User"
-secret = false
-token = false
-optional = true
-
-[[providers.{code}.fields]]
-name = "apiKey"
-label = "API key"
-secret = true
-token = true
-
-[providers.{code}.inject]
-{inject}
-"#
-    );
-    for (svc, base) in bases {
-        t.push_str(&format!(
-            "\n[[providers.{code}.services]]\ncode = \"{svc}\"\nname = \"{svc} API\"\nbase_url = \"{base}\"\n"
-        ));
-    }
-    t
-}
-
 struct Env {
     s: Server,
     key: String,
@@ -266,7 +235,7 @@ fn env() -> Env {
     let mut toml = String::new();
     toml.push_str(&api_key_provider(
         "hdr",
-        r#"headers = { "X-Api-Key" = "{accessToken}" }"#,
+        INJECT_X_API_KEY,
         &[("api", format!("{b}/v1"))],
     ));
     toml.push_str(&api_key_provider(
@@ -286,12 +255,12 @@ fn env() -> Env {
     ));
     toml.push_str(&api_key_provider(
         "ten",
-        r#"headers = { "X-Api-Key" = "{accessToken}" }"#,
+        INJECT_X_API_KEY,
         &[("api", format!("{b}/t/{{user}}"))],
     ));
     toml.push_str(&api_key_provider(
         "down",
-        r#"headers = { "X-Api-Key" = "{accessToken}" }"#,
+        INJECT_X_API_KEY,
         &[("api", format!("http://127.0.0.1:{}/v1", closed_port()))],
     ));
     write_provider_file(&d, "standins", &toml);
@@ -658,12 +627,12 @@ fn large_bodies_stream_both_ways() {
     let d = Dirs::new();
     let mut toml = api_key_provider(
         "big",
-        r#"headers = { "X-Api-Key" = "{accessToken}" }"#,
+        INJECT_X_API_KEY,
         &[("api", format!("http://127.0.0.1:{port}"))],
     );
     toml.push_str(&api_key_provider(
         "sink",
-        r#"headers = { "X-Api-Key" = "{accessToken}" }"#,
+        INJECT_X_API_KEY,
         &[("api", up.base())],
     ));
     write_provider_file(&d, "big", &toml);
@@ -1069,7 +1038,7 @@ fn a_provider_that_does_not_answer_is_a_502_after_the_provider_timeout() {
         "slow",
         &api_key_provider(
             "slow",
-            r#"headers = { "X-Api-Key" = "{accessToken}" }"#,
+            INJECT_X_API_KEY,
             &[("api", format!("http://127.0.0.1:{port}"))],
         ),
     );
@@ -1137,7 +1106,7 @@ fn shutdown_cuts_a_streaming_answer_instead_of_waiting_for_it() {
         "endless",
         &api_key_provider(
             "endless",
-            r#"headers = { "X-Api-Key" = "{accessToken}" }"#,
+            INJECT_X_API_KEY,
             &[("api", format!("http://127.0.0.1:{port}"))],
         ),
     );

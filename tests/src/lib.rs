@@ -976,6 +976,43 @@ pub fn write_provider_file(dirs: &Dirs, name: &str, toml: &str) {
     std::fs::write(d.join(format!("{name}.toml")), toml).unwrap();
 }
 
+/// The inject rule of a stand-in provider that sends the key as `X-Api-Key`.
+pub const INJECT_X_API_KEY: &str = r#"headers = { "X-Api-Key" = "{accessToken}" }"#;
+
+/// A providers.d entry for a stand-in provider API `code` of auth `api_key`: an optional public
+/// field `user`, the secret `apiKey`, the `[providers.<code>.inject]` rule `inject` (e.g.
+/// [`INJECT_X_API_KEY`]), and one service `(code, base URL)` for each of `bases`.
+pub fn api_key_provider(code: &str, inject: &str, bases: &[(&str, String)]) -> String {
+    let mut t = format!(
+        r#"[providers.{code}]
+name = "Stand-in {code}"
+auth = "api_key"
+
+[[providers.{code}.fields]]
+name = "user"
+label = "User"
+secret = false
+token = false
+optional = true
+
+[[providers.{code}.fields]]
+name = "apiKey"
+label = "API key"
+secret = true
+token = true
+
+[providers.{code}.inject]
+{inject}
+"#
+    );
+    for (svc, base) in bases {
+        t.push_str(&format!(
+            "\n[[providers.{code}.services]]\ncode = \"{svc}\"\nname = \"{svc} API\"\nbase_url = \"{base}\"\n"
+        ));
+    }
+    t
+}
+
 /// A real OAuth 2.0 / OIDC server (node-oidc-provider, `tests/oidc/server.mjs`) on loopback.
 pub struct Oidc {
     child: Child,
