@@ -758,61 +758,12 @@ fn an_agent_cannot_answer_its_own_prompt_or_change_its_policy() {
 
 // ------------------------------------------------------------- forged and replayed callbacks
 
-struct OauthEnv {
-    oidc: Oidc,
-    s: Server,
-    key: String,
-    _d: Dirs,
-}
-
 fn oauth_env() -> OauthEnv {
     let oidc = Oidc::start(&[]);
     let d = Dirs::new();
     write_provider_file(&d, "idp", &oidc.provider_toml("idp", "client_secret_basic"));
     let s = Server::start(&d);
-    let key = s.create_key("agent", &["*"]);
-    s.admin_post(
-        "/admin/clients",
-        &json!({"provider": "idp", "clientId": "basic-client", "clientSecret": "basic-secret"}),
-    );
-    OauthEnv {
-        oidc,
-        s,
-        key,
-        _d: d,
-    }
-}
-
-impl OauthEnv {
-    /// Starts a session; returns (id, consent URL).
-    fn start(&self) -> (String, String) {
-        let (status, v) = self.s.post(
-            "/oauth/sessions",
-            Some(&self.key),
-            &json!({"provider": "idp"}),
-        );
-        assert_eq!(status, 200, "{v}");
-        (
-            v["data"]["sessionId"].as_str().unwrap().to_owned(),
-            v["data"]["url"].as_str().unwrap().to_owned(),
-        )
-    }
-    /// The person signs in; returns the callback URL the browser is about to open.
-    fn consent(&self, url: &str, login: &str, deny: bool) -> String {
-        Browser::new().authorize(url, login, deny, &format!("{}/oauth/callback", self.s.base))
-    }
-    fn deliver(&self, callback_url: &str) -> (u16, String) {
-        let path = callback_url.strip_prefix(&self.s.base).unwrap();
-        let (status, v) = self.s.get(path, None);
-        (status, v.as_str().map(str::to_owned).unwrap_or_default())
-    }
-    fn session(&self, id: &str) -> Value {
-        let (status, v) = self
-            .s
-            .get(&format!("/oauth/sessions/{id}"), Some(&self.key));
-        assert_eq!(status, 200, "{v}");
-        v["data"].clone()
-    }
+    OauthEnv::with_basic_client(oidc, s, d)
 }
 
 #[test]
@@ -957,17 +908,7 @@ fn the_callback_of_an_expired_session_is_refused_and_never_exchanged() {
             .env("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
     )
     .unwrap();
-    let key = s.create_key("agent", &["*"]);
-    s.admin_post(
-        "/admin/clients",
-        &json!({"provider": "idp", "clientId": "basic-client", "clientSecret": "basic-secret"}),
-    );
-    let e = OauthEnv {
-        oidc,
-        s,
-        key,
-        _d: d,
-    };
+    let e = OauthEnv::with_basic_client(oidc, s, d);
     let (id, url) = e.start();
     let cb = e.consent(&url, "gina", false);
     assert_eq!(e.session(&id)["status"], "pending");

@@ -43,15 +43,6 @@ impl Rng {
     }
 }
 
-fn connect(s: &Server, key: &str, login: &str) {
-    let (status, v) = s.post("/oauth/sessions", Some(key), &json!({"provider": "idp"}));
-    assert_eq!(status, 200, "{v}");
-    let url = v["data"]["url"].as_str().unwrap().to_owned();
-    let cb = Browser::new().authorize(&url, login, false, &format!("{}/oauth/callback", s.base));
-    let (status, _) = s.get(cb.strip_prefix(&s.base).unwrap(), None);
-    assert_eq!(status, 200);
-}
-
 /// A fetch that tolerates the server dying under it.
 fn fetch_tolerant(port: u16, key: &str) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -146,11 +137,8 @@ fn sigkill_during_rotating_refreshes_never_loses_a_token_the_server_did_not_rota
     write_provider_file(&d, "idp", &oidc.provider_toml("idp", "client_secret_basic"));
     let s = Server::start(&d);
     let key = s.create_key("agent", &["*"]);
-    s.admin_post(
-        "/admin/clients",
-        &json!({"provider": "idp", "clientId": "basic-client", "clientSecret": "basic-secret"}),
-    );
-    connect(&s, &key, "crash");
+    s.add_basic_client();
+    assert_eq!(s.oauth_connect(&key, "idp", "crash").1, 200);
     let mut logs = vec![s.log()];
     let mut server = Some(s);
     let seed = std::env::var("AKHROT_CRASH_SEED")
@@ -238,7 +226,7 @@ fn sigkill_during_rotating_refreshes_never_loses_a_token_the_server_did_not_rota
         }
         let lost = outcome != 0;
         if lost {
-            connect(&s, &key, "crash");
+            assert_eq!(s.oauth_connect(&key, "idp", "crash").1, 200);
         }
         if (round + 1) % 100 == 0 {
             eprintln!(

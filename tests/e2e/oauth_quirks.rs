@@ -28,18 +28,6 @@ fn set_client(s: &Server, provider: &str, secret: Option<&str>) {
     s.admin_post("/admin/clients", &body);
 }
 
-/// Starts a session as an agent; returns (session id, authorize URL).
-fn start(s: &Server, key: &str, provider: &str) -> (String, String) {
-    let (status, v) = s.post("/oauth/sessions", Some(key), &json!({"provider": provider}));
-    assert_eq!(status, 200, "{v}");
-    let d = &v["data"];
-    assert_eq!(d["status"], "pending");
-    (
-        d["sessionId"].as_str().unwrap().to_owned(),
-        d["url"].as_str().unwrap().to_owned(),
-    )
-}
-
 /// Plays the provider's redirect back to the loopback callback.
 fn callback(s: &Server, query: &str) -> (u16, String) {
     let (status, v) = s.get(&format!("/oauth/callback?{query}"), None);
@@ -49,12 +37,6 @@ fn callback(s: &Server, query: &str) -> (u16, String) {
             .map(str::to_owned)
             .unwrap_or_else(|| v.to_string()),
     )
-}
-
-fn session(s: &Server, key: &str, id: &str) -> Value {
-    let (status, v) = s.get(&format!("/oauth/sessions/{id}"), Some(key));
-    assert_eq!(status, 200, "{v}");
-    v["data"].clone()
 }
 
 #[test]
@@ -77,7 +59,7 @@ fn github_sends_accept_json_and_its_200_errors_fail_the_session() {
     let key = s.create_key("bot", &["*"]);
     set_client(&s, "github", Some("gh-secret"));
 
-    let (id, url) = start(&s, &key, "github");
+    let (id, url) = s.oauth_start(&key, "github");
     assert_eq!(
         param(&url, "code_challenge_method").as_deref(),
         Some("S256")
@@ -86,7 +68,7 @@ fn github_sends_accept_json_and_its_200_errors_fail_the_session() {
     let (status, page) = callback(&s, &format!("code=bad&state={state}"));
     assert_eq!(status, 400, "{page}");
     assert!(page.contains("incorrect or expired"), "{page}");
-    let v = session(&s, &key, &id);
+    let v = s.oauth_session(&key, &id);
     assert_eq!(v["status"], "failed");
     assert!(
         v["error"]
@@ -95,7 +77,7 @@ fn github_sends_accept_json_and_its_200_errors_fail_the_session() {
             .contains("bad_verification_code")
     );
 
-    let (id, url) = start(&s, &key, "github");
+    let (id, url) = s.oauth_start(&key, "github");
     let state = param(&url, "state").unwrap();
     let (status, page) = callback(&s, &format!("code=good&state={state}"));
     assert_eq!(status, 200, "{page}");
@@ -103,7 +85,7 @@ fn github_sends_accept_json_and_its_200_errors_fail_the_session() {
         page.contains("octocat") && !page.contains("gho_standin"),
         "{page}"
     );
-    let v = session(&s, &key, &id);
+    let v = s.oauth_session(&key, &id);
     assert_eq!(
         (v["status"].as_str(), v["account"].as_str()),
         (Some("completed"), Some("octocat"))
@@ -148,7 +130,7 @@ fn slack_user_token_from_authed_user_and_ok_false_errors() {
     let s = Server::start(&d);
     let key = s.create_key("bot", &["*"]);
     set_client(&s, "slack", Some("slack-secret"));
-    let (_, url) = start(&s, &key, "slack");
+    let (_, url) = s.oauth_start(&key, "slack");
     assert!(
         param(&url, "user_scope").unwrap().contains(','),
         "comma-separated user scopes: {url}"
@@ -159,11 +141,11 @@ fn slack_user_token_from_authed_user_and_ok_false_errors() {
     assert_eq!(status, 400, "{page}");
     assert!(page.contains("invalid_code"), "{page}");
 
-    let (id, url) = start(&s, &key, "slack");
+    let (id, url) = s.oauth_start(&key, "slack");
     let state = param(&url, "state").unwrap();
     let (status, page) = callback(&s, &format!("code=ok&state={state}"));
     assert_eq!(status, 200, "{page}");
-    assert_eq!(session(&s, &key, &id)["account"], "Acme Corp");
+    assert_eq!(s.oauth_session(&key, &id)["account"], "Acme Corp");
     let (_, v) = s.post("/tokens/fetch", Some(&key), &json!({"provider": "slack"}));
     let t = &v["data"];
     assert_eq!(t["accessToken"], "xoxp-user-token");
@@ -193,12 +175,12 @@ fn notion_uses_basic_auth_and_a_json_body_and_names_the_workspace() {
     let s = Server::start(&d);
     let key = s.create_key("bot", &["*"]);
     set_client(&s, "notion", Some("notion-secret"));
-    let (id, url) = start(&s, &key, "notion");
+    let (id, url) = s.oauth_start(&key, "notion");
     assert_eq!(param(&url, "owner").as_deref(), Some("user"));
     let state = param(&url, "state").unwrap();
     let (status, page) = callback(&s, &format!("code=c1&state={state}"));
     assert_eq!(status, 200, "{page}");
-    assert_eq!(session(&s, &key, &id)["account"], "Ada's Notes");
+    assert_eq!(s.oauth_session(&key, &id)["account"], "Ada's Notes");
     let req = &st.requests_to("/token")[0];
     assert!(req.header("authorization").unwrap().starts_with("Basic "));
     assert!(
@@ -235,7 +217,7 @@ fn reddit_asks_for_a_permanent_token_with_a_descriptive_user_agent() {
     let s = Server::start(&d);
     let key = s.create_key("bot", &["*"]);
     set_client(&s, "reddit", Some(""));
-    let (id, url) = start(&s, &key, "reddit");
+    let (id, url) = s.oauth_start(&key, "reddit");
     assert_eq!(param(&url, "duration").as_deref(), Some("permanent"));
     assert!(
         param(&url, "code_challenge").is_none(),
@@ -243,7 +225,7 @@ fn reddit_asks_for_a_permanent_token_with_a_descriptive_user_agent() {
     );
     let state = param(&url, "state").unwrap();
     assert_eq!(callback(&s, &format!("code=c&state={state}")).0, 200);
-    assert_eq!(session(&s, &key, &id)["account"], "spez");
+    assert_eq!(s.oauth_session(&key, &id)["account"], "spez");
     let req = &st.requests_to("/token")[0];
     let ua = req.header("user-agent").unwrap();
     assert!(
@@ -275,7 +257,7 @@ fn jira_asks_for_the_api_audience_and_keeps_the_cloud_id() {
     let s = Server::start(&d);
     let key = s.create_key("bot", &["*"]);
     set_client(&s, "jira", Some("jira-secret"));
-    let (_, url) = start(&s, &key, "jira");
+    let (_, url) = s.oauth_start(&key, "jira");
     assert_eq!(
         param(&url, "audience").as_deref(),
         Some("api.atlassian.com")
@@ -320,7 +302,7 @@ fn authorize_urls_carry_each_providers_required_parameters() {
     ] {
         set_client(&s, p, Some("sec"));
     }
-    let (_, url) = start(&s, &key, "google");
+    let (_, url) = s.oauth_start(&key, "google");
     assert!(
         url.starts_with("https://accounts.google.com/o/oauth2/v2/auth?"),
         "{url}"
@@ -335,7 +317,7 @@ fn authorize_urls_carry_each_providers_required_parameters() {
         "spotify",
         "gitlab",
     ] {
-        let (_, url) = start(&s, &key, p);
+        let (_, url) = s.oauth_start(&key, p);
         assert_eq!(
             param(&url, "code_challenge_method").as_deref(),
             Some("S256"),
@@ -356,14 +338,14 @@ fn authorize_urls_carry_each_providers_required_parameters() {
         );
         assert!(param(&url, "state").unwrap().len() >= 22);
     }
-    let (_, url) = start(&s, &key, "x-twitter");
+    let (_, url) = s.oauth_start(&key, "x-twitter");
     assert!(
         param(&url, "scope")
             .unwrap()
             .split(' ')
             .any(|s| s == "offline.access")
     );
-    let (_, url) = start(&s, &key, "microsoft");
+    let (_, url) = s.oauth_start(&key, "microsoft");
     assert!(
         param(&url, "scope")
             .unwrap()
@@ -439,7 +421,7 @@ fn the_user_may_choose_the_deep_link_redirect_per_provider() {
     assert_eq!(v["redirectUri"], "akhrot://oauth/callback");
     let (_, v) = s.get("/ai/context/github", Some(&key));
     assert_eq!(v["data"]["clientConfigured"], true);
-    let (id, url) = start(&s, &key, "github");
+    let (id, url) = s.oauth_start(&key, "github");
     assert_eq!(
         param(&url, "redirect_uri").as_deref(),
         Some("akhrot://oauth/callback")
@@ -449,7 +431,7 @@ fn the_user_may_choose_the_deep_link_redirect_per_provider() {
     let (status, page) = callback(&s, &format!("code=c&state={state}"));
     assert_eq!(status, 400, "{page}");
     assert!(page.contains("akhrot://oauth/callback"), "{page}");
-    assert_eq!(session(&s, &key, &id)["status"], "failed");
+    assert_eq!(s.oauth_session(&key, &id)["status"], "failed");
     // The CLI sets it too, and back.
     let o = s.cli(
         &[
@@ -510,7 +492,7 @@ fn a_refresh_answer_without_a_refresh_token_keeps_the_old_one() {
     let s = Server::start(&d);
     let key = s.create_key("bot", &["*"]);
     set_client(&s, "keep", Some("sec"));
-    let (_, url) = start(&s, &key, "keep");
+    let (_, url) = s.oauth_start(&key, "keep");
     let state = param(&url, "state").unwrap();
     assert_eq!(callback(&s, &format!("code=ok&state={state}")).0, 200);
     let mut seen = std::collections::HashSet::new();
@@ -537,7 +519,7 @@ fn a_refresh_answer_without_a_refresh_token_keeps_the_old_one() {
     );
 
     // A connection that never got a refresh token: once expired, TOKEN_EXPIRED says why.
-    let (_, url) = start(&s, &key, "keep");
+    let (_, url) = s.oauth_start(&key, "keep");
     let state = param(&url, "state").unwrap();
     s.request(
         "DELETE",

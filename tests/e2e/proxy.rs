@@ -905,15 +905,8 @@ fn a_401_refreshes_once_and_the_retry_carries_the_new_token() {
     write_provider_file(&d, "idp", &oidc.provider_toml("idp", "client_secret_basic"));
     let s = Server::start(&d);
     let key = s.create_key("agent", &["*"]);
-    s.admin_post(
-        "/admin/clients",
-        &json!({"provider": "idp", "clientId": "basic-client", "clientSecret": "basic-secret"}),
-    );
-    let (st, v) = s.post("/oauth/sessions", Some(&key), &json!({"provider": "idp"}));
-    assert_eq!(st, 200, "{v}");
-    let url = v["data"]["url"].as_str().unwrap();
-    let cb = Browser::new().authorize(url, "alice", false, &format!("{}/oauth/callback", s.base));
-    let (st, page) = s.get(cb.strip_prefix(&s.base).unwrap(), None);
+    s.add_basic_client();
+    let (_, st, page) = s.oauth_connect(&key, "idp", "alice");
     assert_eq!(st, 200, "{page}");
 
     let token = |s: &Server| {

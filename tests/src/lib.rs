@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod oauth;
+pub use oauth::OauthEnv;
+
 /// The `akhrot` binary built from this workspace.
 pub fn bin() -> PathBuf {
     if let Some(p) = std::env::var_os("AKHROT_BIN") {
