@@ -45,13 +45,7 @@ impl Rng {
 
 /// A fetch that tolerates the server dying under it.
 fn fetch_tolerant(port: u16, key: &str) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    let _ = agent
+    let _ = http_agent(Some(Duration::from_secs(10)))
         .post(format!("http://127.0.0.1:{port}/tokens/fetch"))
         .header("Authorization", format!("Bearer {key}"))
         .send_json(json!({"provider": "idp"}));
@@ -59,12 +53,7 @@ fn fetch_tolerant(port: u16, key: &str) {
 
 /// The authorization server's refresh records after `since`, and its latest sequence number.
 fn refreshes(oidc: &Oidc, since: u64) -> (u64, Vec<Value>) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .build()
-        .into();
-    let mut r = agent
+    let mut r = http_agent(None)
         .get(format!("{}/__test/refreshes?since={since}", oidc.issuer))
         .call()
         .unwrap();

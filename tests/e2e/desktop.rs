@@ -73,12 +73,7 @@ fn free_port() -> u16 {
 }
 
 fn http() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(90)))
-        .build()
-        .into()
+    http_agent(Some(Duration::from_secs(90)))
 }
 
 fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {

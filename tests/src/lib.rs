@@ -105,13 +105,19 @@ impl Opts {
     }
 }
 
-fn agent() -> ureq::Agent {
+/// An HTTP client that returns every status as an answer (no error), goes to loopback directly
+/// (no proxy from the environment) and gives up on a whole request after `timeout`, if given.
+pub fn http_agent(timeout: Option<Duration>) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .proxy(None)
-        .timeout_global(Some(Duration::from_secs(30)))
+        .timeout_global(timeout)
         .build()
         .into()
+}
+
+fn agent() -> ureq::Agent {
+    http_agent(Some(Duration::from_secs(30)))
 }
 
 impl Server {
