@@ -28,9 +28,19 @@ fn set_client(s: &Server, provider: &str, secret: Option<&str>) {
     s.admin_post("/admin/clients", &body);
 }
 
-/// Plays the provider's redirect back to the loopback callback.
-fn callback(s: &Server, query: &str) -> (u16, String) {
-    let (status, v) = s.get(&format!("/oauth/callback?{query}"), None);
+/// A server with agent key `bot` and an OAuth client for `provider` (with `secret`, if any).
+fn serve(d: &Dirs, provider: &str, secret: Option<&str>) -> (Server, String) {
+    let s = Server::start(d);
+    let key = s.create_key("bot", &["*"]);
+    set_client(&s, provider, secret);
+    (s, key)
+}
+
+/// Plays the provider's redirect back to the loopback callback, with `code` and the state of
+/// the session whose authorize URL is `url`.
+fn callback(s: &Server, url: &str, code: &str) -> (u16, String) {
+    let state = param(url, "state").unwrap();
+    let (status, v) = s.get(&format!("/oauth/callback?code={code}&state={state}"), None);
     (
         status,
         v.as_str()
@@ -55,17 +65,14 @@ fn github_sends_accept_json_and_its_200_errors_fail_the_session() {
     });
     let d = Dirs::new();
     override_endpoints(&d, "github", &st, "");
-    let s = Server::start(&d);
-    let key = s.create_key("bot", &["*"]);
-    set_client(&s, "github", Some("gh-secret"));
+    let (s, key) = serve(&d, "github", Some("gh-secret"));
 
     let (id, url) = s.oauth_start(&key, "github");
     assert_eq!(
         param(&url, "code_challenge_method").as_deref(),
         Some("S256")
     );
-    let state = param(&url, "state").unwrap();
-    let (status, page) = callback(&s, &format!("code=bad&state={state}"));
+    let (status, page) = callback(&s, &url, "bad");
     assert_eq!(status, 400, "{page}");
     assert!(page.contains("incorrect or expired"), "{page}");
     let v = s.oauth_session(&key, &id);
@@ -78,8 +85,7 @@ fn github_sends_accept_json_and_its_200_errors_fail_the_session() {
     );
 
     let (id, url) = s.oauth_start(&key, "github");
-    let state = param(&url, "state").unwrap();
-    let (status, page) = callback(&s, &format!("code=good&state={state}"));
+    let (status, page) = callback(&s, &url, "good");
     assert_eq!(status, 200, "{page}");
     assert!(
         page.contains("octocat") && !page.contains("gho_standin"),
@@ -127,23 +133,19 @@ fn slack_user_token_from_authed_user_and_ok_false_errors() {
     });
     let d = Dirs::new();
     override_endpoints(&d, "slack", &st, "");
-    let s = Server::start(&d);
-    let key = s.create_key("bot", &["*"]);
-    set_client(&s, "slack", Some("slack-secret"));
+    let (s, key) = serve(&d, "slack", Some("slack-secret"));
     let (_, url) = s.oauth_start(&key, "slack");
     assert!(
         param(&url, "user_scope").unwrap().contains(','),
         "comma-separated user scopes: {url}"
     );
     assert!(param(&url, "scope").is_none());
-    let state = param(&url, "state").unwrap();
-    let (status, page) = callback(&s, &format!("code=bad&state={state}"));
+    let (status, page) = callback(&s, &url, "bad");
     assert_eq!(status, 400, "{page}");
     assert!(page.contains("invalid_code"), "{page}");
 
     let (id, url) = s.oauth_start(&key, "slack");
-    let state = param(&url, "state").unwrap();
-    let (status, page) = callback(&s, &format!("code=ok&state={state}"));
+    let (status, page) = callback(&s, &url, "ok");
     assert_eq!(status, 200, "{page}");
     assert_eq!(s.oauth_session(&key, &id)["account"], "Acme Corp");
     let (_, v) = s.post("/tokens/fetch", Some(&key), &json!({"provider": "slack"}));
@@ -172,13 +174,10 @@ fn notion_uses_basic_auth_and_a_json_body_and_names_the_workspace() {
     });
     let d = Dirs::new();
     override_endpoints(&d, "notion", &st, "");
-    let s = Server::start(&d);
-    let key = s.create_key("bot", &["*"]);
-    set_client(&s, "notion", Some("notion-secret"));
+    let (s, key) = serve(&d, "notion", Some("notion-secret"));
     let (id, url) = s.oauth_start(&key, "notion");
     assert_eq!(param(&url, "owner").as_deref(), Some("user"));
-    let state = param(&url, "state").unwrap();
-    let (status, page) = callback(&s, &format!("code=c1&state={state}"));
+    let (status, page) = callback(&s, &url, "c1");
     assert_eq!(status, 200, "{page}");
     assert_eq!(s.oauth_session(&key, &id)["account"], "Ada's Notes");
     let req = &st.requests_to("/token")[0];
@@ -214,17 +213,14 @@ fn reddit_asks_for_a_permanent_token_with_a_descriptive_user_agent() {
     });
     let d = Dirs::new();
     override_endpoints(&d, "reddit", &st, "");
-    let s = Server::start(&d);
-    let key = s.create_key("bot", &["*"]);
-    set_client(&s, "reddit", Some(""));
+    let (s, key) = serve(&d, "reddit", Some(""));
     let (id, url) = s.oauth_start(&key, "reddit");
     assert_eq!(param(&url, "duration").as_deref(), Some("permanent"));
     assert!(
         param(&url, "code_challenge").is_none(),
         "Reddit does not do PKCE"
     );
-    let state = param(&url, "state").unwrap();
-    assert_eq!(callback(&s, &format!("code=c&state={state}")).0, 200);
+    assert_eq!(callback(&s, &url, "c").0, 200);
     assert_eq!(s.oauth_session(&key, &id)["account"], "spez");
     let req = &st.requests_to("/token")[0];
     let ua = req.header("user-agent").unwrap();
@@ -254,9 +250,7 @@ fn jira_asks_for_the_api_audience_and_keeps_the_cloud_id() {
         &st,
         &format!("resources_url = \"{}\"\n", st.url("/resources")),
     );
-    let s = Server::start(&d);
-    let key = s.create_key("bot", &["*"]);
-    set_client(&s, "jira", Some("jira-secret"));
+    let (s, key) = serve(&d, "jira", Some("jira-secret"));
     let (_, url) = s.oauth_start(&key, "jira");
     assert_eq!(
         param(&url, "audience").as_deref(),
@@ -264,8 +258,7 @@ fn jira_asks_for_the_api_audience_and_keeps_the_cloud_id() {
     );
     assert_eq!(param(&url, "prompt").as_deref(), Some("consent"));
     assert!(param(&url, "scope").unwrap().contains("offline_access"));
-    let state = param(&url, "state").unwrap();
-    assert_eq!(callback(&s, &format!("code=c&state={state}")).0, 200);
+    assert_eq!(callback(&s, &url, "c").0, 200);
     let req = &st.requests_to("/token")[0];
     let body: Value = serde_json::from_str(&req.body).expect("Atlassian takes a JSON body");
     assert_eq!(body["client_secret"], "jira-secret");
@@ -427,8 +420,7 @@ fn the_user_may_choose_the_deep_link_redirect_per_provider() {
         Some("akhrot://oauth/callback")
     );
     // Such a session completes only through the deep link (the desktop app), not the loopback page.
-    let state = param(&url, "state").unwrap();
-    let (status, page) = callback(&s, &format!("code=c&state={state}"));
+    let (status, page) = callback(&s, &url, "c");
     assert_eq!(status, 400, "{page}");
     assert!(page.contains("akhrot://oauth/callback"), "{page}");
     assert_eq!(s.oauth_session(&key, &id)["status"], "failed");
@@ -489,12 +481,9 @@ fn a_refresh_answer_without_a_refresh_token_keeps_the_old_one() {
             st.url("/api")
         ),
     );
-    let s = Server::start(&d);
-    let key = s.create_key("bot", &["*"]);
-    set_client(&s, "keep", Some("sec"));
+    let (s, key) = serve(&d, "keep", Some("sec"));
     let (_, url) = s.oauth_start(&key, "keep");
-    let state = param(&url, "state").unwrap();
-    assert_eq!(callback(&s, &format!("code=ok&state={state}")).0, 200);
+    assert_eq!(callback(&s, &url, "ok").0, 200);
     let mut seen = std::collections::HashSet::new();
     for _ in 0..3 {
         std::thread::sleep(std::time::Duration::from_millis(2100));
@@ -520,17 +509,13 @@ fn a_refresh_answer_without_a_refresh_token_keeps_the_old_one() {
 
     // A connection that never got a refresh token: once expired, TOKEN_EXPIRED says why.
     let (_, url) = s.oauth_start(&key, "keep");
-    let state = param(&url, "state").unwrap();
     s.request(
         "DELETE",
         "/admin/connections/keep",
         Some(&s.admin_token()),
         None,
     );
-    assert_eq!(
-        callback(&s, &format!("code=norefresh&state={state}")).0,
-        200
-    );
+    assert_eq!(callback(&s, &url, "norefresh").0, 200);
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let (status, v) = s.post("/tokens/fetch", Some(&key), &json!({"provider": "keep"}));
     assert_eq!((status, code(&v)), (400, "TOKEN_EXPIRED"), "{v}");
