@@ -168,16 +168,23 @@ fn assert_integrity_error(s: &Server, key: &str, provider: &str, secret: &str) {
     assert!(!v.to_string().contains(secret));
 }
 
-#[test]
-fn tampered_ciphertext_is_detected_and_other_connections_still_work() {
-    let d = Dirs::new();
-    let s = Server::start(&d);
+/// Starts, adds an OpenAI and an Anthropic connection, stops; returns (agent key, the OpenAI
+/// key, the Anthropic key).
+fn vault_with_two_connections(d: &Dirs) -> (String, String, String) {
+    let s = Server::start(d);
     let key = s.create_key("bot", &["*"]);
     let openai = openai_key();
     let anthropic = format!("sk-ant-{}", random_hex(40));
     s.add("openai", None, json!({ "apiKey": openai }));
     s.add("anthropic", None, json!({ "apiKey": anthropic }));
     assert!(s.stop().success());
+    (key, openai, anthropic)
+}
+
+#[test]
+fn tampered_ciphertext_is_detected_and_other_connections_still_work() {
+    let d = Dirs::new();
+    let (key, openai, anthropic) = vault_with_two_connections(&d);
 
     {
         let c = open_rw(&d);
@@ -207,13 +214,7 @@ fn tampered_ciphertext_is_detected_and_other_connections_still_work() {
 #[test]
 fn row_swapped_ciphertexts_are_detected() {
     let d = Dirs::new();
-    let s = Server::start(&d);
-    let key = s.create_key("bot", &["*"]);
-    let openai = openai_key();
-    let anthropic = format!("sk-ant-{}", random_hex(40));
-    s.add("openai", None, json!({ "apiKey": openai }));
-    s.add("anthropic", None, json!({ "apiKey": anthropic }));
-    assert!(s.stop().success());
+    let (key, openai, anthropic) = vault_with_two_connections(&d);
 
     {
         let c = open_rw(&d);
