@@ -298,6 +298,11 @@ impl Env {
             .call()
             .unwrap()
     }
+    /// GET `path` as the agent: the status and the JSON body.
+    fn get_json(&self, path: &str) -> (u16, Value) {
+        let mut r = self.get(path, &self.key);
+        (r.status().as_u16(), body_json(&mut r))
+    }
 }
 
 const SECRETS: [&str; 5] = [
@@ -418,10 +423,8 @@ fn header_basic_and_query_injection_and_what_is_never_forwarded() {
     assert_eq!(e.up.seen().pop().unwrap().target, "/v1/?a=b");
 
     // A provider with two base URLs needs a service; the header or the query chooses it.
-    let mut r = e.get("/proxy/two/x", &e.key);
-    assert_eq!(r.status().as_u16(), 400);
-    let v = body_json(&mut r);
-    assert_eq!(code(&v), "BAD_REQUEST");
+    let (status, v) = e.get_json("/proxy/two/x");
+    assert_eq!((status, code(&v)), (400, "BAD_REQUEST"), "{v}");
     let msg = v["error"]["message"].as_str().unwrap();
     assert!(
         msg.contains("alpha") && msg.contains("beta") && msg.contains("X-Akhrot-Service"),
@@ -532,40 +535,32 @@ fn redirects_filled_base_urls_and_upstream_failures() {
         None,
         json!({"user": "alice/../../v1", "apiKey": "secret-ten-6666"}),
     );
-    let mut r = e.get("/proxy/ten/x", &e.key);
-    assert_eq!(r.status().as_u16(), 400);
-    let v = body_json(&mut r);
+    let (status, v) = e.get_json("/proxy/ten/x");
+    assert_eq!(status, 400, "{v}");
     assert!(
         v["error"]["message"].as_str().unwrap().contains("`user`"),
         "{v}"
     );
 
     // Providers the proxy cannot carry, unknown and unconnected ones.
-    let mut r = e.get("/proxy/telegram/x", &e.key);
-    assert_eq!(r.status().as_u16(), 400);
+    let (status, v) = e.get_json("/proxy/telegram/x");
+    assert_eq!(status, 400, "{v}");
     assert!(
-        body_json(&mut r)["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("MTProto")
+        v["error"]["message"].as_str().unwrap().contains("MTProto"),
+        "{v}"
     );
-    let mut r = e.get("/proxy/mongodb/x", &e.key);
-    assert_eq!(r.status().as_u16(), 400);
+    let (status, v) = e.get_json("/proxy/mongodb/x");
+    assert_eq!(status, 400, "{v}");
     assert!(
-        body_json(&mut r)["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("Digest")
+        v["error"]["message"].as_str().unwrap().contains("Digest"),
+        "{v}"
     );
-    let mut r = e.get("/proxy/nosuch/x", &e.key);
-    assert_eq!(r.status().as_u16(), 404);
-    assert_eq!(code(&body_json(&mut r)), "PROVIDER_NOT_FOUND");
-    let mut r = e.get("/proxy/github/user", &e.key);
-    assert_eq!(r.status().as_u16(), 404);
-    assert_eq!(code(&body_json(&mut r)), "INTEGRATION_NOT_FOUND");
-    let mut r = e.get("/proxy/hdr/x?akhrot_account=nobody", &e.key);
-    assert_eq!(r.status().as_u16(), 404);
-    assert_eq!(code(&body_json(&mut r)), "INTEGRATION_NOT_FOUND");
+    let (status, v) = e.get_json("/proxy/nosuch/x");
+    assert_eq!((status, code(&v)), (404, "PROVIDER_NOT_FOUND"), "{v}");
+    let (status, v) = e.get_json("/proxy/github/user");
+    assert_eq!((status, code(&v)), (404, "INTEGRATION_NOT_FOUND"), "{v}");
+    let (status, v) = e.get_json("/proxy/hdr/x?akhrot_account=nobody");
+    assert_eq!((status, code(&v)), (404, "INTEGRATION_NOT_FOUND"), "{v}");
 
     // No agent key, a bad one.
     let mut r = http().get(e.url("/proxy/hdr/x")).call().unwrap();
@@ -575,10 +570,8 @@ fn redirects_filled_base_urls_and_upstream_failures() {
     assert_eq!(r.status().as_u16(), 401);
 
     // The provider cannot be reached: 502 PROVIDER_ERROR, with a message and no secret.
-    let mut r = e.get("/proxy/down/x?token=abc", &e.key);
-    assert_eq!(r.status().as_u16(), 502);
-    let v = body_json(&mut r);
-    assert_eq!(code(&v), "PROVIDER_ERROR");
+    let (status, v) = e.get_json("/proxy/down/x?token=abc");
+    assert_eq!((status, code(&v)), (502, "PROVIDER_ERROR"), "{v}");
     let text = v.to_string();
     assert!(text.contains("could not be reached"), "{text}");
     assert!(
