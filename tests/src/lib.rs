@@ -742,7 +742,7 @@ pub fn cli_in(data: &Path, config: &Path, args: &[&str], stdin: Option<&str>) ->
         let body = serde_json::json!({ "provider": provider, "fields": fields });
         register_connection_fields(data, &body);
     }
-    let out = cli_run(data, config, args, stdin);
+    let out = run_fed(akhrot_cmd(data, config, args, stdin.is_some()), stdin);
     // What `keys create` and `token` print is a secret.
     if args.windows(2).any(|w| w == ["keys", "create"]) {
         secrets::register_agent_key(stdout(&out).trim());
@@ -752,20 +752,27 @@ pub fn cli_in(data: &Path, config: &Path, args: &[&str], stdin: Option<&str>) ->
     out
 }
 
-fn cli_run(data: &Path, config: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+/// `akhrot --data-dir <data> --config-dir <config> <args>` with stdout and stderr captured, and
+/// stdin piped when the run will feed it (see [`run_fed`]), else empty.
+pub fn akhrot_cmd(data: &Path, config: &Path, args: &[&str], feed_stdin: bool) -> Command {
     let mut cmd = Command::new(bin());
     cmd.arg("--data-dir")
         .arg(data)
         .arg("--config-dir")
         .arg(config)
         .args(args)
-        .stdin(if stdin.is_some() {
+        .stdin(if feed_stdin {
             Stdio::piped()
         } else {
             Stdio::null()
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    cmd
+}
+
+/// Spawns `cmd`, writes `stdin` to it (if any) and waits for its output.
+pub fn run_fed(mut cmd: Command, stdin: Option<&str>) -> Output {
     let mut child = cmd.spawn().unwrap();
     if let Some(input) = stdin {
         child
