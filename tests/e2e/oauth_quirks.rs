@@ -28,6 +28,18 @@ fn set_client(s: &Server, provider: &str, secret: Option<&str>) {
     s.admin_post("/admin/clients", &body);
 }
 
+/// [`serve`] with `provider`'s endpoints pointed at the stand-in `st` (and `extra` lines).
+fn serve_at(
+    d: &Dirs,
+    provider: &str,
+    st: &StandIn,
+    extra: &str,
+    secret: Option<&str>,
+) -> (Server, String) {
+    override_endpoints(d, provider, st, extra);
+    serve(d, provider, secret)
+}
+
 /// A server with agent key `bot` and an OAuth client for `provider` (with `secret`, if any).
 fn serve(d: &Dirs, provider: &str, secret: Option<&str>) -> (Server, String) {
     let s = Server::start(d);
@@ -64,8 +76,7 @@ fn github_sends_accept_json_and_its_200_errors_fail_the_session() {
     }
     });
     let d = Dirs::new();
-    override_endpoints(&d, "github", &st, "");
-    let (s, key) = serve(&d, "github", Some("gh-secret"));
+    let (s, key) = serve_at(&d, "github", &st, "", Some("gh-secret"));
 
     let (id, url) = s.oauth_start(&key, "github");
     assert_eq!(
@@ -132,8 +143,7 @@ fn slack_user_token_from_authed_user_and_ok_false_errors() {
     }
     });
     let d = Dirs::new();
-    override_endpoints(&d, "slack", &st, "");
-    let (s, key) = serve(&d, "slack", Some("slack-secret"));
+    let (s, key) = serve_at(&d, "slack", &st, "", Some("slack-secret"));
     let (_, url) = s.oauth_start(&key, "slack");
     assert!(
         param(&url, "user_scope").unwrap().contains(','),
@@ -173,8 +183,7 @@ fn notion_uses_basic_auth_and_a_json_body_and_names_the_workspace() {
     }
     });
     let d = Dirs::new();
-    override_endpoints(&d, "notion", &st, "");
-    let (s, key) = serve(&d, "notion", Some("notion-secret"));
+    let (s, key) = serve_at(&d, "notion", &st, "", Some("notion-secret"));
     let (id, url) = s.oauth_start(&key, "notion");
     assert_eq!(param(&url, "owner").as_deref(), Some("user"));
     let (status, page) = callback(&s, &url, "c1");
@@ -212,8 +221,7 @@ fn reddit_asks_for_a_permanent_token_with_a_descriptive_user_agent() {
     }
     });
     let d = Dirs::new();
-    override_endpoints(&d, "reddit", &st, "");
-    let (s, key) = serve(&d, "reddit", Some(""));
+    let (s, key) = serve_at(&d, "reddit", &st, "", Some(""));
     let (id, url) = s.oauth_start(&key, "reddit");
     assert_eq!(param(&url, "duration").as_deref(), Some("permanent"));
     assert!(
@@ -244,13 +252,13 @@ fn jira_asks_for_the_api_audience_and_keeps_the_cloud_id() {
     }
     });
     let d = Dirs::new();
-    override_endpoints(
+    let (s, key) = serve_at(
         &d,
         "jira",
         &st,
         &format!("resources_url = \"{}\"\n", st.url("/resources")),
+        Some("jira-secret"),
     );
-    let (s, key) = serve(&d, "jira", Some("jira-secret"));
     let (_, url) = s.oauth_start(&key, "jira");
     assert_eq!(
         param(&url, "audience").as_deref(),

@@ -523,22 +523,17 @@ fn two_instances_with_different_data_dirs_do_not_interfere() {
     let (status, _) = b.get("/admin/status", Some(&a.admin_token()));
     assert_eq!(status, 401);
 
-    let (_, v) = b.get("/ai/context/summary", Some(&kb));
-    let connected: Vec<&str> = v["data"]["connected"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["provider"].as_str().unwrap())
-        .collect();
-    assert_eq!(connected, ["anthropic"], "{v}");
-    let (_, v) = a.get("/ai/context/summary", Some(&ka));
-    let connected: Vec<&str> = v["data"]["connected"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["provider"].as_str().unwrap())
-        .collect();
-    assert_eq!(connected, ["openai"], "{v}");
+    // Each agent sees only its own instance's connections.
+    for (s, key, want) in [(&b, &kb, "anthropic"), (&a, &ka, "openai")] {
+        let (_, v) = s.get("/ai/context/summary", Some(key));
+        let connected: Vec<&str> = v["data"]["connected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["provider"].as_str().unwrap())
+            .collect();
+        assert_eq!(connected, [want], "{v}");
+    }
     let (status, v) = fetch(&b, &kb, "openai", None);
     assert_eq!((status, code(&v)), (404, "INTEGRATION_NOT_FOUND"));
 
