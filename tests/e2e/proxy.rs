@@ -287,16 +287,21 @@ fn env() -> Env {
     }
 }
 
+/// `GET <path>` on `s` with the agent key `key`.
+fn get_as(s: &Server, path: &str, key: &str) -> ureq::http::Response<ureq::Body> {
+    http()
+        .get(format!("{}{path}", s.base))
+        .header("Authorization", format!("Bearer {key}"))
+        .call()
+        .unwrap()
+}
+
 impl Env {
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.s.base)
     }
     fn get(&self, path: &str, key: &str) -> ureq::http::Response<ureq::Body> {
-        http()
-            .get(self.url(path))
-            .header("Authorization", format!("Bearer {key}"))
-            .call()
-            .unwrap()
+        get_as(&self.s, path, key)
     }
     /// GET `path` as the agent: the status and the JSON body.
     fn get_json(&self, path: &str) -> (u16, Value) {
@@ -639,11 +644,7 @@ fn large_bodies_stream_both_ways() {
     let key = s.create_key("agent", &["*"]);
 
     let started = Instant::now();
-    let mut r = http()
-        .get(format!("{}/proxy/big/files/big.bin", s.base))
-        .header("Authorization", format!("Bearer {key}"))
-        .call()
-        .unwrap();
+    let mut r = get_as(&s, "/proxy/big/files/big.bin", &key);
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(hdr(&r, "content-length").unwrap(), TOTAL.to_string());
     let mut reader = r.body_mut().with_config().limit(64 << 20).reader();
@@ -914,11 +915,7 @@ fn a_401_refreshes_once_and_the_retry_carries_the_new_token() {
     };
     let first = token(&s);
     // Through the proxy: the real server's userinfo endpoint, with the live token.
-    let mut r = http()
-        .get(format!("{}/proxy/idp/me", s.base))
-        .header("Authorization", format!("Bearer {key}"))
-        .call()
-        .unwrap();
+    let mut r = get_as(&s, "/proxy/idp/me", &key);
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(body_json(&mut r)["email"], "alice@example.test");
     let refreshes = oidc.stat("refreshToken");
@@ -997,11 +994,7 @@ fn a_401_refreshes_once_and_the_retry_carries_the_new_token() {
 
     // When the refresh token is gone too, the provider's 401 is passed back as it is.
     oidc.control("revoke-all");
-    let r = http()
-        .get(format!("{}/proxy/idp/me", s.base))
-        .header("Authorization", format!("Bearer {key}"))
-        .call()
-        .unwrap();
+    let r = get_as(&s, "/proxy/idp/me", &key);
     assert_eq!(r.status().as_u16(), 401);
     assert!(hdr(&r, "www-authenticate").is_some());
     let (st, v) = s.post("/tokens/fetch", Some(&key), &json!({"provider": "idp"}));
@@ -1038,11 +1031,7 @@ fn a_provider_that_does_not_answer_is_a_502_after_the_provider_timeout() {
     s.add("slow", None, json!({"apiKey": "secret-slow"}));
     let key = s.create_key("agent", &["*"]);
     let started = Instant::now();
-    let mut r = http()
-        .get(format!("{}/proxy/slow/wait", s.base))
-        .header("Authorization", format!("Bearer {key}"))
-        .call()
-        .unwrap();
+    let mut r = get_as(&s, "/proxy/slow/wait", &key);
     let took = started.elapsed();
     assert_eq!(r.status().as_u16(), 502);
     let v = body_json(&mut r);
@@ -1103,11 +1092,7 @@ fn shutdown_cuts_a_streaming_answer_instead_of_waiting_for_it() {
     let s = Server::start(&d);
     s.add("endless", None, json!({"apiKey": "secret-endless"}));
     let key = s.create_key("agent", &["*"]);
-    let r = http()
-        .get(format!("{}/proxy/endless/stream", s.base))
-        .header("Authorization", format!("Bearer {key}"))
-        .call()
-        .unwrap();
+    let r = get_as(&s, "/proxy/endless/stream", &key);
     assert_eq!(r.status().as_u16(), 200);
     let mut reader = r.into_body().into_reader();
     let mut first = [0u8; 5];
