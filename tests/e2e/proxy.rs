@@ -627,11 +627,7 @@ fn large_bodies_stream_both_ways() {
         )
     });
     let d = Dirs::new();
-    let mut toml = api_key_provider(
-        "big",
-        INJECT_X_API_KEY,
-        &[("api", format!("http://127.0.0.1:{port}"))],
-    );
+    let mut toml = loopback_provider("big", port);
     toml.push_str(&api_key_provider(
         "sink",
         INJECT_X_API_KEY,
@@ -1001,30 +997,39 @@ fn a_401_refreshes_once_and_the_retry_carries_the_new_token() {
     assert_eq!((st, code(&v)), (400, "TOKEN_EXPIRED"), "{v}");
 }
 
-#[test]
-fn a_provider_that_does_not_answer_is_a_502_after_the_provider_timeout() {
-    // Accepts, reads the request, and never answers.
+/// An upstream on loopback that reads each request, writes `first` (maybe nothing) and then
+/// holds the connection open without another byte; returns its port.
+fn holding_upstream(first: &'static [u8]) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         let mut held = Vec::new();
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
-            if let Some((_, s)) = read_request(stream) {
+            if let Some((_, mut s)) = read_request(stream) {
+                let _ = s.write_all(first);
                 held.push(s);
             }
         }
     });
+    port
+}
+
+/// A stand-in provider `code` (key as `X-Api-Key`) whose one service is `http://127.0.0.1:<port>`.
+fn loopback_provider(code: &str, port: u16) -> String {
+    api_key_provider(
+        code,
+        INJECT_X_API_KEY,
+        &[("api", format!("http://127.0.0.1:{port}"))],
+    )
+}
+
+#[test]
+fn a_provider_that_does_not_answer_is_a_502_after_the_provider_timeout() {
+    // Accepts, reads the request, and never answers.
+    let port = holding_upstream(b"");
     let d = Dirs::new();
-    write_provider_file(
-        &d,
-        "slow",
-        &api_key_provider(
-            "slow",
-            INJECT_X_API_KEY,
-            &[("api", format!("http://127.0.0.1:{port}"))],
-        ),
-    );
+    write_provider_file(&d, "slow", &loopback_provider("slow", port));
     std::fs::create_dir_all(d.config()).unwrap();
     std::fs::write(d.config().join("config.toml"), "provider_timeout = 2\n").unwrap();
     let s = Server::start(&d);
@@ -1065,30 +1070,11 @@ fn a_provider_that_does_not_answer_is_a_502_after_the_provider_timeout() {
 #[test]
 fn shutdown_cuts_a_streaming_answer_instead_of_waiting_for_it() {
     // Sends headers and a first chunk of an endless chunked answer, then holds the connection.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            if let Some((_, mut s)) = read_request(stream) {
-                let _ = s.write_all(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
-                );
-                held.push(s);
-            }
-        }
-    });
-    let d = Dirs::new();
-    write_provider_file(
-        &d,
-        "endless",
-        &api_key_provider(
-            "endless",
-            INJECT_X_API_KEY,
-            &[("api", format!("http://127.0.0.1:{port}"))],
-        ),
+    let port = holding_upstream(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
     );
+    let d = Dirs::new();
+    write_provider_file(&d, "endless", &loopback_provider("endless", port));
     let s = Server::start(&d);
     s.add("endless", None, json!({"apiKey": "secret-endless"}));
     let key = s.create_key("agent", &["*"]);
