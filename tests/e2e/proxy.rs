@@ -813,12 +813,7 @@ fn approvals_on_proxy_calls_proxy_only_and_own_pending_prompts() {
     );
     assert_eq!(t3.join().unwrap().0, 200);
     let keys = e.s.admin_get("/admin/keys");
-    let a = keys
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["name"] == "asker")
-        .unwrap();
+    let a = key_record(&keys, "asker");
     assert_eq!(a["policies"]["qry"]["mode"], "proxy-only", "{a}");
     assert!(a["policies"]["qry"]["until"].as_i64().is_some(), "{a}");
     let (st, v) =
@@ -857,12 +852,7 @@ fn approvals_on_proxy_calls_proxy_only_and_own_pending_prompts() {
             .is_empty()
     );
     let keys = e.s.admin_get("/admin/keys");
-    let a = keys
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["name"] == "asker")
-        .unwrap();
+    let a = key_record(&keys, "asker");
     assert_eq!(a["policies"]["hdr"]["mode"], "proxy-only", "{a}");
     // Other providers keep asking; the admin API sets the mode too, and it survives a restart.
     e.s.admin_post(

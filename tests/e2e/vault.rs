@@ -398,14 +398,6 @@ fn passphrase_mode_round_trip_wrong_and_missing_passphrase() {
     assert_eq!(token(&s, &key, "openai", None), openai);
 }
 
-fn key_record<'a>(keys: &'a Value, name: &str) -> &'a Value {
-    keys.as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["name"] == name)
-        .unwrap_or_else(|| panic!("no key {name} in {keys}"))
-}
-
 #[test]
 fn restart_keeps_keys_policies_connections_accounts_and_last_used() {
     let d = Dirs::new();

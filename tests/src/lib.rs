@@ -799,6 +799,15 @@ pub fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap()
 }
 
+/// The agent key named `name` in a `GET /admin/keys` answer's data.
+pub fn key_record<'a>(keys: &'a Value, name: &str) -> &'a Value {
+    keys.as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == name)
+        .unwrap_or_else(|| panic!("no key {name} in {keys}"))
+}
+
 /// The keyring entry holding a vault's master key.
 pub fn keyring_entry(vault_id: &str) -> keyring::Entry {
     keyring::Entry::new("akhrot", &format!("vault-{vault_id}")).unwrap()
