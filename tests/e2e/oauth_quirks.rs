@@ -42,9 +42,15 @@ fn serve_at(
 
 /// A server with agent key `bot` and an OAuth client for `provider` (with `secret`, if any).
 fn serve(d: &Dirs, provider: &str, secret: Option<&str>) -> (Server, String) {
+    let (s, key) = bot_server(d);
+    set_client(&s, provider, secret);
+    (s, key)
+}
+
+/// A server in `d` with agent key `bot`, allowed every provider.
+fn bot_server(d: &Dirs) -> (Server, String) {
     let s = Server::start(d);
     let key = s.create_key("bot", &["*"]);
-    set_client(&s, provider, secret);
     (s, key)
 }
 
@@ -291,8 +297,7 @@ fn jira_asks_for_the_api_audience_and_keeps_the_cloud_id() {
 #[test]
 fn authorize_urls_carry_each_providers_required_parameters() {
     let d = Dirs::new();
-    let s = Server::start(&d);
-    let key = s.create_key("bot", &["*"]);
+    let (s, key) = bot_server(&d);
     for p in [
         "google",
         "x-twitter",
@@ -370,8 +375,7 @@ fn authorize_urls_carry_each_providers_required_parameters() {
 #[test]
 fn sessions_need_a_client_and_an_oauth_provider() {
     let d = Dirs::new();
-    let s = Server::start(&d);
-    let key = s.create_key("bot", &["*"]);
+    let (s, key) = bot_server(&d);
     let (status, v) = s.post(
         "/oauth/sessions",
         Some(&key),
@@ -411,8 +415,7 @@ fn sessions_need_a_client_and_an_oauth_provider() {
 #[test]
 fn the_user_may_choose_the_deep_link_redirect_per_provider() {
     let d = Dirs::new();
-    let s = Server::start(&d);
-    let key = s.create_key("bot", &["*"]);
+    let (s, key) = bot_server(&d);
     let (_, v) = s.get("/ai/context/github", Some(&key));
     assert_eq!(v["data"]["clientConfigured"], false);
     let v = s.admin_post(
