@@ -22,13 +22,7 @@ fn server(d: &Dirs, timeout_secs: u64) -> Server {
 fn fetch_async(s: &Server, key: &str, body: Value) -> std::thread::JoinHandle<(u16, Value)> {
     let (base, key) = (s.base.clone(), key.to_owned());
     std::thread::spawn(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .proxy(None)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
-        let mut r = agent
+        let mut r = http_agent(Some(Duration::from_secs(60)))
             .post(format!("{base}/tokens/fetch"))
             .header("Authorization", format!("Bearer {key}"))
             .send_json(body)

@@ -64,30 +64,6 @@ fn refused(raw: &str, status: u16, code_: &str, what: &str) {
     );
 }
 
-/// A stand-in provider API: `hdr` injects the key as `X-Api-Key` toward `<up>/v1`.
-fn api_key_provider(code: &str, base: &str) -> String {
-    format!(
-        r#"[providers.{code}]
-name = "Stand-in {code}"
-auth = "api_key"
-
-[[providers.{code}.fields]]
-name = "apiKey"
-label = "API key"
-secret = true
-token = true
-
-[providers.{code}.inject]
-headers = {{ "X-Api-Key" = "{{accessToken}}" }}
-
-[[providers.{code}.services]]
-code = "api"
-name = "{code} API"
-base_url = "{base}"
-"#
-    )
-}
-
 fn ok_json(_: &Seen) -> Answer {
     (200, "application/json", r#"{"ok":true}"#.to_owned())
 }
@@ -579,7 +555,11 @@ fn mcp_tool(s: &Server, key: &str, name: &str, args: Value) -> Value {
 fn an_agent_cannot_answer_its_own_prompt_or_change_its_policy() {
     let up = StandIn::start(ok_json);
     let d = Dirs::new();
-    write_provider_file(&d, "standin", &api_key_provider("hdr", &up.url("/v1")));
+    write_provider_file(
+        &d,
+        "standin",
+        &api_key_provider("hdr", INJECT_X_API_KEY, &[("api", up.url("/v1"))]),
+    );
     let s = Server::start_with(&d, Opts::default().arg("--approval-timeout").arg("60")).unwrap();
     s.add("openai", None, json!({"apiKey": "sk-self-approve-01"}));
     s.add("hdr", None, json!({"apiKey": "secret-hdr-self-01"}));
@@ -778,61 +758,12 @@ fn an_agent_cannot_answer_its_own_prompt_or_change_its_policy() {
 
 // ------------------------------------------------------------- forged and replayed callbacks
 
-struct OauthEnv {
-    oidc: Oidc,
-    s: Server,
-    key: String,
-    _d: Dirs,
-}
-
 fn oauth_env() -> OauthEnv {
     let oidc = Oidc::start(&[]);
     let d = Dirs::new();
     write_provider_file(&d, "idp", &oidc.provider_toml("idp", "client_secret_basic"));
     let s = Server::start(&d);
-    let key = s.create_key("agent", &["*"]);
-    s.admin_post(
-        "/admin/clients",
-        &json!({"provider": "idp", "clientId": "basic-client", "clientSecret": "basic-secret"}),
-    );
-    OauthEnv {
-        oidc,
-        s,
-        key,
-        _d: d,
-    }
-}
-
-impl OauthEnv {
-    /// Starts a session; returns (id, consent URL).
-    fn start(&self) -> (String, String) {
-        let (status, v) = self.s.post(
-            "/oauth/sessions",
-            Some(&self.key),
-            &json!({"provider": "idp"}),
-        );
-        assert_eq!(status, 200, "{v}");
-        (
-            v["data"]["sessionId"].as_str().unwrap().to_owned(),
-            v["data"]["url"].as_str().unwrap().to_owned(),
-        )
-    }
-    /// The person signs in; returns the callback URL the browser is about to open.
-    fn consent(&self, url: &str, login: &str, deny: bool) -> String {
-        Browser::new().authorize(url, login, deny, &format!("{}/oauth/callback", self.s.base))
-    }
-    fn deliver(&self, callback_url: &str) -> (u16, String) {
-        let path = callback_url.strip_prefix(&self.s.base).unwrap();
-        let (status, v) = self.s.get(path, None);
-        (status, v.as_str().map(str::to_owned).unwrap_or_default())
-    }
-    fn session(&self, id: &str) -> Value {
-        let (status, v) = self
-            .s
-            .get(&format!("/oauth/sessions/{id}"), Some(&self.key));
-        assert_eq!(status, 200, "{v}");
-        v["data"].clone()
-    }
+    OauthEnv::with_basic_client(oidc, s, d)
 }
 
 #[test]
@@ -977,17 +908,7 @@ fn the_callback_of_an_expired_session_is_refused_and_never_exchanged() {
             .env("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
     )
     .unwrap();
-    let key = s.create_key("agent", &["*"]);
-    s.admin_post(
-        "/admin/clients",
-        &json!({"provider": "idp", "clientId": "basic-client", "clientSecret": "basic-secret"}),
-    );
-    let e = OauthEnv {
-        oidc,
-        s,
-        key,
-        _d: d,
-    };
+    let e = OauthEnv::with_basic_client(oidc, s, d);
     let (id, url) = e.start();
     let cb = e.consent(&url, "gina", false);
     assert_eq!(e.session(&id)["status"], "pending");
@@ -1195,7 +1116,11 @@ fn proxy_env() -> ProxyEnv {
     let evil = StandIn::start(|_| (200, "text/plain", "stolen".to_owned()));
     let up = StandIn::start(ok_json);
     let d = Dirs::new();
-    write_provider_file(&d, "standin", &api_key_provider("hdr", &up.url("/v1")));
+    write_provider_file(
+        &d,
+        "standin",
+        &api_key_provider("hdr", INJECT_X_API_KEY, &[("api", up.url("/v1"))]),
+    );
     let s = Server::start(&d);
     let issues = s.admin_get("/admin/status")["catalog"]["issues"].clone();
     assert_eq!(issues, json!([]), "providers.d entry rejected");

@@ -4,6 +4,16 @@
 use akhrot_e2e::*;
 use serde_json::Value;
 
+/// `akhrot policy set --agent <agent> --provider openai <mode…>`.
+fn policy_set(s: &Server, agent: &str, mode: &[&str]) -> std::process::Output {
+    let args = [
+        &["policy", "set", "--agent", agent, "--provider", "openai"][..],
+        mode,
+    ]
+    .concat();
+    s.cli(&args, None)
+}
+
 #[test]
 fn keys_create_prints_only_the_key_and_list_revoke_work() {
     let d = Dirs::new();
@@ -114,48 +124,13 @@ fn policy_set_changes_what_an_agent_may_fetch() {
         408,
         "asked, unanswered"
     );
-    let o = s.cli(
-        &[
-            "policy",
-            "set",
-            "--agent",
-            "bot",
-            "--provider",
-            "openai",
-            "allow",
-            "--for",
-            "1h",
-        ],
-        None,
-    );
+    let o = policy_set(&s, "bot", &["allow", "--for", "1h"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(s.post("/tokens/fetch", Some(&key), &body).0, 200);
-    let o = s.cli(
-        &[
-            "policy",
-            "set",
-            "--agent",
-            "bot",
-            "--provider",
-            "openai",
-            "deny",
-        ],
-        None,
-    );
+    let o = policy_set(&s, "bot", &["deny"]);
     assert!(o.status.success());
     assert_eq!(s.post("/tokens/fetch", Some(&key), &body).0, 403);
-    let o = s.cli(
-        &[
-            "policy",
-            "set",
-            "--agent",
-            "nobody",
-            "--provider",
-            "openai",
-            "allow",
-        ],
-        None,
-    );
+    let o = policy_set(&s, "nobody", &["allow"]);
     assert!(!o.status.success());
 }
 

@@ -43,24 +43,9 @@ impl Rng {
     }
 }
 
-fn connect(s: &Server, key: &str, login: &str) {
-    let (status, v) = s.post("/oauth/sessions", Some(key), &json!({"provider": "idp"}));
-    assert_eq!(status, 200, "{v}");
-    let url = v["data"]["url"].as_str().unwrap().to_owned();
-    let cb = Browser::new().authorize(&url, login, false, &format!("{}/oauth/callback", s.base));
-    let (status, _) = s.get(cb.strip_prefix(&s.base).unwrap(), None);
-    assert_eq!(status, 200);
-}
-
 /// A fetch that tolerates the server dying under it.
 fn fetch_tolerant(port: u16, key: &str) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    let _ = agent
+    let _ = http_agent(Some(Duration::from_secs(10)))
         .post(format!("http://127.0.0.1:{port}/tokens/fetch"))
         .header("Authorization", format!("Bearer {key}"))
         .send_json(json!({"provider": "idp"}));
@@ -68,12 +53,7 @@ fn fetch_tolerant(port: u16, key: &str) {
 
 /// The authorization server's refresh records after `since`, and its latest sequence number.
 fn refreshes(oidc: &Oidc, since: u64) -> (u64, Vec<Value>) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .build()
-        .into();
-    let mut r = agent
+    let mut r = http_agent(None)
         .get(format!("{}/__test/refreshes?since={since}", oidc.issuer))
         .call()
         .unwrap();
@@ -146,11 +126,8 @@ fn sigkill_during_rotating_refreshes_never_loses_a_token_the_server_did_not_rota
     write_provider_file(&d, "idp", &oidc.provider_toml("idp", "client_secret_basic"));
     let s = Server::start(&d);
     let key = s.create_key("agent", &["*"]);
-    s.admin_post(
-        "/admin/clients",
-        &json!({"provider": "idp", "clientId": "basic-client", "clientSecret": "basic-secret"}),
-    );
-    connect(&s, &key, "crash");
+    s.add_basic_client();
+    assert_eq!(s.oauth_connect(&key, "idp", "crash").1, 200);
     let mut logs = vec![s.log()];
     let mut server = Some(s);
     let seed = std::env::var("AKHROT_CRASH_SEED")
@@ -238,7 +215,7 @@ fn sigkill_during_rotating_refreshes_never_loses_a_token_the_server_did_not_rota
         }
         let lost = outcome != 0;
         if lost {
-            connect(&s, &key, "crash");
+            assert_eq!(s.oauth_connect(&key, "idp", "crash").1, 200);
         }
         if (round + 1) % 100 == 0 {
             eprintln!(

@@ -73,12 +73,7 @@ fn free_port() -> u16 {
 }
 
 fn http() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(90)))
-        .build()
-        .into()
+    http_agent(Some(Duration::from_secs(90)))
 }
 
 fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
@@ -354,12 +349,30 @@ impl Api {
     }
 }
 
-#[test]
-fn the_desktop_app_prompts_completes_deep_links_and_quits_on_sigterm() {
+/// Fails the test when there is no X display to run the app on.
+fn require_display() {
     assert!(
         std::env::var_os("DISPLAY").is_some(),
         "no X display: run this through scripts/with-desktop"
     );
+}
+
+/// The app's environment: its data and config directories in `dirs`, any free port, info logs.
+fn app_env(dirs: &Dirs) -> Vec<(String, String)> {
+    vec![
+        ("AKHROT_DATA_DIR".into(), dirs.data().display().to_string()),
+        (
+            "AKHROT_CONFIG_DIR".into(),
+            dirs.config().display().to_string(),
+        ),
+        ("AKHROT_PORT".into(), "0".into()),
+        ("RUST_LOG".into(), "info".into()),
+    ]
+}
+
+#[test]
+fn the_desktop_app_prompts_completes_deep_links_and_quits_on_sigterm() {
+    require_display();
     let dirs = Dirs::new();
     let oidc = Oidc::start(&[]);
     write_provider_file(
@@ -368,15 +381,7 @@ fn the_desktop_app_prompts_completes_deep_links_and_quits_on_sigterm() {
         &oidc.provider_toml("idp", "client_secret_basic"),
     );
     let app = desktop_bin();
-    let env: Vec<(String, String)> = vec![
-        ("AKHROT_DATA_DIR".into(), dirs.data().display().to_string()),
-        (
-            "AKHROT_CONFIG_DIR".into(),
-            dirs.config().display().to_string(),
-        ),
-        ("AKHROT_PORT".into(), "0".into()),
-        ("RUST_LOG".into(), "info".into()),
-    ];
+    let env = app_env(&dirs);
 
     // 1. The app starts and its window shows the Connections page, signed in.
     let driver = Driver::start(&env);
@@ -568,25 +573,14 @@ fn desktop_pids_under(root: u32) -> Vec<u32> {
 
 #[test]
 fn the_desktop_app_says_so_when_akhrot_serve_already_owns_the_vault() {
-    assert!(
-        std::env::var_os("DISPLAY").is_some(),
-        "no X display: run this through scripts/with-desktop"
-    );
+    require_display();
     let dirs = Dirs::new();
     // `akhrot serve` owns the data directory first, with a credential in its vault.
     let server = Server::start(&dirs);
     server.add("openai", None, json!({"apiKey": "sk-owned-by-serve"}));
     let owner_before = std::fs::read_to_string(dirs.data().join("server.json")).unwrap();
     let admin_before = server.admin_token();
-    let env: Vec<(String, String)> = vec![
-        ("AKHROT_DATA_DIR".into(), dirs.data().display().to_string()),
-        (
-            "AKHROT_CONFIG_DIR".into(),
-            dirs.config().display().to_string(),
-        ),
-        ("AKHROT_PORT".into(), "0".into()),
-        ("RUST_LOG".into(), "info".into()),
-    ];
+    let env = app_env(&dirs);
     let driver = Driver::start(&env);
     let session = Session::new(&driver, &desktop_bin());
 

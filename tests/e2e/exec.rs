@@ -2,10 +2,9 @@
 //! through, the agent key does not, and no token is ever printed by akhrot itself.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use akhrot_e2e::{Dirs, Server, bin, contains, stderr, stdout};
+use akhrot_e2e::{Dirs, Server, akhrot_cmd, bin, contains, run_fed, stderr, stdout};
 use serde_json::json;
 
 const OPENAI: &str = "sk-exec-test-0123456789abcdef";
@@ -13,34 +12,15 @@ const STRIPE: &str = "sk_test_exec_fedcba9876543210";
 
 /// `akhrot exec <args>` as an agent with `key` (or none), feeding `stdin`.
 fn exec(s: &Server, key: Option<&str>, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut cmd = Command::new(bin());
-    cmd.arg("--data-dir")
-        .arg(&s.data)
-        .arg("--config-dir")
-        .arg(&s.config)
-        .arg("exec")
-        .args(args)
-        .env_remove("AKHROT_API_KEY")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let all: Vec<&str> = std::iter::once("exec")
+        .chain(args.iter().copied())
+        .collect();
+    let mut cmd = akhrot_cmd(&s.data, &s.config, &all, stdin.is_some());
+    cmd.env_remove("AKHROT_API_KEY");
     if let Some(k) = key {
         cmd.env("AKHROT_API_KEY", k);
     }
-    let mut child = cmd.spawn().unwrap();
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    child.wait_with_output().unwrap()
+    run_fed(cmd, stdin)
 }
 
 fn no_token_in(o: &Output) {

@@ -146,13 +146,8 @@ fn fetch(s: &Server, key: &str, provider: &str) -> (u16, Value) {
 
 /// Starts a session for `provider` as the agent; returns (session id, state).
 fn start_session(s: &Server, key: &str, provider: &str) -> (String, String) {
-    let (status, v) = s.post("/oauth/sessions", Some(key), &json!({"provider": provider}));
-    assert_eq!(status, 200, "{v}");
-    let url = v["data"]["url"].as_str().unwrap();
-    (
-        v["data"]["sessionId"].as_str().unwrap().to_owned(),
-        param(url, "state").unwrap(),
-    )
+    let (id, url) = s.oauth_start(key, provider);
+    (id, param(&url, "state").unwrap())
 }
 
 /// What `f` returned and how long it took.
@@ -220,23 +215,13 @@ fn a_hanging_or_resetting_token_endpoint_is_provider_error_within_the_bound_and_
     .unwrap();
     let s = Arc::new(Server::start(&d));
     let key = s.create_key("agent", &["*"]);
-    s.admin_post(
-        "/admin/clients",
-        &json!({"provider": "idp", "clientId": "basic-client", "clientSecret": "basic-secret"}),
-    );
+    s.add_basic_client();
     s.admin_post(
         "/admin/clients",
         &json!({"provider": "flaky", "clientId": "flaky-client", "clientSecret": "flaky-secret"}),
     );
     // Connect both.
-    let (_, v) = s.post("/oauth/sessions", Some(&key), &json!({"provider": "idp"}));
-    let cb = Browser::new().authorize(
-        v["data"]["url"].as_str().unwrap(),
-        "other",
-        false,
-        &format!("{}/oauth/callback", s.base),
-    );
-    assert_eq!(s.get(cb.strip_prefix(&s.base).unwrap(), None).0, 200);
+    assert_eq!(s.oauth_connect(&key, "idp", "other").1, 200);
     let (_, state) = start_session(&s, &key, "flaky");
     let (status, page) = s.get(&format!("/oauth/callback?code=c1&state={state}"), None);
     assert_eq!(status, 200, "{page}");
@@ -841,18 +826,8 @@ fn a_rotated_token_that_cannot_be_committed_on_a_full_disk_is_kept_until_space_r
     let disk = Tmpfs::mount(&d.data(), "2m");
     let s = Server::start(&d);
     let key = s.create_key("agent", &["*"]);
-    s.admin_post(
-        "/admin/clients",
-        &json!({"provider": "idp", "clientId": "basic-client", "clientSecret": "basic-secret"}),
-    );
-    let (_, v) = s.post("/oauth/sessions", Some(&key), &json!({"provider": "idp"}));
-    let cb = Browser::new().authorize(
-        v["data"]["url"].as_str().unwrap(),
-        "full",
-        false,
-        &format!("{}/oauth/callback", s.base),
-    );
-    assert_eq!(s.get(cb.strip_prefix(&s.base).unwrap(), None).0, 200);
+    s.add_basic_client();
+    assert_eq!(s.oauth_connect(&key, "idp", "full").1, 200);
     assert_eq!(fetch(&s, &key, "idp").0, 200);
     let filler = disk.fill();
 

@@ -10,15 +10,8 @@ use std::time::{Duration, Instant};
 use akhrot_e2e::*;
 use serde_json::{Value, json};
 
-struct Env {
-    oidc: Oidc,
-    s: Server,
-    key: String,
-    _d: Dirs,
-}
-
 /// An Akhrot server with provider `idp` pointing at a fresh oidc-provider.
-fn env(oidc_flags: &[&str], client: &str, opts: Opts) -> Env {
+fn env(oidc_flags: &[&str], client: &str, opts: Opts) -> OauthEnv {
     let oidc = Oidc::start(oidc_flags);
     let d = Dirs::new();
     let token_auth = match client {
@@ -28,75 +21,19 @@ fn env(oidc_flags: &[&str], client: &str, opts: Opts) -> Env {
     };
     write_provider_file(&d, "idp", &oidc.provider_toml("idp", token_auth));
     let s = Server::start_with(&d, opts).unwrap();
-    let key = s.create_key("agent", &["*"]);
+    let e = OauthEnv::new(oidc, s, d);
     let mut body = json!({"provider": "idp", "clientId": client});
     match client {
         "basic-client" => body["clientSecret"] = json!("basic-secret"),
         "post-client" => body["clientSecret"] = json!("post-secret"),
         _ => {}
     }
-    let v = s.admin_post("/admin/clients", &body);
+    let v = e.s.admin_post("/admin/clients", &body);
     assert_eq!(
         v["redirectUri"],
-        format!("http://127.0.0.1:{}/oauth/callback", s.port)
+        format!("http://127.0.0.1:{}/oauth/callback", e.s.port)
     );
-    Env {
-        oidc,
-        s,
-        key,
-        _d: d,
-    }
-}
-
-impl Env {
-    /// Starts a session as the agent, signs in as `login`, and follows the redirect back.
-    fn connect(&self, login: &str) -> (String, u16, String) {
-        let (status, v) = self.s.post(
-            "/oauth/sessions",
-            Some(&self.key),
-            &json!({"provider": "idp"}),
-        );
-        assert_eq!(status, 200, "{v}");
-        let id = v["data"]["sessionId"].as_str().unwrap().to_owned();
-        let url = v["data"]["url"].as_str().unwrap().to_owned();
-        let cb = Browser::new().authorize(
-            &url,
-            login,
-            false,
-            &format!("{}/oauth/callback", self.s.base),
-        );
-        let (status, page) = self.deliver(&cb);
-        (id, status, page)
-    }
-
-    /// The browser opening Akhrot's callback URL.
-    fn deliver(&self, callback_url: &str) -> (u16, String) {
-        let path = callback_url.strip_prefix(&self.s.base).unwrap();
-        let (status, v) = self.s.get(path, None);
-        (status, v.as_str().map(str::to_owned).unwrap_or_default())
-    }
-
-    fn fetch(&self) -> (u16, Value) {
-        self.s.post(
-            "/tokens/fetch",
-            Some(&self.key),
-            &json!({"provider": "idp"}),
-        )
-    }
-
-    fn token(&self) -> String {
-        let (status, v) = self.fetch();
-        assert_eq!(status, 200, "{v}");
-        v["data"]["accessToken"].as_str().unwrap().to_owned()
-    }
-
-    fn session(&self, id: &str) -> Value {
-        let (status, v) = self
-            .s
-            .get(&format!("/oauth/sessions/{id}"), Some(&self.key));
-        assert_eq!(status, 200, "{v}");
-        v["data"].clone()
-    }
+    e
 }
 
 fn wait_until_expired(secs: f64) {
@@ -292,17 +229,7 @@ fn a_slow_provider_times_out_within_the_configured_bound() {
     std::fs::create_dir_all(d.config()).unwrap();
     std::fs::write(d.config().join("config.toml"), "provider_timeout = 1\n").unwrap();
     let s = Server::start(&d);
-    let key = s.create_key("agent", &["*"]);
-    s.admin_post(
-        "/admin/clients",
-        &json!({"provider": "idp", "clientId": "basic-client", "clientSecret": "basic-secret"}),
-    );
-    let e = Env {
-        oidc,
-        s,
-        key,
-        _d: d,
-    };
+    let e = OauthEnv::with_basic_client(oidc, s, d);
     e.connect("frank");
     wait_until_expired(2.2);
     e.oidc.control("delay-token?ms=3000");
@@ -393,7 +320,7 @@ fn akhrot_connect_prints_the_url_and_waits_for_completion() {
     .unwrap();
     let url = line.trim().to_owned();
     assert!(url.starts_with(&e.oidc.issuer), "{url}");
-    let cb = Browser::new().authorize(&url, "kim", false, &format!("{}/oauth/callback", e.s.base));
+    let cb = e.consent(&url, "kim", false);
     assert_eq!(e.deliver(&cb).0, 200);
     let out = child.wait_with_output().unwrap();
     assert!(

@@ -28,33 +28,43 @@ fn set_client(s: &Server, provider: &str, secret: Option<&str>) {
     s.admin_post("/admin/clients", &body);
 }
 
-/// Starts a session as an agent; returns (session id, authorize URL).
-fn start(s: &Server, key: &str, provider: &str) -> (String, String) {
-    let (status, v) = s.post("/oauth/sessions", Some(key), &json!({"provider": provider}));
-    assert_eq!(status, 200, "{v}");
-    let d = &v["data"];
-    assert_eq!(d["status"], "pending");
-    (
-        d["sessionId"].as_str().unwrap().to_owned(),
-        d["url"].as_str().unwrap().to_owned(),
-    )
+/// [`serve`] with `provider`'s endpoints pointed at the stand-in `st` (and `extra` lines).
+fn serve_at(
+    d: &Dirs,
+    provider: &str,
+    st: &StandIn,
+    extra: &str,
+    secret: Option<&str>,
+) -> (Server, String) {
+    override_endpoints(d, provider, st, extra);
+    serve(d, provider, secret)
 }
 
-/// Plays the provider's redirect back to the loopback callback.
-fn callback(s: &Server, query: &str) -> (u16, String) {
-    let (status, v) = s.get(&format!("/oauth/callback?{query}"), None);
+/// A server with agent key `bot` and an OAuth client for `provider` (with `secret`, if any).
+fn serve(d: &Dirs, provider: &str, secret: Option<&str>) -> (Server, String) {
+    let (s, key) = bot_server(d);
+    set_client(&s, provider, secret);
+    (s, key)
+}
+
+/// A server in `d` with agent key `bot`, allowed every provider.
+fn bot_server(d: &Dirs) -> (Server, String) {
+    let s = Server::start(d);
+    let key = s.create_key("bot", &["*"]);
+    (s, key)
+}
+
+/// Plays the provider's redirect back to the loopback callback, with `code` and the state of
+/// the session whose authorize URL is `url`.
+fn callback(s: &Server, url: &str, code: &str) -> (u16, String) {
+    let state = param(url, "state").unwrap();
+    let (status, v) = s.get(&format!("/oauth/callback?code={code}&state={state}"), None);
     (
         status,
         v.as_str()
             .map(str::to_owned)
             .unwrap_or_else(|| v.to_string()),
     )
-}
-
-fn session(s: &Server, key: &str, id: &str) -> Value {
-    let (status, v) = s.get(&format!("/oauth/sessions/{id}"), Some(key));
-    assert_eq!(status, 200, "{v}");
-    v["data"].clone()
 }
 
 #[test]
@@ -72,21 +82,17 @@ fn github_sends_accept_json_and_its_200_errors_fail_the_session() {
     }
     });
     let d = Dirs::new();
-    override_endpoints(&d, "github", &st, "");
-    let s = Server::start(&d);
-    let key = s.create_key("bot", &["*"]);
-    set_client(&s, "github", Some("gh-secret"));
+    let (s, key) = serve_at(&d, "github", &st, "", Some("gh-secret"));
 
-    let (id, url) = start(&s, &key, "github");
+    let (id, url) = s.oauth_start(&key, "github");
     assert_eq!(
         param(&url, "code_challenge_method").as_deref(),
         Some("S256")
     );
-    let state = param(&url, "state").unwrap();
-    let (status, page) = callback(&s, &format!("code=bad&state={state}"));
+    let (status, page) = callback(&s, &url, "bad");
     assert_eq!(status, 400, "{page}");
     assert!(page.contains("incorrect or expired"), "{page}");
-    let v = session(&s, &key, &id);
+    let v = s.oauth_session(&key, &id);
     assert_eq!(v["status"], "failed");
     assert!(
         v["error"]
@@ -95,15 +101,14 @@ fn github_sends_accept_json_and_its_200_errors_fail_the_session() {
             .contains("bad_verification_code")
     );
 
-    let (id, url) = start(&s, &key, "github");
-    let state = param(&url, "state").unwrap();
-    let (status, page) = callback(&s, &format!("code=good&state={state}"));
+    let (id, url) = s.oauth_start(&key, "github");
+    let (status, page) = callback(&s, &url, "good");
     assert_eq!(status, 200, "{page}");
     assert!(
         page.contains("octocat") && !page.contains("gho_standin"),
         "{page}"
     );
-    let v = session(&s, &key, &id);
+    let v = s.oauth_session(&key, &id);
     assert_eq!(
         (v["status"].as_str(), v["account"].as_str()),
         (Some("completed"), Some("octocat"))
@@ -144,26 +149,21 @@ fn slack_user_token_from_authed_user_and_ok_false_errors() {
     }
     });
     let d = Dirs::new();
-    override_endpoints(&d, "slack", &st, "");
-    let s = Server::start(&d);
-    let key = s.create_key("bot", &["*"]);
-    set_client(&s, "slack", Some("slack-secret"));
-    let (_, url) = start(&s, &key, "slack");
+    let (s, key) = serve_at(&d, "slack", &st, "", Some("slack-secret"));
+    let (_, url) = s.oauth_start(&key, "slack");
     assert!(
         param(&url, "user_scope").unwrap().contains(','),
         "comma-separated user scopes: {url}"
     );
     assert!(param(&url, "scope").is_none());
-    let state = param(&url, "state").unwrap();
-    let (status, page) = callback(&s, &format!("code=bad&state={state}"));
+    let (status, page) = callback(&s, &url, "bad");
     assert_eq!(status, 400, "{page}");
     assert!(page.contains("invalid_code"), "{page}");
 
-    let (id, url) = start(&s, &key, "slack");
-    let state = param(&url, "state").unwrap();
-    let (status, page) = callback(&s, &format!("code=ok&state={state}"));
+    let (id, url) = s.oauth_start(&key, "slack");
+    let (status, page) = callback(&s, &url, "ok");
     assert_eq!(status, 200, "{page}");
-    assert_eq!(session(&s, &key, &id)["account"], "Acme Corp");
+    assert_eq!(s.oauth_session(&key, &id)["account"], "Acme Corp");
     let (_, v) = s.post("/tokens/fetch", Some(&key), &json!({"provider": "slack"}));
     let t = &v["data"];
     assert_eq!(t["accessToken"], "xoxp-user-token");
@@ -189,16 +189,12 @@ fn notion_uses_basic_auth_and_a_json_body_and_names_the_workspace() {
     }
     });
     let d = Dirs::new();
-    override_endpoints(&d, "notion", &st, "");
-    let s = Server::start(&d);
-    let key = s.create_key("bot", &["*"]);
-    set_client(&s, "notion", Some("notion-secret"));
-    let (id, url) = start(&s, &key, "notion");
+    let (s, key) = serve_at(&d, "notion", &st, "", Some("notion-secret"));
+    let (id, url) = s.oauth_start(&key, "notion");
     assert_eq!(param(&url, "owner").as_deref(), Some("user"));
-    let state = param(&url, "state").unwrap();
-    let (status, page) = callback(&s, &format!("code=c1&state={state}"));
+    let (status, page) = callback(&s, &url, "c1");
     assert_eq!(status, 200, "{page}");
-    assert_eq!(session(&s, &key, &id)["account"], "Ada's Notes");
+    assert_eq!(s.oauth_session(&key, &id)["account"], "Ada's Notes");
     let req = &st.requests_to("/token")[0];
     assert!(req.header("authorization").unwrap().starts_with("Basic "));
     assert!(
@@ -231,19 +227,15 @@ fn reddit_asks_for_a_permanent_token_with_a_descriptive_user_agent() {
     }
     });
     let d = Dirs::new();
-    override_endpoints(&d, "reddit", &st, "");
-    let s = Server::start(&d);
-    let key = s.create_key("bot", &["*"]);
-    set_client(&s, "reddit", Some(""));
-    let (id, url) = start(&s, &key, "reddit");
+    let (s, key) = serve_at(&d, "reddit", &st, "", Some(""));
+    let (id, url) = s.oauth_start(&key, "reddit");
     assert_eq!(param(&url, "duration").as_deref(), Some("permanent"));
     assert!(
         param(&url, "code_challenge").is_none(),
         "Reddit does not do PKCE"
     );
-    let state = param(&url, "state").unwrap();
-    assert_eq!(callback(&s, &format!("code=c&state={state}")).0, 200);
-    assert_eq!(session(&s, &key, &id)["account"], "spez");
+    assert_eq!(callback(&s, &url, "c").0, 200);
+    assert_eq!(s.oauth_session(&key, &id)["account"], "spez");
     let req = &st.requests_to("/token")[0];
     let ua = req.header("user-agent").unwrap();
     assert!(
@@ -266,24 +258,21 @@ fn jira_asks_for_the_api_audience_and_keeps_the_cloud_id() {
     }
     });
     let d = Dirs::new();
-    override_endpoints(
+    let (s, key) = serve_at(
         &d,
         "jira",
         &st,
         &format!("resources_url = \"{}\"\n", st.url("/resources")),
+        Some("jira-secret"),
     );
-    let s = Server::start(&d);
-    let key = s.create_key("bot", &["*"]);
-    set_client(&s, "jira", Some("jira-secret"));
-    let (_, url) = start(&s, &key, "jira");
+    let (_, url) = s.oauth_start(&key, "jira");
     assert_eq!(
         param(&url, "audience").as_deref(),
         Some("api.atlassian.com")
     );
     assert_eq!(param(&url, "prompt").as_deref(), Some("consent"));
     assert!(param(&url, "scope").unwrap().contains("offline_access"));
-    let state = param(&url, "state").unwrap();
-    assert_eq!(callback(&s, &format!("code=c&state={state}")).0, 200);
+    assert_eq!(callback(&s, &url, "c").0, 200);
     let req = &st.requests_to("/token")[0];
     let body: Value = serde_json::from_str(&req.body).expect("Atlassian takes a JSON body");
     assert_eq!(body["client_secret"], "jira-secret");
@@ -308,8 +297,7 @@ fn jira_asks_for_the_api_audience_and_keeps_the_cloud_id() {
 #[test]
 fn authorize_urls_carry_each_providers_required_parameters() {
     let d = Dirs::new();
-    let s = Server::start(&d);
-    let key = s.create_key("bot", &["*"]);
+    let (s, key) = bot_server(&d);
     for p in [
         "google",
         "x-twitter",
@@ -320,7 +308,7 @@ fn authorize_urls_carry_each_providers_required_parameters() {
     ] {
         set_client(&s, p, Some("sec"));
     }
-    let (_, url) = start(&s, &key, "google");
+    let (_, url) = s.oauth_start(&key, "google");
     assert!(
         url.starts_with("https://accounts.google.com/o/oauth2/v2/auth?"),
         "{url}"
@@ -335,7 +323,7 @@ fn authorize_urls_carry_each_providers_required_parameters() {
         "spotify",
         "gitlab",
     ] {
-        let (_, url) = start(&s, &key, p);
+        let (_, url) = s.oauth_start(&key, p);
         assert_eq!(
             param(&url, "code_challenge_method").as_deref(),
             Some("S256"),
@@ -356,14 +344,14 @@ fn authorize_urls_carry_each_providers_required_parameters() {
         );
         assert!(param(&url, "state").unwrap().len() >= 22);
     }
-    let (_, url) = start(&s, &key, "x-twitter");
+    let (_, url) = s.oauth_start(&key, "x-twitter");
     assert!(
         param(&url, "scope")
             .unwrap()
             .split(' ')
             .any(|s| s == "offline.access")
     );
-    let (_, url) = start(&s, &key, "microsoft");
+    let (_, url) = s.oauth_start(&key, "microsoft");
     assert!(
         param(&url, "scope")
             .unwrap()
@@ -387,8 +375,7 @@ fn authorize_urls_carry_each_providers_required_parameters() {
 #[test]
 fn sessions_need_a_client_and_an_oauth_provider() {
     let d = Dirs::new();
-    let s = Server::start(&d);
-    let key = s.create_key("bot", &["*"]);
+    let (s, key) = bot_server(&d);
     let (status, v) = s.post(
         "/oauth/sessions",
         Some(&key),
@@ -428,8 +415,7 @@ fn sessions_need_a_client_and_an_oauth_provider() {
 #[test]
 fn the_user_may_choose_the_deep_link_redirect_per_provider() {
     let d = Dirs::new();
-    let s = Server::start(&d);
-    let key = s.create_key("bot", &["*"]);
+    let (s, key) = bot_server(&d);
     let (_, v) = s.get("/ai/context/github", Some(&key));
     assert_eq!(v["data"]["clientConfigured"], false);
     let v = s.admin_post(
@@ -439,17 +425,16 @@ fn the_user_may_choose_the_deep_link_redirect_per_provider() {
     assert_eq!(v["redirectUri"], "akhrot://oauth/callback");
     let (_, v) = s.get("/ai/context/github", Some(&key));
     assert_eq!(v["data"]["clientConfigured"], true);
-    let (id, url) = start(&s, &key, "github");
+    let (id, url) = s.oauth_start(&key, "github");
     assert_eq!(
         param(&url, "redirect_uri").as_deref(),
         Some("akhrot://oauth/callback")
     );
     // Such a session completes only through the deep link (the desktop app), not the loopback page.
-    let state = param(&url, "state").unwrap();
-    let (status, page) = callback(&s, &format!("code=c&state={state}"));
+    let (status, page) = callback(&s, &url, "c");
     assert_eq!(status, 400, "{page}");
     assert!(page.contains("akhrot://oauth/callback"), "{page}");
-    assert_eq!(session(&s, &key, &id)["status"], "failed");
+    assert_eq!(s.oauth_session(&key, &id)["status"], "failed");
     // The CLI sets it too, and back.
     let o = s.cli(
         &[
@@ -507,12 +492,9 @@ fn a_refresh_answer_without_a_refresh_token_keeps_the_old_one() {
             st.url("/api")
         ),
     );
-    let s = Server::start(&d);
-    let key = s.create_key("bot", &["*"]);
-    set_client(&s, "keep", Some("sec"));
-    let (_, url) = start(&s, &key, "keep");
-    let state = param(&url, "state").unwrap();
-    assert_eq!(callback(&s, &format!("code=ok&state={state}")).0, 200);
+    let (s, key) = serve(&d, "keep", Some("sec"));
+    let (_, url) = s.oauth_start(&key, "keep");
+    assert_eq!(callback(&s, &url, "ok").0, 200);
     let mut seen = std::collections::HashSet::new();
     for _ in 0..3 {
         std::thread::sleep(std::time::Duration::from_millis(2100));
@@ -537,18 +519,14 @@ fn a_refresh_answer_without_a_refresh_token_keeps_the_old_one() {
     );
 
     // A connection that never got a refresh token: once expired, TOKEN_EXPIRED says why.
-    let (_, url) = start(&s, &key, "keep");
-    let state = param(&url, "state").unwrap();
+    let (_, url) = s.oauth_start(&key, "keep");
     s.request(
         "DELETE",
         "/admin/connections/keep",
         Some(&s.admin_token()),
         None,
     );
-    assert_eq!(
-        callback(&s, &format!("code=norefresh&state={state}")).0,
-        200
-    );
+    assert_eq!(callback(&s, &url, "norefresh").0, 200);
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let (status, v) = s.post("/tokens/fetch", Some(&key), &json!({"provider": "keep"}));
     assert_eq!((status, code(&v)), (400, "TOKEN_EXPIRED"), "{v}");

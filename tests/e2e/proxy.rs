@@ -192,37 +192,6 @@ fn wait_audit(s: &Server, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
     }
 }
 
-fn api_key_provider(code: &str, inject: &str, bases: &[(&str, String)]) -> String {
-    let mut t = format!(
-        r#"[providers.{code}]
-name = "Stand-in {code}"
-auth = "api_key"
-
-[[providers.{code}.fields]]
-name = "user"
-label = "User"
-secret = false
-token = false
-optional = true
-
-[[providers.{code}.fields]]
-name = "apiKey"
-label = "API key"
-secret = true
-token = true
-
-[providers.{code}.inject]
-{inject}
-"#
-    );
-    for (svc, base) in bases {
-        t.push_str(&format!(
-            "\n[[providers.{code}.services]]\ncode = \"{svc}\"\nname = \"{svc} API\"\nbase_url = \"{base}\"\n"
-        ));
-    }
-    t
-}
-
 struct Env {
     s: Server,
     key: String,
@@ -266,7 +235,7 @@ fn env() -> Env {
     let mut toml = String::new();
     toml.push_str(&api_key_provider(
         "hdr",
-        r#"headers = { "X-Api-Key" = "{accessToken}" }"#,
+        INJECT_X_API_KEY,
         &[("api", format!("{b}/v1"))],
     ));
     toml.push_str(&api_key_provider(
@@ -286,12 +255,12 @@ fn env() -> Env {
     ));
     toml.push_str(&api_key_provider(
         "ten",
-        r#"headers = { "X-Api-Key" = "{accessToken}" }"#,
+        INJECT_X_API_KEY,
         &[("api", format!("{b}/t/{{user}}"))],
     ));
     toml.push_str(&api_key_provider(
         "down",
-        r#"headers = { "X-Api-Key" = "{accessToken}" }"#,
+        INJECT_X_API_KEY,
         &[("api", format!("http://127.0.0.1:{}/v1", closed_port()))],
     ));
     write_provider_file(&d, "standins", &toml);
@@ -318,16 +287,26 @@ fn env() -> Env {
     }
 }
 
+/// `GET <path>` on `s` with the agent key `key`.
+fn get_as(s: &Server, path: &str, key: &str) -> ureq::http::Response<ureq::Body> {
+    http()
+        .get(format!("{}{path}", s.base))
+        .header("Authorization", format!("Bearer {key}"))
+        .call()
+        .unwrap()
+}
+
 impl Env {
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.s.base)
     }
     fn get(&self, path: &str, key: &str) -> ureq::http::Response<ureq::Body> {
-        http()
-            .get(self.url(path))
-            .header("Authorization", format!("Bearer {key}"))
-            .call()
-            .unwrap()
+        get_as(&self.s, path, key)
+    }
+    /// GET `path` as the agent: the status and the JSON body.
+    fn get_json(&self, path: &str) -> (u16, Value) {
+        let mut r = self.get(path, &self.key);
+        (r.status().as_u16(), body_json(&mut r))
     }
 }
 
@@ -449,10 +428,8 @@ fn header_basic_and_query_injection_and_what_is_never_forwarded() {
     assert_eq!(e.up.seen().pop().unwrap().target, "/v1/?a=b");
 
     // A provider with two base URLs needs a service; the header or the query chooses it.
-    let mut r = e.get("/proxy/two/x", &e.key);
-    assert_eq!(r.status().as_u16(), 400);
-    let v = body_json(&mut r);
-    assert_eq!(code(&v), "BAD_REQUEST");
+    let (status, v) = e.get_json("/proxy/two/x");
+    assert_eq!((status, code(&v)), (400, "BAD_REQUEST"), "{v}");
     let msg = v["error"]["message"].as_str().unwrap();
     assert!(
         msg.contains("alpha") && msg.contains("beta") && msg.contains("X-Akhrot-Service"),
@@ -563,40 +540,36 @@ fn redirects_filled_base_urls_and_upstream_failures() {
         None,
         json!({"user": "alice/../../v1", "apiKey": "secret-ten-6666"}),
     );
-    let mut r = e.get("/proxy/ten/x", &e.key);
-    assert_eq!(r.status().as_u16(), 400);
-    let v = body_json(&mut r);
+    let (status, v) = e.get_json("/proxy/ten/x");
+    assert_eq!(status, 400, "{v}");
     assert!(
         v["error"]["message"].as_str().unwrap().contains("`user`"),
         "{v}"
     );
 
     // Providers the proxy cannot carry, unknown and unconnected ones.
-    let mut r = e.get("/proxy/telegram/x", &e.key);
-    assert_eq!(r.status().as_u16(), 400);
-    assert!(
-        body_json(&mut r)["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("MTProto")
-    );
-    let mut r = e.get("/proxy/mongodb/x", &e.key);
-    assert_eq!(r.status().as_u16(), 400);
-    assert!(
-        body_json(&mut r)["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("Digest")
-    );
-    let mut r = e.get("/proxy/nosuch/x", &e.key);
-    assert_eq!(r.status().as_u16(), 404);
-    assert_eq!(code(&body_json(&mut r)), "PROVIDER_NOT_FOUND");
-    let mut r = e.get("/proxy/github/user", &e.key);
-    assert_eq!(r.status().as_u16(), 404);
-    assert_eq!(code(&body_json(&mut r)), "INTEGRATION_NOT_FOUND");
-    let mut r = e.get("/proxy/hdr/x?akhrot_account=nobody", &e.key);
-    assert_eq!(r.status().as_u16(), 404);
-    assert_eq!(code(&body_json(&mut r)), "INTEGRATION_NOT_FOUND");
+    for (path, says) in [
+        ("/proxy/telegram/x", "MTProto"),
+        ("/proxy/mongodb/x", "Digest"),
+    ] {
+        let (status, v) = e.get_json(path);
+        assert_eq!(status, 400, "{path}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(says),
+            "{path}: {v}"
+        );
+    }
+    for (path, code_) in [
+        ("/proxy/nosuch/x", "PROVIDER_NOT_FOUND"),
+        ("/proxy/github/user", "INTEGRATION_NOT_FOUND"),
+        (
+            "/proxy/hdr/x?akhrot_account=nobody",
+            "INTEGRATION_NOT_FOUND",
+        ),
+    ] {
+        let (status, v) = e.get_json(path);
+        assert_eq!((status, code(&v)), (404, code_), "{path}: {v}");
+    }
 
     // No agent key, a bad one.
     let mut r = http().get(e.url("/proxy/hdr/x")).call().unwrap();
@@ -606,10 +579,8 @@ fn redirects_filled_base_urls_and_upstream_failures() {
     assert_eq!(r.status().as_u16(), 401);
 
     // The provider cannot be reached: 502 PROVIDER_ERROR, with a message and no secret.
-    let mut r = e.get("/proxy/down/x?token=abc", &e.key);
-    assert_eq!(r.status().as_u16(), 502);
-    let v = body_json(&mut r);
-    assert_eq!(code(&v), "PROVIDER_ERROR");
+    let (status, v) = e.get_json("/proxy/down/x?token=abc");
+    assert_eq!((status, code(&v)), (502, "PROVIDER_ERROR"), "{v}");
     let text = v.to_string();
     assert!(text.contains("could not be reached"), "{text}");
     assert!(
@@ -656,14 +627,10 @@ fn large_bodies_stream_both_ways() {
         )
     });
     let d = Dirs::new();
-    let mut toml = api_key_provider(
-        "big",
-        r#"headers = { "X-Api-Key" = "{accessToken}" }"#,
-        &[("api", format!("http://127.0.0.1:{port}"))],
-    );
+    let mut toml = loopback_provider("big", port);
     toml.push_str(&api_key_provider(
         "sink",
-        r#"headers = { "X-Api-Key" = "{accessToken}" }"#,
+        INJECT_X_API_KEY,
         &[("api", up.base())],
     ));
     write_provider_file(&d, "big", &toml);
@@ -673,11 +640,7 @@ fn large_bodies_stream_both_ways() {
     let key = s.create_key("agent", &["*"]);
 
     let started = Instant::now();
-    let mut r = http()
-        .get(format!("{}/proxy/big/files/big.bin", s.base))
-        .header("Authorization", format!("Bearer {key}"))
-        .call()
-        .unwrap();
+    let mut r = get_as(&s, "/proxy/big/files/big.bin", &key);
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(hdr(&r, "content-length").unwrap(), TOTAL.to_string());
     let mut reader = r.body_mut().with_config().limit(64 << 20).reader();
@@ -850,12 +813,7 @@ fn approvals_on_proxy_calls_proxy_only_and_own_pending_prompts() {
     );
     assert_eq!(t3.join().unwrap().0, 200);
     let keys = e.s.admin_get("/admin/keys");
-    let a = keys
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["name"] == "asker")
-        .unwrap();
+    let a = key_record(&keys, "asker");
     assert_eq!(a["policies"]["qry"]["mode"], "proxy-only", "{a}");
     assert!(a["policies"]["qry"]["until"].as_i64().is_some(), "{a}");
     let (st, v) =
@@ -894,12 +852,7 @@ fn approvals_on_proxy_calls_proxy_only_and_own_pending_prompts() {
             .is_empty()
     );
     let keys = e.s.admin_get("/admin/keys");
-    let a = keys
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["name"] == "asker")
-        .unwrap();
+    let a = key_record(&keys, "asker");
     assert_eq!(a["policies"]["hdr"]["mode"], "proxy-only", "{a}");
     // Other providers keep asking; the admin API sets the mode too, and it survives a restart.
     e.s.admin_post(
@@ -936,15 +889,8 @@ fn a_401_refreshes_once_and_the_retry_carries_the_new_token() {
     write_provider_file(&d, "idp", &oidc.provider_toml("idp", "client_secret_basic"));
     let s = Server::start(&d);
     let key = s.create_key("agent", &["*"]);
-    s.admin_post(
-        "/admin/clients",
-        &json!({"provider": "idp", "clientId": "basic-client", "clientSecret": "basic-secret"}),
-    );
-    let (st, v) = s.post("/oauth/sessions", Some(&key), &json!({"provider": "idp"}));
-    assert_eq!(st, 200, "{v}");
-    let url = v["data"]["url"].as_str().unwrap();
-    let cb = Browser::new().authorize(url, "alice", false, &format!("{}/oauth/callback", s.base));
-    let (st, page) = s.get(cb.strip_prefix(&s.base).unwrap(), None);
+    s.add_basic_client();
+    let (_, st, page) = s.oauth_connect(&key, "idp", "alice");
     assert_eq!(st, 200, "{page}");
 
     let token = |s: &Server| {
@@ -955,11 +901,7 @@ fn a_401_refreshes_once_and_the_retry_carries_the_new_token() {
     };
     let first = token(&s);
     // Through the proxy: the real server's userinfo endpoint, with the live token.
-    let mut r = http()
-        .get(format!("{}/proxy/idp/me", s.base))
-        .header("Authorization", format!("Bearer {key}"))
-        .call()
-        .unwrap();
+    let mut r = get_as(&s, "/proxy/idp/me", &key);
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(body_json(&mut r)["email"], "alice@example.test");
     let refreshes = oidc.stat("refreshToken");
@@ -1038,52 +980,53 @@ fn a_401_refreshes_once_and_the_retry_carries_the_new_token() {
 
     // When the refresh token is gone too, the provider's 401 is passed back as it is.
     oidc.control("revoke-all");
-    let r = http()
-        .get(format!("{}/proxy/idp/me", s.base))
-        .header("Authorization", format!("Bearer {key}"))
-        .call()
-        .unwrap();
+    let r = get_as(&s, "/proxy/idp/me", &key);
     assert_eq!(r.status().as_u16(), 401);
     assert!(hdr(&r, "www-authenticate").is_some());
     let (st, v) = s.post("/tokens/fetch", Some(&key), &json!({"provider": "idp"}));
     assert_eq!((st, code(&v)), (400, "TOKEN_EXPIRED"), "{v}");
 }
 
-#[test]
-fn a_provider_that_does_not_answer_is_a_502_after_the_provider_timeout() {
-    // Accepts, reads the request, and never answers.
+/// An upstream on loopback that reads each request, writes `first` (maybe nothing) and then
+/// holds the connection open without another byte; returns its port.
+fn holding_upstream(first: &'static [u8]) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         let mut held = Vec::new();
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
-            if let Some((_, s)) = read_request(stream) {
+            if let Some((_, mut s)) = read_request(stream) {
+                let _ = s.write_all(first);
                 held.push(s);
             }
         }
     });
+    port
+}
+
+/// A stand-in provider `code` (key as `X-Api-Key`) whose one service is `http://127.0.0.1:<port>`.
+fn loopback_provider(code: &str, port: u16) -> String {
+    api_key_provider(
+        code,
+        INJECT_X_API_KEY,
+        &[("api", format!("http://127.0.0.1:{port}"))],
+    )
+}
+
+#[test]
+fn a_provider_that_does_not_answer_is_a_502_after_the_provider_timeout() {
+    // Accepts, reads the request, and never answers.
+    let port = holding_upstream(b"");
     let d = Dirs::new();
-    write_provider_file(
-        &d,
-        "slow",
-        &api_key_provider(
-            "slow",
-            r#"headers = { "X-Api-Key" = "{accessToken}" }"#,
-            &[("api", format!("http://127.0.0.1:{port}"))],
-        ),
-    );
+    write_provider_file(&d, "slow", &loopback_provider("slow", port));
     std::fs::create_dir_all(d.config()).unwrap();
     std::fs::write(d.config().join("config.toml"), "provider_timeout = 2\n").unwrap();
     let s = Server::start(&d);
     s.add("slow", None, json!({"apiKey": "secret-slow"}));
     let key = s.create_key("agent", &["*"]);
     let started = Instant::now();
-    let mut r = http()
-        .get(format!("{}/proxy/slow/wait", s.base))
-        .header("Authorization", format!("Bearer {key}"))
-        .call()
-        .unwrap();
+    let mut r = get_as(&s, "/proxy/slow/wait", &key);
     let took = started.elapsed();
     assert_eq!(r.status().as_u16(), 502);
     let v = body_json(&mut r);
@@ -1117,38 +1060,15 @@ fn a_provider_that_does_not_answer_is_a_502_after_the_provider_timeout() {
 #[test]
 fn shutdown_cuts_a_streaming_answer_instead_of_waiting_for_it() {
     // Sends headers and a first chunk of an endless chunked answer, then holds the connection.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            if let Some((_, mut s)) = read_request(stream) {
-                let _ = s.write_all(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
-                );
-                held.push(s);
-            }
-        }
-    });
-    let d = Dirs::new();
-    write_provider_file(
-        &d,
-        "endless",
-        &api_key_provider(
-            "endless",
-            r#"headers = { "X-Api-Key" = "{accessToken}" }"#,
-            &[("api", format!("http://127.0.0.1:{port}"))],
-        ),
+    let port = holding_upstream(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
     );
+    let d = Dirs::new();
+    write_provider_file(&d, "endless", &loopback_provider("endless", port));
     let s = Server::start(&d);
     s.add("endless", None, json!({"apiKey": "secret-endless"}));
     let key = s.create_key("agent", &["*"]);
-    let r = http()
-        .get(format!("{}/proxy/endless/stream", s.base))
-        .header("Authorization", format!("Bearer {key}"))
-        .call()
-        .unwrap();
+    let r = get_as(&s, "/proxy/endless/stream", &key);
     assert_eq!(r.status().as_u16(), 200);
     let mut reader = r.into_body().into_reader();
     let mut first = [0u8; 5];

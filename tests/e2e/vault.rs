@@ -168,16 +168,23 @@ fn assert_integrity_error(s: &Server, key: &str, provider: &str, secret: &str) {
     assert!(!v.to_string().contains(secret));
 }
 
-#[test]
-fn tampered_ciphertext_is_detected_and_other_connections_still_work() {
-    let d = Dirs::new();
-    let s = Server::start(&d);
+/// Starts, adds an OpenAI and an Anthropic connection, stops; returns (agent key, the OpenAI
+/// key, the Anthropic key).
+fn vault_with_two_connections(d: &Dirs) -> (String, String, String) {
+    let s = Server::start(d);
     let key = s.create_key("bot", &["*"]);
     let openai = openai_key();
     let anthropic = format!("sk-ant-{}", random_hex(40));
     s.add("openai", None, json!({ "apiKey": openai }));
     s.add("anthropic", None, json!({ "apiKey": anthropic }));
     assert!(s.stop().success());
+    (key, openai, anthropic)
+}
+
+#[test]
+fn tampered_ciphertext_is_detected_and_other_connections_still_work() {
+    let d = Dirs::new();
+    let (key, openai, anthropic) = vault_with_two_connections(&d);
 
     {
         let c = open_rw(&d);
@@ -207,13 +214,7 @@ fn tampered_ciphertext_is_detected_and_other_connections_still_work() {
 #[test]
 fn row_swapped_ciphertexts_are_detected() {
     let d = Dirs::new();
-    let s = Server::start(&d);
-    let key = s.create_key("bot", &["*"]);
-    let openai = openai_key();
-    let anthropic = format!("sk-ant-{}", random_hex(40));
-    s.add("openai", None, json!({ "apiKey": openai }));
-    s.add("anthropic", None, json!({ "apiKey": anthropic }));
-    assert!(s.stop().success());
+    let (key, openai, anthropic) = vault_with_two_connections(&d);
 
     {
         let c = open_rw(&d);
@@ -397,14 +398,6 @@ fn passphrase_mode_round_trip_wrong_and_missing_passphrase() {
     assert_eq!(token(&s, &key, "openai", None), openai);
 }
 
-fn key_record<'a>(keys: &'a Value, name: &str) -> &'a Value {
-    keys.as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["name"] == name)
-        .unwrap_or_else(|| panic!("no key {name} in {keys}"))
-}
-
 #[test]
 fn restart_keeps_keys_policies_connections_accounts_and_last_used() {
     let d = Dirs::new();
@@ -522,22 +515,17 @@ fn two_instances_with_different_data_dirs_do_not_interfere() {
     let (status, _) = b.get("/admin/status", Some(&a.admin_token()));
     assert_eq!(status, 401);
 
-    let (_, v) = b.get("/ai/context/summary", Some(&kb));
-    let connected: Vec<&str> = v["data"]["connected"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["provider"].as_str().unwrap())
-        .collect();
-    assert_eq!(connected, ["anthropic"], "{v}");
-    let (_, v) = a.get("/ai/context/summary", Some(&ka));
-    let connected: Vec<&str> = v["data"]["connected"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["provider"].as_str().unwrap())
-        .collect();
-    assert_eq!(connected, ["openai"], "{v}");
+    // Each agent sees only its own instance's connections.
+    for (s, key, want) in [(&b, &kb, "anthropic"), (&a, &ka, "openai")] {
+        let (_, v) = s.get("/ai/context/summary", Some(key));
+        let connected: Vec<&str> = v["data"]["connected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["provider"].as_str().unwrap())
+            .collect();
+        assert_eq!(connected, [want], "{v}");
+    }
     let (status, v) = fetch(&b, &kb, "openai", None);
     assert_eq!((status, code(&v)), (404, "INTEGRATION_NOT_FOUND"));
 

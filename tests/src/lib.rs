@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod oauth;
+pub use oauth::OauthEnv;
+
 /// The `akhrot` binary built from this workspace.
 pub fn bin() -> PathBuf {
     if let Some(p) = std::env::var_os("AKHROT_BIN") {
@@ -102,13 +105,19 @@ impl Opts {
     }
 }
 
-fn agent() -> ureq::Agent {
+/// An HTTP client that returns every status as an answer (no error), goes to loopback directly
+/// (no proxy from the environment) and gives up on a whole request after `timeout`, if given.
+pub fn http_agent(timeout: Option<Duration>) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .proxy(None)
-        .timeout_global(Some(Duration::from_secs(30)))
+        .timeout_global(timeout)
         .build()
         .into()
+}
+
+fn agent() -> ureq::Agent {
+    http_agent(Some(Duration::from_secs(30)))
 }
 
 impl Server {
@@ -733,7 +742,7 @@ pub fn cli_in(data: &Path, config: &Path, args: &[&str], stdin: Option<&str>) ->
         let body = serde_json::json!({ "provider": provider, "fields": fields });
         register_connection_fields(data, &body);
     }
-    let out = cli_run(data, config, args, stdin);
+    let out = run_fed(akhrot_cmd(data, config, args, stdin.is_some()), stdin);
     // What `keys create` and `token` print is a secret.
     if args.windows(2).any(|w| w == ["keys", "create"]) {
         secrets::register_agent_key(stdout(&out).trim());
@@ -743,20 +752,27 @@ pub fn cli_in(data: &Path, config: &Path, args: &[&str], stdin: Option<&str>) ->
     out
 }
 
-fn cli_run(data: &Path, config: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+/// `akhrot --data-dir <data> --config-dir <config> <args>` with stdout and stderr captured, and
+/// stdin piped when the run will feed it (see [`run_fed`]), else empty.
+pub fn akhrot_cmd(data: &Path, config: &Path, args: &[&str], feed_stdin: bool) -> Command {
     let mut cmd = Command::new(bin());
     cmd.arg("--data-dir")
         .arg(data)
         .arg("--config-dir")
         .arg(config)
         .args(args)
-        .stdin(if stdin.is_some() {
+        .stdin(if feed_stdin {
             Stdio::piped()
         } else {
             Stdio::null()
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    cmd
+}
+
+/// Spawns `cmd`, writes `stdin` to it (if any) and waits for its output.
+pub fn run_fed(mut cmd: Command, stdin: Option<&str>) -> Output {
     let mut child = cmd.spawn().unwrap();
     if let Some(input) = stdin {
         child
@@ -781,6 +797,15 @@ pub fn stderr(o: &Output) -> String {
 pub fn code(v: &Value) -> &str {
     assert_eq!(v["status"], "error", "not an error envelope: {v}");
     v["error"]["code"].as_str().unwrap()
+}
+
+/// The agent key named `name` in a `GET /admin/keys` answer's data.
+pub fn key_record<'a>(keys: &'a Value, name: &str) -> &'a Value {
+    keys.as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == name)
+        .unwrap_or_else(|| panic!("no key {name} in {keys}"))
 }
 
 /// The keyring entry holding a vault's master key.
@@ -974,6 +999,43 @@ pub fn write_provider_file(dirs: &Dirs, name: &str, toml: &str) {
     let d = dirs.config().join("providers.d");
     std::fs::create_dir_all(&d).unwrap();
     std::fs::write(d.join(format!("{name}.toml")), toml).unwrap();
+}
+
+/// The inject rule of a stand-in provider that sends the key as `X-Api-Key`.
+pub const INJECT_X_API_KEY: &str = r#"headers = { "X-Api-Key" = "{accessToken}" }"#;
+
+/// A providers.d entry for a stand-in provider API `code` of auth `api_key`: an optional public
+/// field `user`, the secret `apiKey`, the `[providers.<code>.inject]` rule `inject` (e.g.
+/// [`INJECT_X_API_KEY`]), and one service `(code, base URL)` for each of `bases`.
+pub fn api_key_provider(code: &str, inject: &str, bases: &[(&str, String)]) -> String {
+    let mut t = format!(
+        r#"[providers.{code}]
+name = "Stand-in {code}"
+auth = "api_key"
+
+[[providers.{code}.fields]]
+name = "user"
+label = "User"
+secret = false
+token = false
+optional = true
+
+[[providers.{code}.fields]]
+name = "apiKey"
+label = "API key"
+secret = true
+token = true
+
+[providers.{code}.inject]
+{inject}
+"#
+    );
+    for (svc, base) in bases {
+        t.push_str(&format!(
+            "\n[[providers.{code}.services]]\ncode = \"{svc}\"\nname = \"{svc} API\"\nbase_url = \"{base}\"\n"
+        ));
+    }
+    t
 }
 
 /// A real OAuth 2.0 / OIDC server (node-oidc-provider, `tests/oidc/server.mjs`) on loopback.
