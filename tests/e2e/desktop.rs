@@ -230,14 +230,6 @@ impl<'a> Session<'a> {
             .to_owned()
     }
 
-    fn script(&self, script: &str) -> Value {
-        self.call(
-            "POST",
-            "/execute/sync",
-            Some(json!({ "script": script, "args": [] })),
-        )
-    }
-
     /// The text of the first element matching `css`, if there is one. `None` too while the page
     /// cannot run scripts (it is navigating: the sign-in link redirects to the UI).
     fn text(&self, css: &str) -> Option<String> {
@@ -471,41 +463,104 @@ fn the_desktop_app_prompts_completes_deep_links_and_quits_on_sigterm() {
     let consent = v["data"]["url"].as_str().unwrap().to_owned();
     let link = Browser::new().authorize(&consent, "alice", false, "akhrot://oauth/callback");
     assert!(link.contains("code=") && link.contains("state="), "{link}");
-    let mut second = Command::new(&app);
-    second
-        .arg(&link)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in &env {
-        second.env(k, v);
-    }
-    let started = Instant::now();
-    let mut second = second.spawn().unwrap();
-    let stderr = second.stderr.take().unwrap();
-    let lines = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-    });
-    let status = wait_for("the second instance to hand over and exit", 30, || {
-        second.try_wait().unwrap()
-    });
-    assert!(status.success(), "second instance: {status}");
-    assert!(started.elapsed() < Duration::from_secs(30));
-    let session_state = wait_for("the session to complete", 30, || {
+    // Launches a second instance with `url`, as the desktop does for a deep link; it hands the
+    // URL to the running app and exits. Returns what it said on stderr.
+    let second_launch = |url: &str| -> Vec<String> {
+        let mut second = Command::new(&app);
+        second
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in &env {
+            second.env(k, v);
+        }
+        let started = Instant::now();
+        let mut second = second.spawn().unwrap();
+        let stderr = second.stderr.take().unwrap();
+        let lines = std::thread::spawn(move || {
+            BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+                .collect::<Vec<_>>()
+        });
+        let status = wait_for("the second instance to hand over and exit", 30, || {
+            second.try_wait().unwrap()
+        });
+        assert!(status.success(), "second instance: {status}");
+        assert!(started.elapsed() < Duration::from_secs(30));
+        lines.join().unwrap()
+    };
+    let session_of = |sid: &str| {
         let (s, v) = api.send("GET", &format!("/oauth/sessions/{sid}"), &key, None);
         assert_eq!(s, 200, "{v}");
-        (v["data"]["status"] != "pending").then(|| v["data"].clone())
+        v["data"].clone()
+    };
+
+    // 3a. Forged deep links (any local process can open an akhrot:// URL): the real code with a
+    //     made-up state, with the state given twice, and without a state. The app must refuse
+    //     each without spending the code or failing the session; the real link below then
+    //     completes it, which the provider allows only if the single-use code was never exchanged.
+    let (base, query) = link.split_once('?').unwrap();
+    let params: Vec<&str> = query.split('&').collect();
+    let state_param = *params.iter().find(|p| p.starts_with("state=")).unwrap();
+    let others: Vec<&str> = params
+        .iter()
+        .copied()
+        .filter(|p| !p.starts_with("state="))
+        .collect();
+    let forged = [
+        format!(
+            "{base}?{}&state=forged-{}",
+            others.join("&"),
+            std::process::id()
+        ),
+        format!("{base}?{query}&{state_param}"),
+        format!("{base}?{}", others.join("&")),
+    ];
+    for url in &forged {
+        let said = second_launch(url);
+        // The running app has handled the URL once the second instance exits; give its event
+        // loop a moment, then the session must still wait.
+        std::thread::sleep(Duration::from_millis(500));
+        let v = session_of(&sid);
+        assert_eq!(
+            v["status"], "pending",
+            "after {url}: {v}; second instance said: {said:?}"
+        );
+    }
+
+    // 3b. The real link completes it.
+    let said = second_launch(&link);
+    let session_state = wait_for("the session to complete", 30, || {
+        let v = session_of(&sid);
+        (v["status"] != "pending").then_some(v)
     });
     assert_eq!(
-        session_state["status"],
-        "completed",
-        "{session_state}; second instance said: {:?}",
-        lines.join().unwrap()
+        session_state["status"], "completed",
+        "{session_state}; second instance said: {said:?}"
     );
     assert_eq!(session_state["account"], "alice@example.test");
+    // 3c. A replayed link changes nothing: the session stays completed and the stored
+    //     connection (its updatedAt included) is the same.
+    let idp_connections = || {
+        let (s, v) = api.send("GET", "/admin/connections", &api.admin(), None);
+        assert_eq!(s, 200, "{v}");
+        let all = v["data"].as_array().unwrap().clone();
+        all.into_iter()
+            .filter(|c| c["provider"] == "idp")
+            .collect::<Vec<_>>()
+    };
+    let before = idp_connections();
+    assert_eq!(before.len(), 1, "{before:?}");
+    let said = second_launch(&link);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(session_of(&sid)["status"], "completed", "{said:?}");
+    assert_eq!(
+        idp_connections(),
+        before,
+        "a replayed deep link changed the connection"
+    );
     // The window shows both connections (the UI follows the owner's events).
     wait_for("the new connections in the window", 30, || {
         session
