@@ -615,19 +615,79 @@ pub mod secrets {
     /// secret's position in the list, never its value.
     pub fn scan_bytes(hay: &[u8], secrets: &[Vec<u8>], place: &str) -> Vec<String> {
         BYTES.fetch_add(hay.len() as u64, Ordering::Relaxed);
+        let mut cache = MATCHER.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.as_ref().is_none_or(|m| m.secrets != secrets) {
+            *cache = Some(Matcher::new(secrets));
+        }
+        let Some(m) = cache.as_ref() else {
+            return Vec::new();
+        };
+        // For each secret, the first of its spellings (in `spellings` order) found anywhere.
+        let mut best: Vec<Option<usize>> = vec![None; secrets.len()];
+        for found in m.automaton.find_overlapping_iter(hay) {
+            for &(i, k) in &m.owners[found.pattern().as_usize()] {
+                if best[i].is_none_or(|b| k < b) {
+                    best[i] = Some(k);
+                }
+            }
+        }
         let mut hits = Vec::new();
-        for (i, s) in secrets.iter().enumerate() {
-            if let Some((how, _)) = spellings(s)
-                .into_iter()
-                .find(|(_, sp)| !sp.is_empty() && crate::contains(hay, sp))
-            {
+        for (i, k) in best.into_iter().enumerate() {
+            if let Some(k) = k {
                 hits.push(format!(
-                    "{place}: registered secret #{i} ({} bytes), {how}",
-                    s.len()
+                    "{place}: registered secret #{i} ({} bytes), {}",
+                    secrets[i].len(),
+                    m.how[k]
                 ));
             }
         }
         hits
+    }
+
+    /// Every spelling of every secret in one Aho-Corasick automaton, so a scan is one pass over
+    /// the bytes however many secrets there are (a 1,000-round crash test registers thousands
+    /// of tokens and scans after every kill). Rebuilt when the list of secrets changes.
+    struct Matcher {
+        secrets: Vec<Vec<u8>>,
+        automaton: aho_corasick::AhoCorasick,
+        /// For each distinct pattern: the (secret, spelling) pairs it spells.
+        owners: Vec<Vec<(usize, usize)>>,
+        how: Vec<&'static str>,
+    }
+
+    static MATCHER: Mutex<Option<Matcher>> = Mutex::new(None);
+
+    impl Matcher {
+        fn new(secrets: &[Vec<u8>]) -> Self {
+            let mut index = std::collections::HashMap::<Vec<u8>, usize>::new();
+            let mut patterns: Vec<Vec<u8>> = Vec::new();
+            let mut owners: Vec<Vec<(usize, usize)>> = Vec::new();
+            let mut how = Vec::new();
+            for (i, s) in secrets.iter().enumerate() {
+                for (k, (name, sp)) in spellings(s).into_iter().enumerate() {
+                    if how.len() <= k {
+                        how.push(name);
+                    }
+                    if sp.is_empty() {
+                        continue;
+                    }
+                    let at = *index.entry(sp.clone()).or_insert_with(|| {
+                        patterns.push(sp);
+                        owners.push(Vec::new());
+                        patterns.len() - 1
+                    });
+                    owners[at].push((i, k));
+                }
+            }
+            let automaton = aho_corasick::AhoCorasick::new(&patterns)
+                .unwrap_or_else(|e| panic!("cannot build the secret matcher: {e}"));
+            Self {
+                secrets: secrets.to_vec(),
+                automaton,
+                owners,
+                how,
+            }
+        }
     }
 
     /// Scans every file under `dir` (recursively) except those in `BY_DESIGN`.
