@@ -177,6 +177,10 @@ fn owner_options() -> Result<OwnerOptions, String> {
                 .unwrap_or(akhrot_server::DEFAULT_PROVIDER_TIMEOUT_SECS)
                 .max(1),
         ),
+        limits: akhrot_server::listener::ConnLimits::from_config(
+            config.max_connections,
+            config.header_timeout,
+        ),
     })
 }
 

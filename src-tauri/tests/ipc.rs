@@ -50,6 +50,7 @@ impl Env {
                 rate_limit_per_min: 0,
                 approval_timeout: Duration::from_secs(60),
                 provider_timeout: Duration::from_secs(5),
+                limits: Default::default(),
             }))
             .unwrap();
         let state = owner.state();

@@ -86,7 +86,8 @@ export async function startAkhrot({ providers = {}, args = [] } = {}) {
   });
   const [ready, ui] = await firstLines(child, 2, 30000, 'akhrot serve');
   const base = ready.match(/serving on (http:\/\/\S+)/)[1];
-  const link = ui.match(/web UI: (\S+)/)[1];
+  // Not a terminal: serve names `akhrot ui` instead of printing a sign-in link to a log.
+  if (!/web UI: run `akhrot ui`/.test(ui)) throw new Error(`serve printed a sign-in link to a pipe: ${ui}`);
   const admin = readFileSync(join(data, 'admin.token'), 'utf8').trim();
 
   async function call(method, path, { bearer = admin, body } = {}) {
@@ -103,6 +104,13 @@ export async function startAkhrot({ providers = {}, args = [] } = {}) {
     try { json = JSON.parse(text); } catch { json = text; }
     return { status: r.status, json };
   }
+
+  const first = await fetch(base + '/admin/ui-link', {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${admin}`, 'Content-Type': 'application/json' },
+    body: '{}',
+  });
+  const link = (await first.json()).data.url;
 
   return {
     base,

@@ -13,7 +13,18 @@
 //! - Path traversal in proxy paths, in every encoding; open-proxy attempts.
 //! - Timing of the agent key check.
 //! - The plaintext-secret scanner of the harness, shown to find a planted secret.
+//! - `attacks/exhaustion.rs`: idle and slow connections under a real descriptor limit.
+//! - `attacks/stale_owner.rs`: the CLI after a crash, with another process on the owner's port.
+//! - `attacks/leaks.rs`: the UI sign-in link in service logs; a credential echoed by a provider.
 #![allow(clippy::unwrap_used)]
+
+// Attacks grouped by what they go after, one file each under `attacks/`.
+#[path = "attacks/exhaustion.rs"]
+mod exhaustion;
+#[path = "attacks/leaks.rs"]
+mod leaks;
+#[path = "attacks/stale_owner.rs"]
+mod stale_owner;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -92,6 +92,9 @@ pub struct Opts {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub env_remove: Vec<String>,
+    /// A command that runs the server, e.g. `["prlimit", "--nofile=256:256", "--"]`: it must
+    /// `exec` the server, so the pid stays the server's.
+    pub prefix: Vec<String>,
 }
 
 impl Opts {
@@ -101,6 +104,10 @@ impl Opts {
     }
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.to_owned(), v.to_owned()));
+        self
+    }
+    pub fn prefix(mut self, cmd: &[&str]) -> Self {
+        self.prefix = cmd.iter().map(|s| (*s).to_owned()).collect();
         self
     }
 }
@@ -128,7 +135,14 @@ impl Server {
 
     /// Starts a server; `Err` carries its exit status and stderr if it did not come up.
     pub fn start_with(dirs: &Dirs, opts: Opts) -> Result<Self, String> {
-        let mut cmd = Command::new(bin());
+        let mut cmd = match opts.prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
         cmd.arg("--data-dir")
             .arg(dirs.data())
             .arg("--config-dir")

@@ -37,6 +37,7 @@ impl std::error::Error for ApiFailure {}
 
 pub struct Client {
     agent: ureq::Agent,
+    /// Always `http://127.0.0.1:<port>`.
     base: String,
     /// The admin credential, or an agent key for the commands agents run (`exec`, `mcp`).
     bearer: String,
@@ -50,9 +51,11 @@ fn no_owner(paths: &Paths, why: &str) -> anyhow::Error {
     )))
 }
 
-/// Where the running owner listens, from its `server.json`.
+/// Where the running owner listens, from its `server.json`, once the owner is shown to be alive
+/// and holding the owner lock: no credential is ever sent to whatever took over a dead owner's
+/// port (see `akhrot_server::running`).
 pub fn owner_info(paths: &Paths) -> Result<ServerInfo> {
-    ServerInfo::read(paths).ok_or_else(|| no_owner(paths, "no server.json"))
+    akhrot_server::running::live_owner(paths).map_err(|e| no_owner(paths, &e.0))
 }
 
 impl Client {
@@ -62,7 +65,11 @@ impl Client {
             .map_err(|_| no_owner(paths, "no admin credential"))?
             .trim()
             .to_owned();
-        Ok(Self::new(info.base_url, admin, Duration::from_secs(30)))
+        Ok(Self::new(
+            akhrot_server::running::base_url(info.port),
+            admin,
+            Duration::from_secs(30),
+        ))
     }
 
     /// A client that speaks for an agent: its key, never the admin credential. Token requests
@@ -70,7 +77,7 @@ impl Client {
     pub fn for_agent(paths: &Paths, key: &str) -> Result<Self> {
         let info = owner_info(paths)?;
         Ok(Self::new(
-            info.base_url,
+            akhrot_server::running::base_url(info.port),
             key.to_owned(),
             Duration::from_secs(3600),
         ))
@@ -123,6 +130,11 @@ impl Client {
                 .unwrap_or("the owner refused the request")
                 .to_owned(),
         }))
+    }
+
+    /// The owner's loopback address.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     fn auth(&self) -> String {

@@ -19,7 +19,7 @@ use akhrot_core::paths::Paths;
 use akhrot_core::vault::Unlock;
 use akhrot_server::{
     DEFAULT_APPROVAL_TIMEOUT_SECS, DEFAULT_PORT, DEFAULT_PROVIDER_TIMEOUT_SECS, DEFAULT_RATE_LIMIT,
-    Owner, OwnerOptions,
+    Owner, OwnerOptions, listener::ConnLimits,
 };
 
 use client::{ApiFailure, Client, EXIT_NO_OWNER, NoOwner, enc};
@@ -470,6 +470,7 @@ fn serve(paths: Paths, args: ServeArgs) -> Result<()> {
                     .unwrap_or(DEFAULT_PROVIDER_TIMEOUT_SECS)
                     .max(1),
             ),
+            limits: ConnLimits::from_config(config.max_connections, config.header_timeout),
         })
         .await?;
         println!(
@@ -477,10 +478,16 @@ fn serve(paths: Paths, args: ServeArgs) -> Result<()> {
             owner.base_url(),
             paths.data_dir.display()
         );
-        println!(
-            "akhrot: web UI: {}  (one-time sign-in link, valid for an hour; `akhrot ui` makes another)",
-            owner.ui_login_url()
-        );
+        // The sign-in link is a credential: only a person at a terminal sees it. Service logs
+        // (systemd, a redirected stdout) keep stdout, so there the way in is `akhrot ui`.
+        if std::io::stdout().is_terminal() {
+            println!(
+                "akhrot: web UI: {}  (one-time sign-in link, valid for an hour; `akhrot ui` makes another)",
+                owner.ui_login_url()
+            );
+        } else {
+            println!("akhrot: web UI: run `akhrot ui` for a one-time sign-in link");
+        }
         let _ = std::io::stdout().flush();
         owner.serve(shutdown).await?;
         Ok(())
@@ -1010,6 +1017,7 @@ fn clients(c: &Client, cmd: ClientsCmd) -> Result<()> {
 fn ui(c: &Client, no_browser: bool) -> Result<()> {
     let v = c.post("/admin/ui-link", &json!({}))?;
     let url = v["url"].as_str().unwrap_or_default();
+    check_ui_link(url, c.base())?;
     let opened = !no_browser
         && std::env::var_os("AKHROT_NO_BROWSER").is_none()
         && open::that_detached(url).is_ok();
@@ -1020,6 +1028,42 @@ fn ui(c: &Client, no_browser: bool) -> Result<()> {
     }
     println!("{url}");
     Ok(())
+}
+
+/// The sign-in link must be the owner's own: `http://127.0.0.1:<port>/…`, nothing else is
+/// opened or printed (a process squatting on a dead owner's port could answer any URL).
+fn check_ui_link(url: &str, base: &str) -> Result<()> {
+    let ok = url
+        .strip_prefix(base)
+        .is_some_and(|rest| rest.starts_with('/'))
+        && url::Url::parse(url).is_ok_and(|u| {
+            u.scheme() == "http"
+                && u.host_str() == Some("127.0.0.1")
+                && u.username().is_empty()
+                && u.password().is_none()
+        });
+    if ok {
+        Ok(())
+    } else {
+        bail!(
+            "the owner answered a sign-in link that is not on {base}/; not opening it (is something else listening on the owner's port?)"
+        )
+    }
+}
+
+/// A consent page is a web page: `https://`, or `http://` on a loopback host (local IdPs, as
+/// the catalog allows). Anything else (`file:`, a custom scheme) is never handed to the opener.
+fn check_consent_url(url: &str) -> Result<()> {
+    let ok = url::Url::parse(url).is_ok_and(|u| match u.scheme() {
+        "https" => true,
+        "http" => matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")),
+        _ => false,
+    });
+    if ok {
+        Ok(())
+    } else {
+        bail!("the owner answered a consent URL that is not an https:// page; not opening it")
+    }
 }
 
 fn connect(
@@ -1036,6 +1080,7 @@ fn connect(
     let s = c.post("/admin/sessions", &body)?;
     let id = s["sessionId"].as_str().unwrap_or_default().to_owned();
     let url = s["url"].as_str().unwrap_or_default().to_owned();
+    check_consent_url(&url)?;
     let opened = !no_browser
         && std::env::var_os("AKHROT_NO_BROWSER").is_none()
         && open::that_detached(&url).is_ok();

@@ -5,6 +5,8 @@
 //! approval_timeout = 120   # seconds
 //! rate_limit = 600         # agent requests per minute per key; 0 = off
 //! provider_timeout = 15    # seconds a provider's token endpoint may take
+//! max_connections = 480    # connections served at once (default: from the descriptor limit)
+//! header_timeout = 10      # seconds a connection may take to send a request head
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -20,6 +22,8 @@ pub struct Config {
     pub approval_timeout: Option<u64>,
     pub rate_limit: Option<u32>,
     pub provider_timeout: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub header_timeout: Option<u64>,
 }
 
 impl Config {

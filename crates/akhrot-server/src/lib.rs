@@ -11,13 +11,16 @@ mod admin;
 mod agent;
 pub mod error;
 pub mod guard;
+pub mod listener;
 pub mod mcp;
 mod oauth;
 pub mod openapi;
 mod page;
 mod proxy;
 mod ratelimit;
+mod redact;
 mod render;
+pub mod running;
 mod settings;
 #[cfg(test)]
 mod skill_folder;
@@ -134,6 +137,8 @@ pub struct OwnerOptions {
     pub approval_timeout: Duration,
     /// How long a call to a provider's token endpoint may take.
     pub provider_timeout: Duration,
+    /// The connection cap and the request-head deadline.
+    pub limits: listener::ConnLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +179,7 @@ impl ServerInfo {
 pub struct Owner {
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
+    limits: listener::ConnLimits,
     paths: Paths,
     _lock: File,
 }
@@ -265,6 +271,7 @@ impl Owner {
         Ok(Self {
             state,
             listener,
+            limits: opts.limits,
             paths: opts.paths,
             _lock: lock,
         })
@@ -308,20 +315,20 @@ impl Owner {
             }
         });
         let app = router(self.state.clone());
-        let closing = self.state.closing.clone();
         let state = self.state.clone();
-        let shutdown = async move {
+        tokio::spawn(async move {
             shutdown.await;
-            closing.send_replace(true);
+            state.closing.send_replace(true);
             // Waiting token requests are in flight: answer them now, or the graceful shutdown
             // would wait for their prompts to time out.
             actions::deny_all_at_shutdown(&state);
-        };
-        let result = axum::serve(
+        });
+        let result = listener::serve(
             self.listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            app,
+            self.limits,
+            self.state.closing.subscribe(),
         )
-        .with_graceful_shutdown(shutdown)
         .await;
         self.state.audit.close();
         flusher.abort();

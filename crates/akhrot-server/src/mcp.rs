@@ -62,9 +62,10 @@ impl Owner {
     fn base_url(&self) -> Result<String, ToolError> {
         match self {
             Owner::Url(u) => Ok(u.clone()),
-            Owner::Dir(paths) => crate::ServerInfo::read(paths)
-                .map(|i| i.base_url)
-                .ok_or_else(|| ToolError::no_owner(&paths.data_dir.display().to_string())),
+            // Only a live owner holding the owner lock gets the agent key.
+            Owner::Dir(paths) => crate::running::live_owner(paths)
+                .map(|i| crate::running::base_url(i.port))
+                .map_err(|_| ToolError::no_owner(&paths.data_dir.display().to_string())),
         }
     }
 }

@@ -613,6 +613,12 @@ pub(crate) async fn forward(
         }
         base_headers.append(k.clone(), v.clone());
     }
+    // The answer is searched for the credential before it is passed on (see `redact`), which
+    // needs it uncompressed.
+    base_headers.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
     for (k, v) in &s.headers {
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(k.as_bytes()),
@@ -693,6 +699,8 @@ pub(crate) async fn forward(
             (Some(body), None)
         }
     };
+    let mut secrets = crate::redact::Secrets::default();
+    add_secrets(&mut secrets, &p, &conn, &creds);
     let (fut, used) = send(&creds, &conn, first_body)?;
     let first = tokio::select! {
         r = fut => Ok(r),
@@ -728,6 +736,7 @@ pub(crate) async fn forward(
             .await
         {
             Ok((conn2, creds2)) => {
+                add_secrets(&mut secrets, &p, &conn2, &creds2);
                 let (fut, _) = send(&creds2, &conn2, body_of(kept))?;
                 match tokio::time::timeout(timeout, fut).await {
                     Ok(Ok(r)) => {
@@ -764,20 +773,40 @@ pub(crate) async fn forward(
     }
     drop(used);
     let status = resp.status();
-    state.audit.record(audit(
-        status.as_str(),
-        format!("{what} -> {}{note}", status.as_u16()),
-        Some(&conn.account),
-    ));
+    if resp
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+    {
+        state.audit.record(audit(
+            "502",
+            format!("{what} -> 502 (compressed answer not passed on)"),
+            Some(&conn.account),
+        ));
+        return Err(ApiError::new(
+            Code::ProviderError,
+            format!(
+                "{host} answered compressed although Akhrot asked for an uncompressed answer; it is not passed on because it could not be checked for the credential"
+            ),
+        ));
+    }
+    let mut masker = secrets.masker();
+    drop(secrets);
     let listed = connection_listed(resp.headers());
     let mut out = Response::builder().status(status);
+    let mut masked_headers = 0;
     if let Some(h) = out.headers_mut() {
         for (k, v) in resp.headers() {
             if drop_response_header(k.as_str()) || listed.iter().any(|l| l == k.as_str()) {
                 continue;
             }
-            h.append(k.clone(), v.clone());
+            let v = match masker.as_mut() {
+                Some(m) => m.header(v),
+                None => v.clone(),
+            };
+            h.append(k.clone(), v);
         }
+        masked_headers = masker.as_ref().map_or(0, |m| m.masked);
         h.insert(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static("sandbox"),
@@ -786,10 +815,20 @@ pub(crate) async fn forward(
             h.insert(HeaderName::from_static("x-akhrot-upstream"), v);
         }
     }
+    let masked_note = if masked_headers > 0 {
+        "; the credential it echoed in a header was masked"
+    } else {
+        ""
+    };
+    state.audit.record(audit(
+        status.as_str(),
+        format!("{what} -> {}{note}{masked_note}", status.as_u16()),
+        Some(&conn.account),
+    ));
     // The answer streams until the provider ends it, or until Akhrot shuts down: then it is cut
     // with an error (the agent sees a broken answer, never a silently shortened one) so that a
     // long download does not hold the shutdown open.
-    let upstream = resp.bytes_stream();
+    let upstream = Box::pin(masked_stream(resp.bytes_stream(), masker, p.code.clone()));
     let closing = state.closing.subscribe();
     let stream = futures_util::stream::unfold(
         (upstream, closing, false),
@@ -818,6 +857,76 @@ pub(crate) async fn forward(
             format!("{host} answered with headers that cannot be passed on"),
         )
     })
+}
+
+/// The secret values of a connection, and the Basic pair as sent, for [`crate::redact`].
+fn add_secrets(
+    secrets: &mut crate::redact::Secrets,
+    p: &Provider,
+    conn: &ConnectionInfo,
+    creds: &Credentials,
+) {
+    for v in creds.values() {
+        secrets.add(v.expose());
+    }
+    if let Some([u, pw]) = &p.inject.basic {
+        use base64::Engine;
+        let known = known_values(p, conn, creds);
+        if let (Ok(user), Ok(pass)) = (
+            crate::render::fill_strict(u, &known.0),
+            crate::render::fill_strict(pw, &known.0),
+        ) {
+            let pair = zeroize::Zeroizing::new(format!("{user}:{pass}"));
+            let enc = zeroize::Zeroizing::new(
+                base64::engine::general_purpose::STANDARD.encode(pair.as_bytes()),
+            );
+            secrets.add_spelling(&enc);
+        }
+    }
+}
+
+/// The upstream body with every occurrence of a secret masked (see [`crate::redact`]).
+fn masked_stream(
+    upstream: impl futures_util::Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+    masker: Option<crate::redact::Masker>,
+    provider: String,
+) -> impl futures_util::Stream<Item = reqwest::Result<Bytes>> + Send + 'static {
+    futures_util::stream::unfold(
+        (Box::pin(upstream), masker, false),
+        move |(mut up, mut masker, done)| {
+            let provider = provider.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                let Some(m) = masker.as_mut() else {
+                    return up.next().await.map(|item| (item, (up, masker, false)));
+                };
+                loop {
+                    match up.next().await {
+                        Some(Ok(chunk)) => {
+                            let out = m.chunk(&chunk);
+                            if !out.is_empty() {
+                                return Some((Ok(out), (up, masker, false)));
+                            }
+                        }
+                        Some(Err(e)) => return Some((Err(e), (up, masker, true))),
+                        None => {
+                            if m.masked > 0 {
+                                tracing::warn!(
+                                    provider,
+                                    occurrences = m.masked,
+                                    "a proxied answer echoed the credential; masked it"
+                                );
+                            }
+                            let rest = m.finish();
+                            return (!rest.is_empty()).then_some((Ok(rest), (up, masker, true)));
+                        }
+                    }
+                }
+            }
+        },
+    )
 }
 
 #[cfg(test)]
