@@ -780,7 +780,7 @@ mod tests {
         listener: &TcpListener,
         decoys: usize,
     ) -> (std::process::Child, TcpStream, SocketAddr) {
-        let local = listener.local_addr().unwrap();
+        let local = listener.local_addr().expect("local address");
         let script = format!(
             "exec 3<>/dev/tcp/127.0.0.1/{}; for i in $(seq {decoys}); do (exec -a claude sleep 30) & done; echo ready; read -r -t 20 _ <&3; kill $(jobs -p) 2>/dev/null",
             local.port()
@@ -790,15 +790,15 @@ mod tests {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
-            .unwrap();
+            .expect("bash");
         let (accepted, peer) = accept_within(listener, Duration::from_secs(10));
         let mut line = [0u8; 6];
         child
             .stdout
             .as_mut()
-            .unwrap()
+            .expect("stdout")
             .read_exact(&mut line)
-            .unwrap();
+            .expect("ready");
         // The decoys exec'd `sleep` once their cmdline says `claude`.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
