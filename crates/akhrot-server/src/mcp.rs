@@ -20,6 +20,7 @@
 // clients show their user while a tool runs; progress notifications (not deprecated) go too.
 #![allow(deprecated)]
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +31,6 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
-use std::net::SocketAddr;
 
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
@@ -62,7 +62,7 @@ const KEPT_HEADERS: &[&str] = &[
 /// Where the owner's agent API is.
 #[derive(Clone)]
 pub enum Owner {
-    /// A fixed base URL (the `/mcp` endpoint calls its own listener).
+    /// A fixed base URL.
     Url(String),
     /// Read from `server.json` at each call, so an owner restarted on another port is found.
     Dir(Paths),
@@ -208,6 +208,7 @@ impl AkhrotMcp {
     /// owner's router without `/mcp`) in-process. Stateless mode makes a server per request.
     pub fn http(router: axum::Router) -> Self {
         Self {
+            // Never asked: the calls go through `router`, not over HTTP.
             owner: Owner::Url(String::new()),
             key: Key::FromRequest(router),
             http: None,
@@ -224,13 +225,14 @@ impl AkhrotMcp {
                     .ok_or_else(|| {
                         ToolError::new("UNAUTHORIZED", "no agent key on this request")
                     })?;
-                let authorization = parts
+                let mut authorization = parts
                     .headers
                     .get(axum::http::header::AUTHORIZATION)
                     .cloned()
                     .ok_or_else(|| {
                         ToolError::new("UNAUTHORIZED", "no agent key on this request")
                     })?;
+                authorization.set_sensitive(true);
                 // The connection the request came on: the peer lookup names its process.
                 let connect = parts
                     .extensions
