@@ -80,8 +80,16 @@ test('a blocked token request appears in Approvals; Allow once completes it, Den
     assert.match(text, /research-bot/);
     assert.match(text, /summarise the quarterly report/);
     assert.match(text, /OpenAI/);
-    // The OS's view of the caller: this test process (node), shown apart from the key name.
-    assert.match(text, /node/);
+    // The OS's view of the caller: this test process (node), shown apart from the key name,
+    // verified: one process holds the connection (unless a process of this user hides its
+    // connections from the lookup, as ssh-agent does on a desktop; the note then says so).
+    const peer = card.first().locator('[data-testid="peer"]');
+    assert.match(await peer.textContent(), /node/);
+    if ((await peer.getAttribute('data-verified')) === 'true') {
+      assert.match(await peer.textContent(), /Verified by the OS/);
+    } else {
+      assert.match(await peer.locator('[data-testid="peer-note"]').textContent(), /hide/);
+    }
     await page.waitForSelector('[data-testid="approvals-badge"]');
     assert.equal((await page.textContent('[data-testid="approvals-badge"]')).trim(), '1');
     await shot(page, 'approvals');
@@ -269,4 +277,53 @@ test('a proxied call shows its method and URL in Approvals; the Agents page sets
   assert.equal(f.status, 403);
   assert.equal(f.json.error.code, 'APPROVAL_DENIED');
   assert.match(f.json.error.message, /\/proxy\/openai\//);
+});
+
+test('a connection a forked decoy shares is shown as not verified, with every process on it', async () => {
+  const { key } = await akhrot.admin('POST', '/admin/keys', { name: 'forking-bot' });
+  await akhrot.admin('POST', '/admin/connections', { provider: 'openai', fields: { apiKey: 'sk-browser-fork' } });
+  const { spawn } = await import('node:child_process');
+  const port = new URL(akhrot.base).port;
+  const body = JSON.stringify({ provider: 'openai', reason: 'forked' });
+  // bash connects, starts `sleep` run as `claude` holding the same socket, then sends the
+  // request itself (builtins only, so nothing else shares the socket).
+  const script = `exec 3<>/dev/tcp/127.0.0.1/${port}
+(exec -a claude sleep 30) &
+until [ "$(cat /proc/$!/comm 2>/dev/null)" = sleep ]; do sleep 0.02; done
+printf 'POST /tokens/fetch HTTP/1.1\\r\\nHost: 127.0.0.1:${port}\\r\\nAuthorization: Bearer %s\\r\\nContent-Type: application/json\\r\\nContent-Length: %s\\r\\nConnection: close\\r\\n\\r\\n%s' "$KEY" "\${#BODY}" "$BODY" >&3
+while IFS= read -r -t 50 line <&3; do printf '%s\\n' "$line"; done
+kill $(jobs -p) 2>/dev/null
+exit 0`;
+  const child = spawn('bash', ['-c', script], { env: { ...process.env, KEY: key, BODY: body }, stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  child.stdout.on('data', (d) => { out += d; });
+  const done = new Promise((r) => child.on('exit', r));
+  await withPage(async (page) => {
+    await page.click('a[href="#/approvals"]');
+    const card = page.locator('[data-testid="approval-card"]');
+    await card.first().waitFor();
+    const peer = card.first().locator('[data-testid="peer"]');
+    assert.equal(await peer.getAttribute('data-verified'), 'false');
+    assert.match(await peer.locator('h4').textContent(), /Not verified/);
+    assert.match(await peer.locator('[data-testid="peer-note"]').textContent(),
+      /^2 processes share this connection; any of them may have sent the request/);
+    assert.equal(await peer.locator('[data-testid="peer-process"]').count(), 2);
+    const text = await peer.textContent();
+    assert.match(text, /claude 30/);
+    assert.match(text, new RegExp(`pid ${child.pid}`));
+    assert.doesNotMatch(text, /Verified by the OS/);
+    await shot(page, 'approvals-shared-connection');
+    await card.first().locator('[data-testid="deny"]').click();
+    await done;
+    assert.match(out, /^HTTP\/1.1 403/);
+
+    // Activity shows the same: both pids, not verified, and the note.
+    await page.click('a[href="#/activity"]');
+    await page.waitForSelector('[data-testid="page-activity"]');
+    const details = page.locator('[data-testid="peer-details"][data-verified="false"]').first();
+    await details.waitFor();
+    assert.match(await details.locator('summary').textContent(), /^pids \d+, \d+ \(not verified\)$/);
+    await details.locator('summary').click();
+    assert.match(await details.textContent(), /2 processes share this connection/);
+  });
 });

@@ -73,9 +73,17 @@ fn the_prompt_shows_the_request_and_who_is_asking_and_allow_once_completes_it() 
     assert_eq!(p["account"], "work");
     assert_eq!(p["reason"], "summarise my notes");
     // Who is asking, as the OS says: this test process made the request.
-    assert_eq!(p["peer"]["pid"], std::process::id(), "{p}");
+    // One process holds the connection, so the answer is verified (unless a process of this
+    // user hides its descriptors from the lookup, as ssh-agent does on a desktop).
+    let hidden = p["peer"]["note"]
+        .as_str()
+        .is_some_and(|n| n.contains("hide"));
+    assert_eq!(p["peer"]["verified"], !hidden, "{p}");
+    assert_eq!(p["peer"]["processes"].as_array().unwrap().len(), 1, "{p}");
+    let proc_ = &p["peer"]["processes"][0];
+    assert_eq!(proc_["pid"], std::process::id(), "{p}");
     let exe = std::fs::canonicalize(std::env::current_exe().unwrap()).unwrap();
-    assert_eq!(p["peer"]["exe"].as_str().unwrap(), exe.to_str().unwrap());
+    assert_eq!(proc_["exe"].as_str().unwrap(), exe.to_str().unwrap());
     // An agent key cannot answer.
     let (status, _) = s.post(
         &format!("/admin/approvals/{}", p["id"].as_str().unwrap()),
@@ -103,7 +111,7 @@ fn the_prompt_shows_the_request_and_who_is_asking_and_allow_once_completes_it() 
         .map(|e| e["outcome"].as_str().unwrap())
         .collect();
     assert_eq!(outcomes, vec!["denied", "handed_out"]);
-    assert_eq!(log[1]["peer"]["pid"], std::process::id());
+    assert_eq!(log[1]["peer"]["processes"][0]["pid"], std::process::id());
     assert!(!log.to_string().contains("sk-approve-1"));
 }
 
@@ -410,7 +418,7 @@ fn the_prompt_never_shows_a_key_the_agent_put_on_its_command_line() {
         .spawn()
         .expect("curl");
     let p = wait_pending(&s, 1).remove(0);
-    let cmdline = p["peer"]["cmdline"].to_string();
+    let cmdline = p["peer"]["processes"][0]["cmdline"].to_string();
     assert!(cmdline.contains("curl"), "{p}");
     assert!(
         cmdline.contains("Authorization: Bearer [redacted]"),

@@ -13,12 +13,15 @@
 //! - Path traversal in proxy paths, in every encoding; open-proxy attempts.
 //! - Timing of the agent key check.
 //! - The plaintext-secret scanner of the harness, shown to find a planted secret.
+//! - `attacks/callers.rs`: who the prompt says is calling (over `/mcp`, a forked decoy); joins.
 //! - `attacks/exhaustion.rs`: idle and slow connections under a real descriptor limit.
 //! - `attacks/stale_owner.rs`: the CLI after a crash, with another process on the owner's port.
 //! - `attacks/leaks.rs`: the UI sign-in link in service logs; a credential echoed by a provider.
 #![allow(clippy::unwrap_used)]
 
 // Attacks grouped by what they go after, one file each under `attacks/`.
+#[path = "attacks/callers.rs"]
+mod callers;
 #[path = "attacks/exhaustion.rs"]
 mod exhaustion;
 #[path = "attacks/leaks.rs"]

@@ -19,6 +19,27 @@ const ACTIONS = [
 ];
 const PAGE = 100;
 
+// The calling processes, as the OS named them. Entries written before the lookup listed every
+// process sharing a connection hold one process object (no `processes`): never called verified.
+function peerDetails(peer) {
+  if (!peer) return h('span', { class: 'muted' }, '—');
+  const processes = Array.isArray(peer.processes) ? peer.processes : (peer.pid ? [peer] : []);
+  const verified = peer.verified === true && processes.length === 1;
+  const pids = processes.map((p) => p.pid).join(', ');
+  const summary = processes.length
+    ? `${processes.length > 1 ? 'pids' : 'pid'} ${pids}${verified ? '' : ' (not verified)'}`
+    : 'unknown';
+  return h('details', { class: 'peer-details', 'data-testid': 'peer-details', 'data-verified': String(verified) },
+    h('summary', null, summary),
+    peer.note ? h('p', { class: 'small', 'data-testid': 'peer-note' }, peer.note) : null,
+    processes.map((p) => h('dl', { class: 'kv kv-tight' },
+      h('dt', null, 'Process'), h('dd', { class: 'code' }, `pid ${p.pid}`),
+      h('dt', null, 'Executable'), h('dd', { class: 'code' }, p.exe || 'unknown'),
+      p.cmdline && p.cmdline.length ? [h('dt', null, 'Command'), h('dd', { class: 'code' }, p.cmdline.join(' '))] : null,
+      p.cwd ? [h('dt', null, 'Directory'), h('dd', { class: 'code' }, p.cwd)] : null,
+      p.parent ? [h('dt', null, 'Parent'), h('dd', { class: 'code' }, `pid ${p.parent.pid} · ${p.parent.exe || 'unknown'}`)] : null)));
+}
+
 const GOOD = new Set(['handed_out', 'allowed', 'ok', 'connected', 'replaced', 'refreshed', 'created', 'set', 'once', 'always', 'allow', 'off', 'changed', 'until quit', 'revoked_and_removed', 'removed']);
 const BAD = new Set(['denied', 'deny', 'failed', 'error', 'revoked', 'needs_reconnect', 'on']);
 const WARN = new Set(['timeout', 'ask']);
@@ -103,16 +124,7 @@ export function mount(root) {
 
   function row(e) {
     const kind = outcomeKind(e);
-    const peer = e.peer;
-    const peerCell = peer
-      ? h('details', { class: 'peer-details' },
-        h('summary', null, `pid ${peer.pid}`),
-        h('dl', { class: 'kv kv-tight' },
-          h('dt', null, 'Executable'), h('dd', { class: 'code' }, peer.exe || 'unknown'),
-          peer.cmdline && peer.cmdline.length ? [h('dt', null, 'Command'), h('dd', { class: 'code' }, peer.cmdline.join(' '))] : null,
-          peer.cwd ? [h('dt', null, 'Directory'), h('dd', { class: 'code' }, peer.cwd)] : null,
-          peer.parent ? [h('dt', null, 'Parent'), h('dd', { class: 'code' }, `pid ${peer.parent.pid} · ${peer.parent.exe || 'unknown'}`)] : null))
-      : h('span', { class: 'muted' }, '—');
+    const peerCell = peerDetails(e.peer);
     return h('tr', { 'data-id': String(e.id), 'data-testid': 'audit-row' },
       h('td', { class: 'nowrap' }, h('div', null, fmt.stamp(e.at)), relTime(e.at, 'muted small')),
       h('td', { class: 'nowrap' }, e.agent || h('span', { class: 'muted' }, '—')),

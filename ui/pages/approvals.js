@@ -75,24 +75,28 @@ function processRows(proc) {
   if (proc.cmdline && proc.cmdline.length) rows.push(['Command line', proc.cmdline.join(' ')]);
   if (proc.cwd) rows.push(['Working directory', proc.cwd]);
   if (proc.uid !== undefined && proc.uid !== null) rows.push(['User id', String(proc.uid)]);
-  return rows;
-}
-
-function peerBlock(peer) {
-  if (!peer) {
-    return h('div', { class: 'peer peer-unknown', 'data-testid': 'peer' },
-      h('h4', { class: 'peer-title' }, icon(ICONS.warn), 'Verified by the OS'),
-      h('p', null, 'The calling process could not be identified.'));
-  }
-  const rows = processRows(peer);
-  if (peer.parent) {
-    const pp = peer.parent;
+  if (proc.parent) {
+    const pp = proc.parent;
     const cmd = pp.cmdline && pp.cmdline.length ? ` — ${pp.cmdline.join(' ')}` : '';
     rows.push(['Parent process', `pid ${pp.pid} · ${pp.exe || 'unknown'}${cmd}`]);
   }
-  return h('div', { class: 'peer', 'data-testid': 'peer' },
-    h('h4', { class: 'peer-title' }, icon(ICONS.shield), 'Verified by the OS'),
-    h('dl', { class: 'kv' }, rows.map(([k, v]) => [h('dt', null, k), h('dd', { class: 'code' }, v)])));
+  return rows;
+}
+
+// The OS's answer: `verified` only when exactly one process holds the connection and all of
+// it could be read; otherwise `note` says why, and every process holding it is listed.
+function peerBlock(peer) {
+  const processes = (peer && Array.isArray(peer.processes)) ? peer.processes : [];
+  const verified = !!(peer && peer.verified === true && processes.length === 1);
+  const note = (peer && peer.note) || (processes.length ? '' : 'the OS could not say which process this is');
+  const title = verified ? 'Verified by the OS' : 'Not verified';
+  return h('div', { class: ['peer', verified ? '' : 'peer-unknown'], 'data-testid': 'peer', 'data-verified': String(verified) },
+    h('h4', { class: 'peer-title' }, icon(verified ? ICONS.shield : ICONS.warn), title),
+    note ? h('p', { class: 'peer-note', 'data-testid': 'peer-note' }, note) : null,
+    processes.map((proc, i) => [
+      processes.length > 1 ? h('p', { class: 'peer-count muted small' }, `Process ${i + 1} of ${processes.length}`) : null,
+      h('dl', { class: 'kv', 'data-testid': 'peer-process' }, processRows(proc).map(([k, v]) => [h('dt', null, k), h('dd', { class: 'code' }, v)])),
+    ]));
 }
 
 function approvalCard(p) {

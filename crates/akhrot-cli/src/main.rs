@@ -802,6 +802,35 @@ fn add(c: &Client, provider: &str, account: Option<String>) -> Result<()> {
     Ok(())
 }
 
+/// The calling processes of a prompt, as the OS named them: `exe (pid N)` each, and the
+/// reason the answer is not certain when it is not.
+fn process_text(peer: &Value) -> String {
+    let procs: Vec<String> = peer["processes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let exe = p["exe"]
+                .as_str()
+                .or_else(|| p["cmdline"][0].as_str())
+                .unwrap_or("?");
+            format!("{exe} (pid {})", p["pid"])
+        })
+        .collect();
+    let mut text = if procs.is_empty() {
+        "unknown process".to_owned()
+    } else {
+        procs.join(", ")
+    };
+    if peer["verified"] != true {
+        match peer["note"].as_str() {
+            Some(note) => text.push_str(&format!(" [not verified: {note}]")),
+            None => text.push_str(" [not verified]"),
+        }
+    }
+    text
+}
+
 fn approvals(c: &Client, cmd: Option<ApprovalsCmd>, as_json: bool) -> Result<()> {
     match cmd {
         None => {
@@ -815,10 +844,7 @@ fn approvals(c: &Client, cmd: Option<ApprovalsCmd>, as_json: bool) -> Result<()>
                 .into_iter()
                 .flatten()
                 .map(|p| {
-                    let process = p["peer"]["exe"]
-                        .as_str()
-                        .map(|e| format!("{e} (pid {})", p["peer"]["pid"]))
-                        .unwrap_or_else(|| "unknown process".into());
+                    let process = process_text(&p["peer"]);
                     vec![
                         p["id"].as_str().unwrap_or("").to_owned(),
                         p["agent"].as_str().unwrap_or("").to_owned(),

@@ -1,8 +1,9 @@
 //! Pending approvals: a token request under an `ask` policy waits here until the user answers,
 //! the prompt times out, or the agent goes away.
 //!
-//! Two identical requests from one agent (same provider, account and, for proxied calls, the
-//! same method and URL) share one prompt. An
+//! Two identical requests from one agent (same provider, account, reason, calling processes
+//! and, for proxied calls, the same method and URL) share one prompt: the prompt shows one
+//! reason and one caller, so "Allow once" releases only requests the person saw. An
 //! agent may have only [`MAX_PENDING_PER_AGENT`] prompts open at once, so no agent can flood
 //! the user. When every waiter of a prompt has gone (the agent disconnected), the prompt is
 //! withdrawn.
@@ -104,9 +105,44 @@ pub enum Event {
 
 struct Open {
     prompt: Prompt,
-    /// Agent id, provider, account, request: identical requests share one prompt.
-    key: (String, String, String, Option<String>),
+    /// Identical requests share one prompt.
+    key: JoinKey,
     answer: watch::Sender<Option<Outcome>>,
+}
+
+/// What two requests must share to share a prompt: everything the prompt shows about the
+/// request (agent id, provider, account, proxied call, reason) and the calling processes (their
+/// pids as the OS named them; two unknown callers are the same).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct JoinKey {
+    agent_id: String,
+    provider: String,
+    account: String,
+    request: Option<String>,
+    reason: Option<String>,
+    callers: Vec<u64>,
+}
+
+impl JoinKey {
+    fn of(ask: &Ask) -> Self {
+        let mut callers: Vec<u64> = ask
+            .peer
+            .as_ref()
+            .and_then(|p| p["processes"].as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["pid"].as_u64())
+            .collect();
+        callers.sort_unstable();
+        Self {
+            agent_id: ask.agent_id.clone(),
+            provider: ask.provider.clone(),
+            account: ask.account.clone(),
+            request: ask.request.clone(),
+            reason: ask.reason.clone(),
+            callers,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -137,7 +173,8 @@ pub struct Ask {
     pub account: String,
     pub scopes: Vec<String>,
     pub reason: Option<String>,
-    /// What the OS says about the calling process (not what the agent claims), when known.
+    /// What the OS says about the calling processes (not what the agent claims): a
+    /// [`crate::peer::Peer`] as JSON (`verified`, `note`, `processes`).
     pub peer: Option<serde_json::Value>,
     /// Method and path, for proxied calls.
     pub request: Option<String>,
@@ -204,16 +241,12 @@ impl Approvals {
         v
     }
 
-    /// Waits for the user's answer to `ask` (joining an identical open prompt of the same agent).
+    /// Waits for the user's answer to `ask` (joining an identical open prompt of the same agent:
+    /// same provider, account, request, reason and calling processes).
     /// If the returned future is dropped (the agent disconnected) and nobody else waits on the
     /// prompt, the prompt is withdrawn.
     pub async fn ask(self: &Arc<Self>, ask: Ask) -> Result<Outcome, AskError> {
-        let key = (
-            ask.agent_id.clone(),
-            ask.provider.clone(),
-            ask.account.clone(),
-            ask.request.clone(),
-        );
+        let key = JoinKey::of(&ask);
         let (id, mut rx) = {
             let mut st = self.state();
             if st.closed {
@@ -223,7 +256,11 @@ impl Approvals {
                 open.prompt.waiting += 1;
                 (open.prompt.id.clone(), open.answer.subscribe())
             } else {
-                let of_agent = st.open.values().filter(|o| o.key.0 == key.0).count();
+                let of_agent = st
+                    .open
+                    .values()
+                    .filter(|o| o.key.agent_id == key.agent_id)
+                    .count();
                 if of_agent >= MAX_PENDING_PER_AGENT {
                     return Err(AskError::TooManyPending {
                         agent: ask.agent.clone(),
@@ -392,6 +429,64 @@ mod tests {
         assert_eq!(w2.await.unwrap(), Ok(Outcome::Answered(Answer::Once)));
         assert!(a.pending().is_empty());
         assert!(a.answer(&id, Answer::Once).is_none(), "answered once");
+    }
+
+    /// Requests that differ in what the prompt shows (reason, calling process) never share a
+    /// prompt: "Allow once" must release only what the person saw.
+    #[tokio::test]
+    async fn requests_with_another_reason_or_caller_get_their_own_prompts() {
+        let a = Approvals::new(Duration::from_secs(5));
+        let peer = |pids: &[u32]| {
+            let processes: Vec<_> = pids
+                .iter()
+                .map(|p| serde_json::json!({ "pid": p }))
+                .collect();
+            Some(
+                serde_json::json!({ "verified": pids.len() == 1, "note": null, "processes": processes }),
+            )
+        };
+        let mut asks = Vec::new();
+        let mut base = ask("bot", "github");
+        base.peer = peer(&[10]);
+        asks.push(base.clone()); // prompt 1
+        asks.push(base.clone()); // joins prompt 1
+        let mut other_reason = base.clone();
+        other_reason.reason = Some("something else".into());
+        asks.push(other_reason); // prompt 2
+        let mut other_caller = base.clone();
+        other_caller.peer = peer(&[10, 11]);
+        asks.push(other_caller); // prompt 3
+        let mut waiters = Vec::new();
+        for x in asks {
+            let a = a.clone();
+            waiters.push(tokio::spawn(async move { a.ask(x).await }));
+        }
+        while a.pending().iter().map(|p| p.waiting).sum::<usize>() < 4 {
+            tokio::task::yield_now().await;
+        }
+        let pending = a.pending();
+        assert_eq!(pending.len(), 3, "{pending:?}");
+        assert_eq!(
+            pending.iter().map(|p| p.waiting).max(),
+            Some(2),
+            "only the identical request joined"
+        );
+        for p in pending {
+            a.answer(&p.id, Answer::Deny);
+        }
+        for w in waiters {
+            assert_eq!(w.await.unwrap(), Ok(Outcome::Answered(Answer::Deny)));
+        }
+        // Two unknown callers are the same caller.
+        let (x, y) = (a.clone(), a.clone());
+        let w1 = tokio::spawn(async move { x.ask(ask("bot", "gitlab")).await });
+        let w2 = tokio::spawn(async move { y.ask(ask("bot", "gitlab")).await });
+        while a.pending().first().map(|p| p.waiting) != Some(2) {
+            tokio::task::yield_now().await;
+        }
+        a.answer(&a.pending()[0].id, Answer::Deny);
+        w1.await.unwrap().unwrap();
+        w2.await.unwrap().unwrap();
     }
 
     #[tokio::test]

@@ -6,16 +6,18 @@
 //! executable holds the client end of the TCP connection, with which arguments, in which
 //! directory, as which user, started by which parent. [`identify`] asks the OS for those facts.
 //!
-//! When nothing is found (the process already exited, it belongs to another user whose file
-//! descriptors we may not read, the platform is not supported) the answer is `Ok(None)`, and the
-//! prompt must say that the process is unknown rather than guess.
+//! The answer is a [`Peer`]: every process that holds the client's socket (a process that forks
+//! after connecting shares it with its child, and either may write the request), whether that
+//! answer is certain (`verified`), and a plain note when it is not. When nothing is found (the
+//! process already exited, it belongs to another user whose file descriptors we may not read,
+//! the platform is not supported) the list is empty and the note says so: the prompt must say
+//! that the process is unknown rather than guess.
 //!
 //! Only Linux is implemented (through `/proc`). macOS would need `libproc`
 //! (`proc_listpids` / `proc_pidfdinfo` with `PROC_PIDFDSOCKETINFO`), which means FFI and `unsafe`
-//! code, forbidden in this workspace; Windows would need `GetExtendedTcpTable`. Both return
-//! `Ok(None)` for now.
+//! code, forbidden in this workspace; Windows would need `GetExtendedTcpTable`. Both answer
+//! "unknown" for now.
 
-use std::io;
 use std::net::SocketAddr;
 
 use serde::Serialize;
@@ -24,6 +26,85 @@ use serde::Serialize;
 pub const MAX_ARGS: usize = 20;
 /// Each kept argument (and path) is cut to this many characters.
 pub const MAX_ARG_CHARS: usize = 200;
+/// At most this many processes sharing one connection are listed (the note says when more were).
+pub const MAX_PROCESSES: usize = 8;
+/// The note when the OS names no process.
+pub const NOTE_UNKNOWN: &str = "the OS could not say which process this is";
+
+/// Who is at the other end of a connection, as the OS says: what the approval prompt, the
+/// admin API, the audit log and the UIs show.
+///
+/// `verified` is true only when exactly one process holds the client's socket, every fact about
+/// it could be read, and no process of the same user hid its descriptors from the lookup. In
+/// every other case `note` says, in a plain sentence, why the answer is not certain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Peer {
+    pub verified: bool,
+    pub note: Option<String>,
+    /// Every process holding the socket, by pid, at most [`MAX_PROCESSES`].
+    pub processes: Vec<PeerProcess>,
+}
+
+impl Peer {
+    /// No process known; `note` says why.
+    pub fn unknown(note: impl Into<String>) -> Self {
+        Self {
+            verified: false,
+            note: Some(note.into()),
+            processes: Vec::new(),
+        }
+    }
+
+    /// The pids of the listed processes (empty when unknown).
+    pub fn pids(&self) -> Vec<u32> {
+        self.processes.iter().map(|p| p.pid).collect()
+    }
+
+    /// The verdict on a lookup: `holders` every pid holding the socket (sorted), `read` what
+    /// could be read about the first [`MAX_PROCESSES`] of them (`None`: the process vanished;
+    /// `Some((p, false))`: some of its facts could not be read), `hidden` how many processes of
+    /// the socket's user would not show their descriptors.
+    pub(crate) fn judge(
+        holders: usize,
+        read: Vec<Option<(PeerProcess, bool)>>,
+        hidden: usize,
+    ) -> Self {
+        let mut notes: Vec<String> = Vec::new();
+        let complete = read.iter().all(|r| matches!(r, Some((_, true))));
+        let processes: Vec<PeerProcess> = read.into_iter().flatten().map(|(p, _)| p).collect();
+        if processes.is_empty() {
+            notes.push(NOTE_UNKNOWN.to_owned());
+        } else if holders > 1 {
+            let mut n = format!(
+                "{holders} processes share this connection; any of them may have sent the request"
+            );
+            if holders > processes.len() {
+                n.push_str(&format!(" (only {} are listed)", processes.len()));
+            }
+            notes.push(n);
+        }
+        if !processes.is_empty() && !complete {
+            notes.push(if holders > 1 {
+                "some facts about these processes could not be read".to_owned()
+            } else {
+                "some facts about this process could not be read".to_owned()
+            });
+        }
+        if hidden > 0 {
+            notes.push(if hidden == 1 {
+                "1 other process of this user hides its connections from Akhrot; it may have sent the request".to_owned()
+            } else {
+                format!("{hidden} other processes of this user hide their connections from Akhrot; any of them may have sent the request")
+            });
+        }
+        Self {
+            verified: holders == 1 && processes.len() == 1 && complete && hidden == 0,
+            note: (!notes.is_empty()).then(|| notes.join("; ")),
+            processes,
+        }
+    }
+}
 
 /// What the operating system says about the process at the other end of a loopback connection.
 ///
@@ -62,7 +143,7 @@ pub struct ParentProcess {
     pub cmdline: Vec<String>,
 }
 
-/// Finds the process owning the client side of a TCP connection on this machine.
+/// Finds every process holding the client side of a TCP connection on this machine.
 ///
 /// `local` is our (server) address and `peer` the client's address, both as the listener saw
 /// them (from the accepted socket). The order matters: swapped, the lookup would find the server's
@@ -70,28 +151,29 @@ pub struct ParentProcess {
 /// and whose remote address is `local`; IPv4 and IPv4-mapped IPv6 addresses
 /// (`::ffff:a.b.c.d`) compare equal, since a dual-stack listener sees an IPv4 client that way.
 ///
-/// Linux: the socket's inode is looked up in `/proc/net/tcp` and `/proc/net/tcp6` (state
-/// ESTABLISHED only), then `/proc/<pid>/fd/*` is scanned for a `socket:[<inode>]` link, stopping
-/// at the first match. That costs O(processes × descriptors), a few milliseconds: call it from a
-/// blocking thread (`spawn_blocking`). The client may be this very process (in tests it is); it
-/// is returned like any other. If several processes share the socket (a fork after connecting),
-/// the first one found in `/proc` order (usually the lowest pid) is returned.
+/// Linux: the socket's inode (and its owner's uid) is looked up in `/proc/net/tcp` and
+/// `/proc/net/tcp6` (state ESTABLISHED only), then every `/proc/<pid>/fd/*` is scanned for a
+/// `socket:[<inode>]` link. That costs O(processes × descriptors), a few milliseconds: call it
+/// from a blocking thread (`spawn_blocking`). The client may be this very process (in tests it
+/// is); it is returned like any other. Every process holding the socket is listed (a fork after
+/// connecting shares it, and the decoy may be either side), and a process of the socket's user
+/// whose descriptors cannot be read (it made itself non-dumpable) counts against certainty: it
+/// may hold the socket unseen.
 ///
-/// Returns `Ok(None)` when nothing matches: the connection is gone, the process exited, or it
-/// belongs to another user whose descriptors we cannot read. Malformed `/proc` content never
-/// panics; it simply does not match. `Err` only when `/proc/net/tcp` or `/proc` itself cannot
-/// be read.
+/// Never fails: when nothing matches (the connection is gone, the process exited, it belongs to
+/// another user whose descriptors we cannot read, `/proc` is unreadable) the answer is
+/// [`Peer::unknown`]. Malformed `/proc` content never panics; it simply does not match.
 ///
-/// Other OSes: always `Ok(None)` for now (see the module documentation).
-pub fn identify(local: SocketAddr, peer: SocketAddr) -> io::Result<Option<PeerProcess>> {
+/// Other OSes: always unknown for now (see the module documentation).
+pub fn identify(local: SocketAddr, peer: SocketAddr) -> Peer {
     #[cfg(target_os = "linux")]
     {
-        linux::identify(local, peer)
+        linux::identify(local, peer).unwrap_or_else(|_| Peer::unknown(NOTE_UNKNOWN))
     }
     #[cfg(not(target_os = "linux"))]
     {
         let _ = (local, peer);
-        Ok(None)
+        Peer::unknown(NOTE_UNKNOWN)
     }
 }
 
@@ -112,7 +194,7 @@ mod linux {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
     use std::path::Path;
 
-    use super::{MAX_ARG_CHARS, MAX_ARGS, ParentProcess, PeerProcess, clean};
+    use super::{MAX_ARG_CHARS, MAX_ARGS, MAX_PROCESSES, ParentProcess, Peer, PeerProcess, clean};
 
     /// `TCP_ESTABLISHED` in the kernel's `st` column.
     const ESTABLISHED: u8 = 0x01;
@@ -126,22 +208,28 @@ mod linux {
         pub local: SocketAddr,
         pub remote: SocketAddr,
         pub state: u8,
+        /// The socket's owner (the user that created it).
+        pub uid: u32,
         pub inode: u64,
     }
 
-    pub(super) fn identify(local: SocketAddr, peer: SocketAddr) -> io::Result<Option<PeerProcess>> {
-        let Some(inode) = find_client_inode(local, peer)? else {
-            return Ok(None);
+    pub(super) fn identify(local: SocketAddr, peer: SocketAddr) -> io::Result<Peer> {
+        let Some((inode, uid)) = find_client_socket(local, peer)? else {
+            return Ok(Peer::unknown(super::NOTE_UNKNOWN));
         };
-        let Some(pid) = find_pid_with_socket(inode)? else {
-            return Ok(None);
-        };
-        Ok(read_process(pid))
+        let scan = find_pids_with_socket(inode, uid)?;
+        let read = scan
+            .pids
+            .iter()
+            .take(MAX_PROCESSES)
+            .map(|&pid| read_process(pid))
+            .collect();
+        Ok(Peer::judge(scan.pids.len(), read, scan.hidden))
     }
 
-    /// The inode of the ESTABLISHED socket whose own address is `peer` and whose remote address
-    /// is `local`.
-    fn find_client_inode(local: SocketAddr, peer: SocketAddr) -> io::Result<Option<u64>> {
+    /// The inode and owner uid of the ESTABLISHED socket whose own address is `peer` and whose
+    /// remote address is `local`.
+    fn find_client_socket(local: SocketAddr, peer: SocketAddr) -> io::Result<Option<(u64, u32)>> {
         for (table, required) in [("/proc/net/tcp", true), ("/proc/net/tcp6", false)] {
             let text = match fs::read_to_string(table) {
                 Ok(text) => text,
@@ -156,7 +244,7 @@ mod linux {
                     && same_addr(e.remote, local)
             });
             if let Some(entry) = found {
-                return Ok(Some(entry.inode));
+                return Ok(Some((entry.inode, entry.uid)));
             }
         }
         Ok(None)
@@ -185,6 +273,7 @@ mod linux {
             local: parse_hex_addr(fields[1])?,
             remote: parse_hex_addr(fields[2])?,
             state: parse_hex::<u8>(fields[3])?,
+            uid: fields[7].parse().ok().filter(|_| is_digits(fields[7]))?,
             inode: fields[9].parse().ok().filter(|_| is_digits(fields[9]))?,
         })
     }
@@ -239,11 +328,27 @@ mod linux {
         !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
     }
 
-    /// The first process with a descriptor linked to `socket:[<inode>]`. Processes and
-    /// descriptors we cannot read (other users, exited meanwhile) are skipped silently.
-    fn find_pid_with_socket(inode: u64) -> io::Result<Option<u32>> {
+    /// What a scan of `/proc` found.
+    pub(super) struct Scan {
+        /// Every process with a descriptor linked to the socket, by pid.
+        pub pids: Vec<u32>,
+        /// Processes of the socket's user whose descriptors could not be listed: a process
+        /// that made itself non-dumpable (`prctl(PR_SET_DUMPABLE, 0)`) hides them, and could
+        /// hold the socket unseen.
+        pub hidden: usize,
+    }
+
+    /// Every process with a descriptor linked to `socket:[<inode>]`. Processes that exit
+    /// meanwhile are skipped; of the processes whose descriptors we cannot read, those of `uid`
+    /// (the socket's user, as whom the agent runs) are counted in [`Scan::hidden`], those of
+    /// other users skipped (the agent cannot run its own code as them without privileges).
+    pub(super) fn find_pids_with_socket(inode: u64, uid: u32) -> io::Result<Scan> {
         let target = format!("socket:[{inode}]");
         let target = OsStr::new(&target);
+        let mut scan = Scan {
+            pids: Vec::new(),
+            hidden: 0,
+        };
         for entry in fs::read_dir("/proc")? {
             let Ok(entry) = entry else { continue };
             let Some(pid) = entry
@@ -254,48 +359,66 @@ mod linux {
             else {
                 continue;
             };
-            let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
-                continue;
-            };
-            for fd in fds.flatten() {
-                if fs::read_link(fd.path()).is_ok_and(|link| link.as_os_str() == target) {
-                    return Ok(Some(pid));
+            let fds = match fs::read_dir(entry.path().join("fd")) {
+                Ok(fds) => fds,
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                    let owner = fs::read_to_string(entry.path().join("status"))
+                        .ok()
+                        .as_deref()
+                        .and_then(parse_real_uid);
+                    if owner == Some(uid) {
+                        scan.hidden += 1;
+                    }
+                    continue;
                 }
+                Err(_) => continue,
+            };
+            if fds
+                .flatten()
+                .any(|fd| fs::read_link(fd.path()).is_ok_and(|link| link.as_os_str() == target))
+            {
+                scan.pids.push(pid);
             }
         }
-        Ok(None)
+        scan.pids.sort_unstable();
+        Ok(scan)
     }
 
-    /// What `/proc/<pid>` says; `None` when the process no longer exists.
-    fn read_process(pid: u32) -> Option<PeerProcess> {
+    /// What `/proc/<pid>` says, and whether every fact of the process itself (not its parent)
+    /// could be read; `None` when the process no longer exists.
+    fn read_process(pid: u32) -> Option<(PeerProcess, bool)> {
         let dir = Path::new("/proc").join(pid.to_string());
         let stat = fs::read_to_string(dir.join("stat")).ok();
         if stat.is_none() && !dir.exists() {
             return None;
         }
-        let parent = stat
-            .as_deref()
-            .and_then(parse_ppid)
-            .filter(|&ppid| ppid != 0)
-            .map(|ppid| {
-                let pdir = Path::new("/proc").join(ppid.to_string());
-                ParentProcess {
-                    pid: ppid,
-                    exe: read_link_text(&pdir.join("exe")),
-                    cmdline: read_cmdline(&pdir.join("cmdline")),
-                }
-            });
-        Some(PeerProcess {
+        let ppid = stat.as_deref().and_then(parse_ppid);
+        let parent = ppid.filter(|&ppid| ppid != 0).map(|ppid| {
+            let pdir = Path::new("/proc").join(ppid.to_string());
+            ParentProcess {
+                pid: ppid,
+                exe: read_link_text(&pdir.join("exe")),
+                cmdline: read_cmdline(&pdir.join("cmdline")).unwrap_or_default(),
+            }
+        });
+        let cmdline = read_cmdline(&dir.join("cmdline"));
+        let p = PeerProcess {
             pid,
             exe: read_link_text(&dir.join("exe")),
-            cmdline: read_cmdline(&dir.join("cmdline")),
             cwd: read_link_text(&dir.join("cwd")),
             uid: fs::read_to_string(dir.join("status"))
                 .ok()
                 .as_deref()
                 .and_then(parse_real_uid),
             parent,
-        })
+            cmdline: cmdline.clone().unwrap_or_default(),
+        };
+        let complete = ppid.is_some()
+            && p.exe.is_some()
+            && p.cwd.is_some()
+            && p.uid.is_some()
+            && cmdline.is_some_and(|c| !c.is_empty());
+        Some((p, complete))
     }
 
     fn read_link_text(path: &Path) -> Option<String> {
@@ -303,10 +426,8 @@ mod linux {
         Some(clean(&target.to_string_lossy(), MAX_PATH_CHARS))
     }
 
-    fn read_cmdline(path: &Path) -> Vec<String> {
-        fs::read(path)
-            .map(|bytes| parse_cmdline(&bytes))
-            .unwrap_or_default()
+    fn read_cmdline(path: &Path) -> Option<Vec<String>> {
+        fs::read(path).ok().map(|bytes| parse_cmdline(&bytes))
     }
 
     /// NUL-separated arguments (the last one NUL-terminated), cut to [`MAX_ARGS`] ×
@@ -549,7 +670,7 @@ mod tests {
         TcpEntry, parse_cmdline, parse_hex_addr, parse_ppid, parse_real_uid, parse_tcp_table,
     };
     use super::*;
-    use std::io::Read;
+    use std::io::{self, Read};
     use std::net::{TcpListener, TcpStream};
     use std::path::PathBuf;
     use std::process::{Command, Stdio};
@@ -579,6 +700,18 @@ mod tests {
         }
     }
 
+    /// The one process found, checking that the answer says it is certain (unless a process
+    /// of this user hides its descriptors, which a developer's desktop may have: ssh-agent).
+    fn only(found: &Peer) -> &PeerProcess {
+        assert_eq!(found.processes.len(), 1, "{found:?}");
+        let hidden = found.note.as_deref().is_some_and(|n| n.contains("hide"));
+        assert_eq!(found.verified, !hidden, "{found:?}");
+        if !hidden {
+            assert_eq!(found.note, None);
+        }
+        &found.processes[0]
+    }
+
     #[test]
     fn peer_identifies_this_process() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -587,9 +720,8 @@ mod tests {
         let (accepted, peer) = listener.accept().unwrap();
         assert_eq!(accepted.local_addr().unwrap(), local);
 
-        let found = identify(local, peer)
-            .unwrap()
-            .expect("the client is this process");
+        let answer = identify(local, peer);
+        let found = only(&answer);
         assert_eq!(found.pid, std::process::id());
         let exe = std::env::current_exe().unwrap();
         assert_eq!(
@@ -599,12 +731,15 @@ mod tests {
         assert!(!found.cmdline.is_empty());
         assert!(found.cwd.is_some());
         assert!(found.uid.is_some());
-        let parent = found.parent.expect("a parent");
+        let parent = found.parent.clone().expect("a parent");
         assert_eq!(parent.pid, self_ppid());
 
-        // Serialized field names are camelCase.
-        let json = serde_json::to_value(identify(local, peer).unwrap()).unwrap();
-        assert!(json.get("cmdline").is_some() && json.get("parent").is_some());
+        // Serialized field names are camelCase, in the shape every surface shows.
+        let json = serde_json::to_value(identify(local, peer)).unwrap();
+        assert!(json["verified"].is_boolean(), "{json}");
+        assert!(json.get("note").is_some(), "{json}");
+        let p = &json["processes"][0];
+        assert!(p.get("cmdline").is_some() && p.get("parent").is_some());
     }
 
     #[test]
@@ -623,16 +758,184 @@ mod tests {
             .unwrap();
         let (accepted, peer) = accept_within(&listener, Duration::from_secs(10));
 
-        let found = identify(local, peer);
+        let answer = identify(local, peer);
         drop(accepted);
         let _ = child.kill();
         let _ = child.wait();
 
-        let found = found.unwrap().expect("the child holds the client socket");
+        let found = only(&answer);
         assert_eq!(found.pid, child.id());
         assert!(found.exe.as_deref().unwrap().ends_with("bash"), "{found:?}");
         assert_eq!(found.cmdline, ["bash", "-c", script.as_str()]);
-        assert_eq!(found.parent.map(|p| p.pid), Some(std::process::id()));
+        assert_eq!(
+            found.parent.as_ref().map(|p| p.pid),
+            Some(std::process::id())
+        );
+    }
+
+    /// Runs bash holding a connection to `local` on fd 3 and starting `decoys` background
+    /// children that inherit it (`sleep` run as `claude`, as a forking agent would); returns
+    /// the bash child, the accepted socket and the client's address once every decoy runs.
+    fn forked_holders(
+        listener: &TcpListener,
+        decoys: usize,
+    ) -> (std::process::Child, TcpStream, SocketAddr) {
+        let local = listener.local_addr().expect("local address");
+        let script = format!(
+            "exec 3<>/dev/tcp/127.0.0.1/{}; for i in $(seq {decoys}); do (exec -a claude sleep 30) & done; echo ready; read -r -t 20 _ <&3; kill $(jobs -p) 2>/dev/null",
+            local.port()
+        );
+        let mut child = Command::new("bash")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("bash");
+        let (accepted, peer) = accept_within(listener, Duration::from_secs(10));
+        let mut line = [0u8; 6];
+        child
+            .stdout
+            .as_mut()
+            .expect("stdout")
+            .read_exact(&mut line)
+            .expect("ready");
+        // The decoys exec'd `sleep` once their cmdline says `claude`.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found = identify(local, peer);
+            let ready = found
+                .processes
+                .iter()
+                .filter(|p| p.cmdline.first().map(String::as_str) == Some("claude"))
+                .count();
+            if ready >= decoys.min(MAX_PROCESSES - 1) || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (child, accepted, peer)
+    }
+
+    /// Ends bash and its decoys: once the server side is closed, bash's `read` ends and it
+    /// kills its background jobs.
+    fn end(mut child: std::process::Child, accepted: TcpStream) {
+        drop(accepted);
+        let _ = child.wait();
+    }
+
+    #[test]
+    fn peer_lists_every_process_sharing_the_socket_and_is_not_verified() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let local = listener.local_addr().unwrap();
+        let (child, accepted, peer) = forked_holders(&listener, 1);
+        let found = identify(local, peer);
+        end(child, accepted);
+
+        assert!(!found.verified, "{found:?}");
+        assert_eq!(found.processes.len(), 2, "{found:?}");
+        let pids = found.pids();
+        assert!(
+            pids.windows(2).all(|w| w[0] < w[1]),
+            "sorted by pid: {pids:?}"
+        );
+        let bash = found
+            .processes
+            .iter()
+            .find(|p| p.cmdline.first().map(String::as_str) == Some("bash"));
+        let decoy = found
+            .processes
+            .iter()
+            .find(|p| p.cmdline == ["claude", "30"]);
+        assert!(bash.is_some() && decoy.is_some(), "{found:?}");
+        assert!(
+            decoy.unwrap().exe.as_deref().unwrap().ends_with("sleep"),
+            "{found:?}"
+        );
+        let note = found.note.as_deref().unwrap();
+        assert!(
+            note.starts_with(
+                "2 processes share this connection; any of them may have sent the request"
+            ),
+            "{note}"
+        );
+    }
+
+    #[test]
+    fn peer_lists_at_most_eight_processes_and_says_so() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let local = listener.local_addr().unwrap();
+        let (child, accepted, peer) = forked_holders(&listener, 10);
+        let found = identify(local, peer);
+        end(child, accepted);
+
+        assert!(!found.verified);
+        assert_eq!(found.processes.len(), MAX_PROCESSES, "{found:?}");
+        let note = found.note.as_deref().unwrap();
+        assert!(
+            note.starts_with("11 processes share this connection")
+                && note.contains("only 8 are listed"),
+            "{note}"
+        );
+    }
+
+    fn proc(pid: u32) -> PeerProcess {
+        PeerProcess {
+            pid,
+            exe: Some("/usr/bin/x".into()),
+            cmdline: vec!["x".into()],
+            cwd: Some("/".into()),
+            uid: Some(1000),
+            parent: None,
+        }
+    }
+
+    #[test]
+    fn peer_verdicts() {
+        let one = Peer::judge(1, vec![Some((proc(7), true))], 0);
+        assert!(one.verified);
+        assert_eq!(one.note, None);
+        assert_eq!(one.pids(), [7]);
+
+        // Exactly one holder, but its facts could not all be read.
+        let partial = Peer::judge(1, vec![Some((proc(7), false))], 0);
+        assert!(!partial.verified);
+        assert_eq!(
+            partial.note.as_deref(),
+            Some("some facts about this process could not be read")
+        );
+
+        // A holder that vanished before it could be read: nothing known about it.
+        let gone = Peer::judge(1, vec![None], 0);
+        assert_eq!(gone, Peer::unknown(NOTE_UNKNOWN));
+        assert_eq!(Peer::judge(0, vec![], 0), Peer::unknown(NOTE_UNKNOWN));
+
+        // Two holders, one of which vanished: still not one verified process.
+        let two = Peer::judge(2, vec![Some((proc(7), true)), None], 0);
+        assert!(!two.verified);
+        assert_eq!(two.processes.len(), 1);
+        assert!(
+            two.note
+                .as_deref()
+                .unwrap()
+                .starts_with("2 processes share"),
+            "{two:?}"
+        );
+
+        // A process of the same user that hides its descriptors may hold the socket unseen.
+        let hidden = Peer::judge(1, vec![Some((proc(7), true))], 2);
+        assert!(!hidden.verified);
+        assert_eq!(
+            hidden.note.as_deref(),
+            Some(
+                "2 other processes of this user hide their connections from Akhrot; any of them may have sent the request"
+            )
+        );
+
+        let json = serde_json::to_value(Peer::unknown(NOTE_UNKNOWN)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"verified": false, "note": NOTE_UNKNOWN, "processes": []})
+        );
     }
 
     #[test]
@@ -649,10 +952,8 @@ mod tests {
         let (accepted, peer) = accept_within(&listener, Duration::from_secs(10));
         let local = accepted.local_addr().unwrap();
         assert!(matches!(peer, SocketAddr::V6(_)), "{peer}");
-        let found = identify(local, peer)
-            .unwrap()
-            .expect("found through mapping");
-        assert_eq!(found.pid, std::process::id());
+        let answer = identify(local, peer);
+        assert_eq!(only(&answer).pid, std::process::id());
     }
 
     #[test]
@@ -663,12 +964,12 @@ mod tests {
         let local = listener.local_addr().unwrap();
         let _client = TcpStream::connect(local).unwrap();
         let (_accepted, peer) = listener.accept().unwrap();
-        let found = identify(local, peer).unwrap().expect("found in tcp6");
-        assert_eq!(found.pid, std::process::id());
+        let answer = identify(local, peer);
+        assert_eq!(only(&answer).pid, std::process::id());
     }
 
     #[test]
-    fn peer_unknown_or_closed_is_none() {
+    fn peer_unknown_or_closed_is_unknown() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let local = listener.local_addr().unwrap();
         let client = TcpStream::connect(local).unwrap();
@@ -677,10 +978,10 @@ mod tests {
         let mut buf = [0u8; 1];
         assert_eq!(accepted.read(&mut buf).unwrap(), 0); // the client is gone
         drop(accepted);
-        assert_eq!(identify(local, peer).unwrap(), None);
+        assert_eq!(identify(local, peer), Peer::unknown(NOTE_UNKNOWN));
 
         let nobody: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        assert_eq!(identify(local, nobody).unwrap(), None);
+        assert_eq!(identify(local, nobody), Peer::unknown(NOTE_UNKNOWN));
     }
 
     #[test]
@@ -703,18 +1004,21 @@ mod tests {
                     local: "127.0.0.1:8080".parse().unwrap(),
                     remote: "0.0.0.0:0".parse().unwrap(),
                     state: 0x0A,
+                    uid: 1000,
                     inode: 12345,
                 },
                 TcpEntry {
                     local: "127.0.0.1:54321".parse().unwrap(),
                     remote: "127.0.0.1:8080".parse().unwrap(),
                     state: 0x01,
+                    uid: 1000,
                     inode: 67890,
                 },
                 TcpEntry {
                     local: "192.168.1.1:22".parse().unwrap(),
                     remote: "192.168.1.100:50000".parse().unwrap(),
                     state: 0x01,
+                    uid: 0,
                     inode: 424242,
                 },
             ]

@@ -97,7 +97,7 @@ pub async fn authorize(
             Ok(Granted::default())
         }
         Mode::Ask => {
-            let peer = crate::peer_json(state.port, peer_addr).await;
+            let peer = Some(crate::peer_json(state.port, peer_addr).await);
             let conn = state.vault.find_connection(&provider.code, account);
             let ask = Ask {
                 agent_id: agent.id.clone(),

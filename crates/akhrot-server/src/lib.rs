@@ -97,9 +97,10 @@ impl AppState {
     }
 }
 
-/// What the OS says about the process at the other end of an agent's connection, as JSON for
-/// the prompt and the audit log; `None` when it cannot be found (the prompt then says so).
-pub async fn peer_json(port: u16, peer: std::net::SocketAddr) -> Option<serde_json::Value> {
+/// What the OS says about the processes at the other end of an agent's connection, as JSON
+/// for the prompt and the audit log: an [`akhrot_core::peer::Peer`] (`verified`, `note`,
+/// `processes`), never null: when nothing is known its note says so.
+pub async fn peer_json(port: u16, peer: std::net::SocketAddr) -> serde_json::Value {
     let local = std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     // Bounded: reading another process's /proc entries can block on its memory lock; a prompt
     // that says "unknown process" is better than one that comes late.
@@ -108,20 +109,19 @@ pub async fn peer_json(port: u16, peer: std::net::SocketAddr) -> Option<serde_js
         tokio::task::spawn_blocking(move || akhrot_core::peer::identify(local, peer)),
     )
     .await;
-    match found {
-        Ok(Ok(Ok(Some(p)))) => serde_json::to_value(p).ok(),
-        Ok(Ok(Err(e))) => {
-            tracing::debug!(error = %e, "could not read /proc to identify the caller");
-            None
-        }
+    let answer = match found {
+        Ok(Ok(p)) => p,
+        Ok(Err(_)) => akhrot_core::peer::Peer::unknown(akhrot_core::peer::NOTE_UNKNOWN),
         Err(_) => {
             tracing::warn!(
                 "identifying the calling process took over 500 ms; the prompt says unknown"
             );
-            None
+            akhrot_core::peer::Peer::unknown("the OS took too long to say which process this is")
         }
-        _ => None,
-    }
+    };
+    serde_json::to_value(answer).unwrap_or_else(|_| {
+        serde_json::json!({ "verified": false, "note": akhrot_core::peer::NOTE_UNKNOWN, "processes": [] })
+    })
 }
 
 /// What an owner is started with.
@@ -398,7 +398,15 @@ fn render_skill(base_url: &str, catalog: &Catalog) -> String {
 
 /// The whole API behind the loopback hygiene layer.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    // `/mcp` runs its tools through the same API in-process, as the caller's own requests; that
+    // router has no `/mcp` of its own, so nothing loops.
+    let agent_api = routes(state.clone(), None);
+    routes(state, Some(agent_api))
+}
+
+/// The API; with `/mcp` (whose tools call `mcp_api`) when `mcp_api` is given.
+fn routes(state: Arc<AppState>, mcp_api: Option<Router>) -> Router {
+    let mut r = Router::new()
         .route("/ai/skill", get(agent::skill))
         .route("/ai/context/summary", get(agent::summary))
         .route("/ai/context/{provider}", get(agent::provider_context))
@@ -450,15 +458,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/admin/token", post(admin::token))
         .route("/admin/providers", get(admin::list_providers))
-        .route("/admin/providers/{code}", get(admin::get_provider))
-        .merge(
+        .route("/admin/providers/{code}", get(admin::get_provider));
+    if let Some(api) = mcp_api {
+        r = r.merge(
             Router::new()
-                .route_service("/mcp", mcp::http_service(&state))
+                .route_service("/mcp", mcp::http_service(&state, api))
                 .layer(axum::middleware::from_fn_with_state(
                     state.clone(),
                     mcp::require_agent,
                 )),
-        )
+        );
+    }
+    r
         // Before the 405 fallback is set, so a wrong method is a 405, not a content-type 400.
         .route_layer(axum::middleware::from_fn(guard::require_json))
         .fallback(|| async { admin::not_found() })

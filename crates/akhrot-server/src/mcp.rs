@@ -1,10 +1,15 @@
 //! The MCP server (official Rust SDK, `rmcp`): the same agent API as tools.
 //!
-//! Every tool is a call to the owner's own agent HTTP API with the calling agent's key, so
+//! Every tool is a call to the owner's own agent API with the calling agent's key, so
 //! authentication, policy, approvals, rate limits and the audit log apply exactly as they do to
-//! `curl`. Two transports share this code: stdio (`akhrot mcp`, the key from `AKHROT_API_KEY`)
-//! and Streamable HTTP at `/mcp` on the loopback listener (the key from the caller's
-//! `Authorization: Bearer` header, checked before the request reaches the MCP layer).
+//! `curl`. Two transports share this code: stdio (`akhrot mcp`, the key from `AKHROT_API_KEY`,
+//! calls over HTTP to the owner) and Streamable HTTP at `/mcp` on the loopback listener (the key
+//! from the caller's `Authorization: Bearer` header, checked before the request reaches the MCP
+//! layer). `/mcp` does not call its own listener over HTTP: that connection would be the owner's,
+//! and the approval prompt would name the owner as the caller. It runs each call through the
+//! same router in-process, as the caller's own connection (its address, hence the process the
+//! OS names, and its `Host`), so every guard applies unchanged and the prompt shows the real
+//! caller.
 //!
 //! While a token or proxy request waits for the user's approval, the tool polls
 //! `GET /ai/approvals` and tells the client what it is waiting for (a progress notification
@@ -15,6 +20,7 @@
 // clients show their user while a tool runs; progress notifications (not deprecated) go too.
 #![allow(deprecated)]
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +31,10 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
+
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
+use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
@@ -52,7 +62,7 @@ const KEPT_HEADERS: &[&str] = &[
 /// Where the owner's agent API is.
 #[derive(Clone)]
 pub enum Owner {
-    /// A fixed base URL (the `/mcp` endpoint calls its own listener).
+    /// A fixed base URL.
     Url(String),
     /// Read from `server.json` at each call, so an owner restarted on another port is found.
     Dir(Paths),
@@ -70,13 +80,65 @@ impl Owner {
     }
 }
 
-/// Which agent key a call uses.
+/// Which agent key a call uses, and how the call reaches the agent API.
 #[derive(Clone)]
 enum Key {
-    /// `akhrot mcp`: the key the process was started with.
+    /// `akhrot mcp`: the key the process was started with, over HTTP.
     Fixed(Arc<Zeroizing<String>>),
-    /// `/mcp`: the caller's own `Authorization` header, per request.
-    FromRequest,
+    /// `/mcp`: the caller's own request (`Authorization`, `Host`, connection), replayed into
+    /// this router in-process. The router has no `/mcp` route, so a tool cannot reach itself.
+    FromRequest(axum::Router),
+}
+
+/// Who a tool call speaks for.
+enum Caller {
+    /// `akhrot mcp`: the process's key.
+    Key(Zeroizing<String>),
+    /// `/mcp`: the caller's own headers and connection.
+    Request {
+        router: axum::Router,
+        authorization: HeaderValue,
+        host: Option<HeaderValue>,
+        connect: ConnectInfo<SocketAddr>,
+    },
+}
+
+/// An answer of the agent API, from either transport.
+struct Reply {
+    status: u16,
+    headers: HeaderMap,
+    body: ReplyBody,
+}
+
+enum ReplyBody {
+    Http(reqwest::Response),
+    InProcess(axum::body::BodyDataStream),
+}
+
+impl Reply {
+    /// The next piece of the body, `None` at its end.
+    async fn chunk(&mut self) -> Result<Option<axum::body::Bytes>, ToolError> {
+        match &mut self.body {
+            ReplyBody::Http(r) => r.chunk().await.map_err(|e| {
+                ToolError::new(
+                    "OWNER_UNREACHABLE",
+                    format!("the Akhrot owner's answer broke off: {e}"),
+                )
+            }),
+            ReplyBody::InProcess(s) => s.next().await.transpose().map_err(|_| {
+                ToolError::new("OWNER_UNREACHABLE", "the Akhrot owner's answer broke off")
+            }),
+        }
+    }
+
+    /// The whole body.
+    async fn bytes(mut self) -> Result<Vec<u8>, ToolError> {
+        let mut out = Vec::new();
+        while let Some(c) = self.chunk().await? {
+            out.extend_from_slice(&c);
+        }
+        Ok(out)
+    }
 }
 
 /// The MCP server. Cheap to clone.
@@ -84,7 +146,8 @@ enum Key {
 pub struct AkhrotMcp {
     owner: Owner,
     key: Key,
-    http: reqwest::Client,
+    /// For `akhrot mcp` only: `/mcp` sends no HTTP request.
+    http: Option<reqwest::Client>,
 }
 
 /// A failure a tool reports to the client as an MCP tool error (`isError`).
@@ -138,57 +201,155 @@ impl AkhrotMcp {
         Self {
             owner: Owner::Dir(paths),
             key: Key::Fixed(Arc::new(Zeroizing::new(key))),
-            http: http_client(),
+            http: Some(http_client()),
         }
     }
 
-    /// For `/mcp`: the listener's own base URL, each request's own key. One HTTP client is
-    /// shared by every request (stateless mode makes a server per request).
-    pub fn http(base_url: String, http: reqwest::Client) -> Self {
+    /// For `/mcp`: each request's own key and connection, its calls run through `router` (the
+    /// owner's router without `/mcp`) in-process. Stateless mode makes a server per request.
+    pub fn http(router: axum::Router) -> Self {
         Self {
-            owner: Owner::Url(base_url),
-            key: Key::FromRequest,
-            http,
+            // Never asked: the calls go through `router`, not over HTTP.
+            owner: Owner::Url(String::new()),
+            key: Key::FromRequest(router),
+            http: None,
         }
     }
 
-    fn key(&self, ctx: &RequestContext<RoleServer>) -> Result<Zeroizing<String>, ToolError> {
+    fn caller(&self, ctx: &RequestContext<RoleServer>) -> Result<Caller, ToolError> {
         match &self.key {
-            Key::Fixed(k) => Ok(Zeroizing::new(k.as_str().to_owned())),
-            Key::FromRequest => ctx
-                .extensions
-                .get::<axum::http::request::Parts>()
-                .and_then(|p| p.headers.get(axum::http::header::AUTHORIZATION))
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split_once(' '))
-                .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
-                .map(|(_, k)| Zeroizing::new(k.trim().to_owned()))
-                .ok_or_else(|| ToolError::new("UNAUTHORIZED", "no agent key on this request")),
+            Key::Fixed(k) => Ok(Caller::Key(Zeroizing::new(k.as_str().to_owned()))),
+            Key::FromRequest(router) => {
+                let parts = ctx
+                    .extensions
+                    .get::<axum::http::request::Parts>()
+                    .ok_or_else(|| {
+                        ToolError::new("UNAUTHORIZED", "no agent key on this request")
+                    })?;
+                let mut authorization = parts
+                    .headers
+                    .get(axum::http::header::AUTHORIZATION)
+                    .cloned()
+                    .ok_or_else(|| {
+                        ToolError::new("UNAUTHORIZED", "no agent key on this request")
+                    })?;
+                authorization.set_sensitive(true);
+                // The connection the request came on: the peer lookup names its process.
+                let connect = parts
+                    .extensions
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .cloned()
+                    .ok_or_else(|| {
+                        ToolError::new(
+                            "OWNER_UNREACHABLE",
+                            "this request came on no connection Akhrot can name",
+                        )
+                    })?;
+                Ok(Caller::Request {
+                    router: router.clone(),
+                    authorization,
+                    host: parts.headers.get(axum::http::header::HOST).cloned(),
+                    connect,
+                })
+            }
+        }
+    }
+
+    /// Sends one request to the agent API: over HTTP for `akhrot mcp`, through the router as
+    /// the caller's own request for `/mcp`. `path` holds the query too.
+    async fn send(
+        &self,
+        caller: &Caller,
+        method: Method,
+        path: &str,
+        headers: HeaderMap,
+        body: Option<Vec<u8>>,
+    ) -> Result<Reply, ToolError> {
+        // Percent-encoded as reqwest would (a space in a path is sent as %20).
+        let url = url::Url::parse(&format!("http://127.0.0.1{path}"))
+            .map_err(|_| ToolError::bad_args(format!("`{path}` is not a valid path")))?;
+        let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
+        match caller {
+            Caller::Key(key) => {
+                let base = self.owner.base_url()?;
+                let http = self.http.clone().unwrap_or_else(http_client);
+                let mut req = http
+                    .request(method, format!("{base}{target}"))
+                    .headers(headers)
+                    .bearer_auth(key.as_str());
+                if let Some(b) = body {
+                    req = req.body(b);
+                }
+                let resp = req.send().await.map_err(|e| self.unreachable(&base, &e))?;
+                Ok(Reply {
+                    status: resp.status().as_u16(),
+                    headers: resp.headers().clone(),
+                    body: ReplyBody::Http(resp),
+                })
+            }
+            Caller::Request {
+                router,
+                authorization,
+                host,
+                connect,
+            } => {
+                use tower::ServiceExt;
+                let mut headers = headers;
+                let body = match body {
+                    Some(b) => {
+                        headers.insert(
+                            axum::http::header::CONTENT_LENGTH,
+                            HeaderValue::from(b.len()),
+                        );
+                        axum::body::Body::from(b)
+                    }
+                    None => axum::body::Body::empty(),
+                };
+                let mut req = axum::http::Request::new(body);
+                *req.method_mut() = method;
+                *req.uri_mut() = target
+                    .parse()
+                    .map_err(|_| ToolError::bad_args(format!("`{path}` is not a valid path")))?;
+                *req.headers_mut() = headers;
+                let h = req.headers_mut();
+                h.insert(axum::http::header::AUTHORIZATION, authorization.clone());
+                if let Some(host) = host {
+                    h.insert(axum::http::header::HOST, host.clone());
+                }
+                req.extensions_mut().insert(*connect);
+                let resp = match router.clone().oneshot(req).await {
+                    Ok(r) => r,
+                    Err(never) => match never {},
+                };
+                let (parts, body) = resp.into_parts();
+                Ok(Reply {
+                    status: parts.status.as_u16(),
+                    headers: parts.headers,
+                    body: ReplyBody::InProcess(body.into_data_stream()),
+                })
+            }
         }
     }
 
     /// One call to the agent API; `Ok` is the `data` of a success envelope.
     async fn api(
         &self,
-        key: &str,
-        method: reqwest::Method,
+        caller: &Caller,
+        method: Method,
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, ToolError> {
-        let base = self.owner.base_url()?;
-        let mut req = self
-            .http
-            .request(method, format!("{base}{path}"))
-            .bearer_auth(key);
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req.send().await.map_err(|e| self.unreachable(&base, &e))?;
-        let status = resp.status().as_u16();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| self.unreachable(&base, &e))?;
+        let mut headers = HeaderMap::new();
+        let body = body.map(|b| {
+            headers.insert(
+                axum::http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            b.to_string().into_bytes()
+        });
+        let reply = self.send(caller, method, path, headers, body).await?;
+        let status = reply.status;
+        let bytes = reply.bytes().await?;
         let v: Value = serde_json::from_slice(&bytes).map_err(|_| {
             ToolError::new(
                 "BAD_ANSWER",
@@ -213,7 +374,7 @@ impl AkhrotMcp {
     /// agent's pending prompts for `provider` to the client.
     async fn while_reporting<T>(
         &self,
-        key: &str,
+        caller: &Caller,
         provider: &str,
         ctx: &RequestContext<RoleServer>,
         work: impl std::future::Future<Output = T>,
@@ -231,7 +392,7 @@ impl AkhrotMcp {
             tokio::select! {
                 out = &mut work => return out,
                 _ = tick.tick() => {
-                    let Some(waiting) = self.pending_for(key, provider).await else { continue };
+                    let Some(waiting) = self.pending_for(caller, provider).await else { continue };
                     let message = format!(
                         "waiting for the user to approve {} -> {} in Akhrot (tray / web UI / `akhrot approvals`)",
                         waiting.agent, provider
@@ -263,9 +424,9 @@ impl AkhrotMcp {
     }
 
     /// This agent's oldest pending prompt for `provider`, if any.
-    async fn pending_for(&self, key: &str, provider: &str) -> Option<Pending> {
+    async fn pending_for(&self, caller: &Caller, provider: &str) -> Option<Pending> {
         let list = self
-            .api(key, reqwest::Method::GET, "/ai/approvals", None)
+            .api(caller, Method::GET, "/ai/approvals", None)
             .await
             .ok()?;
         list.as_array()?
@@ -283,10 +444,11 @@ impl AkhrotMcp {
         args: &Map<String, Value>,
         ctx: &RequestContext<RoleServer>,
     ) -> Result<Value, ToolError> {
-        let key = self.key(ctx)?;
+        let caller = self.caller(ctx)?;
+        let key = &caller;
         match name {
             "list_connections" => {
-                self.api(&key, reqwest::Method::GET, "/ai/context/summary", None)
+                self.api(key, Method::GET, "/ai/context/summary", None)
                     .await
             }
             "describe" => {
@@ -299,7 +461,7 @@ impl AkhrotMcp {
                 if let Some(a) = optional(args, "account")? {
                     path.push_str(&format!("?account={}", enc(&a)));
                 }
-                self.api(&key, reqwest::Method::GET, &path, None).await
+                self.api(key, Method::GET, &path, None).await
             }
             "get_token" => {
                 let provider = required(args, "provider")?;
@@ -309,8 +471,8 @@ impl AkhrotMcp {
                         body[f] = json!(v);
                     }
                 }
-                let call = self.api(&key, reqwest::Method::POST, "/tokens/fetch", Some(&body));
-                self.while_reporting(&key, &provider, ctx, call).await
+                let call = self.api(key, Method::POST, "/tokens/fetch", Some(&body));
+                self.while_reporting(key, &provider, ctx, call).await
             }
             "start_connection" => {
                 let provider = required(args, "provider")?;
@@ -328,7 +490,7 @@ impl AkhrotMcp {
                     }
                 }
                 let mut data = self
-                    .api(&key, reqwest::Method::POST, "/oauth/sessions", Some(&body))
+                    .api(key, Method::POST, "/oauth/sessions", Some(&body))
                     .await?;
                 data["next"] = json!(
                     "Send the user to `url` to approve access; then call check_connection with the sessionId until its status is `completed`."
@@ -338,8 +500,8 @@ impl AkhrotMcp {
             "check_connection" => {
                 let id = required(args, "sessionId")?;
                 self.api(
-                    &key,
-                    reqwest::Method::GET,
+                    key,
+                    Method::GET,
                     &format!("/oauth/sessions/{}", enc(&id)),
                     None,
                 )
@@ -347,8 +509,8 @@ impl AkhrotMcp {
             }
             "call_api" => {
                 let provider = required(args, "provider")?;
-                let call = self.call_api(&key, &provider, args);
-                self.while_reporting(&key, &provider, ctx, call).await
+                let call = self.call_api(key, &provider, args);
+                self.while_reporting(key, &provider, ctx, call).await
             }
             other => Err(ToolError::bad_args(format!("no tool named `{other}`"))),
         }
@@ -356,12 +518,12 @@ impl AkhrotMcp {
 
     async fn call_api(
         &self,
-        key: &str,
+        caller: &Caller,
         provider: &str,
         args: &Map<String, Value>,
     ) -> Result<Value, ToolError> {
         let method = required(args, "method")?.to_ascii_uppercase();
-        let method = reqwest::Method::from_bytes(method.as_bytes())
+        let method = Method::from_bytes(method.as_bytes())
             .map_err(|_| ToolError::bad_args(format!("`{method}` is not an HTTP method")))?;
         let path = required(args, "path")?;
         let path = path.trim_start_matches('/');
@@ -374,8 +536,7 @@ impl AkhrotMcp {
                 "`path` must not contain `.` or `..` segments (or their encodings)",
             ));
         }
-        let base = self.owner.base_url()?;
-        let mut url = format!("{base}/proxy/{}/{}", enc(provider), path);
+        let mut url = format!("/proxy/{}/{}", enc(provider), path);
         match args.get("query") {
             None | Some(Value::Null) => {}
             Some(Value::Object(q)) => {
@@ -399,7 +560,7 @@ impl AkhrotMcp {
             }
             Some(_) => return Err(ToolError::bad_args("`query` must be an object")),
         }
-        let mut req = self.http.request(method, url).bearer_auth(key);
+        let mut req_headers = HeaderMap::new();
         let mut has_content_type = false;
         match args.get("headers") {
             None | Some(Value::Null) => {}
@@ -417,39 +578,53 @@ impl AkhrotMcp {
                         )));
                     }
                     has_content_type |= lower == "content-type";
-                    req = req.header(k.as_str(), v);
+                    let (Ok(name), Ok(value)) = (
+                        HeaderName::from_bytes(k.as_bytes()),
+                        HeaderValue::from_str(v),
+                    ) else {
+                        return Err(ToolError::bad_args(format!(
+                            "header `{k}` is not a valid HTTP header"
+                        )));
+                    };
+                    req_headers.append(name, value);
                 }
             }
             Some(_) => return Err(ToolError::bad_args("`headers` must be an object")),
         }
         for (field, header) in [
-            ("account", "X-Akhrot-Account"),
-            ("service", "X-Akhrot-Service"),
-            ("reason", "X-Akhrot-Reason"),
+            ("account", HeaderName::from_static("x-akhrot-account")),
+            ("service", HeaderName::from_static("x-akhrot-service")),
+            ("reason", HeaderName::from_static("x-akhrot-reason")),
         ] {
             if let Some(v) = optional(args, field)? {
-                req = req.header(header, v);
+                let value = HeaderValue::from_str(&v).map_err(|_| {
+                    ToolError::bad_args(format!("`{field}` cannot be sent in an HTTP header"))
+                })?;
+                req_headers.insert(header, value);
             }
         }
-        match args.get("body") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(s)) => req = req.body(s.clone()),
+        let body = match args.get("body") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone().into_bytes()),
             Some(v) => {
                 if !has_content_type {
-                    req = req.header("Content-Type", "application/json");
+                    req_headers.insert(
+                        axum::http::header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
                 }
-                req = req.body(v.to_string());
+                Some(v.to_string().into_bytes())
             }
-        }
-        let mut resp = req.send().await.map_err(|e| self.unreachable(&base, &e))?;
-        let status = resp.status().as_u16();
+        };
+        let mut resp = self.send(caller, method, &url, req_headers, body).await?;
+        let status = resp.status;
         let mut headers = Map::new();
         for name in KEPT_HEADERS {
-            if let Some(v) = resp.headers().get(*name).and_then(|v| v.to_str().ok()) {
+            if let Some(v) = resp.headers.get(*name).and_then(|v| v.to_str().ok()) {
                 headers.insert((*name).to_owned(), json!(v));
             }
         }
-        for (name, v) in resp.headers() {
+        for (name, v) in &resp.headers {
             if name.as_str().starts_with("x-ratelimit")
                 && let Ok(v) = v.to_str()
             {
@@ -458,11 +633,7 @@ impl AkhrotMcp {
         }
         let mut body: Vec<u8> = Vec::new();
         let mut total = 0usize;
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| self.unreachable(&base, &e))?
-        {
+        while let Some(chunk) = resp.chunk().await? {
             total += chunk.len();
             let room = MAX_BODY_TEXT.saturating_sub(body.len());
             body.extend_from_slice(&chunk[..chunk.len().min(room)]);
@@ -736,6 +907,7 @@ pub async fn serve_stdio(paths: Paths, key: String) -> std::io::Result<()> {
 /// listener's hygiene layer has already checked Host and Origin, and [`require_agent`] the key.
 pub fn http_service(
     state: &crate::AppState,
+    router: axum::Router,
 ) -> rmcp::transport::StreamableHttpService<
     AkhrotMcp,
     rmcp::transport::streamable_http_server::session::never::NeverSessionManager,
@@ -755,10 +927,8 @@ pub fn http_service(
             cancel.cancel();
         });
     }
-    let base = state.base_url.clone();
-    let http = http_client();
     rmcp::transport::StreamableHttpService::new(
-        move || Ok(AkhrotMcp::http(base.clone(), http.clone())),
+        move || Ok(AkhrotMcp::http(router.clone())),
         Default::default(),
         config,
     )
