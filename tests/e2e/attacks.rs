@@ -15,6 +15,9 @@
 //! - The plaintext-secret scanner of the harness, shown to find a planted secret.
 #![allow(clippy::unwrap_used)]
 
+#[path = "attacks/sessions.rs"]
+mod sessions;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
