@@ -178,12 +178,13 @@ fn scopes_field(v: Option<Value>) -> Result<Vec<String>, ApiError> {
     responses(
         (status = 200, description = "The session, `pending`, with the consent `url`.", body = Envelope<Session>),
         (status = 400, description = "`BAD_REQUEST`: malformed JSON, a missing `provider`, a field of the wrong type or too long, bad scopes or account label, or a body that is not `application/json`.", body = ErrorEnvelope),
-        (status = 403, description = "`APPROVAL_DENIED`: the user denied the request, the agent's policy for the provider is `deny`, or all agents are paused.", body = ErrorEnvelope),
+        (status = 403, description = "`APPROVAL_DENIED`: the user, a `deny` policy, or \"pause all agents\" refused. `FORBIDDEN_HOST`: see the common answers.", body = ErrorEnvelope),
         (status = 404, description = "`PROVIDER_NOT_FOUND`: no such provider code in the catalog.", body = ErrorEnvelope),
         (status = 408, description = "`APPROVAL_TIMEOUT`: nobody answered the approval prompt in time.", body = ErrorEnvelope),
         (status = 409, description = "`CONNECTION_EXISTS`: the `account` label is already connected, and a session an agent starts never replaces a connection (the user reconnects it with `akhrot connect`). `CLIENT_NOT_CONFIGURED`: the provider has no OAuth client credentials set; the message says how to set them. `CONFLICT`: the provider is not an OAuth provider (API-key and Telegram connections are added by the user with `akhrot add`). `VAULT_INTEGRITY`: the stored client secret failed authentication.", body = ErrorEnvelope),
         (status = 413, description = "`BAD_REQUEST`: the body is larger than 64 KiB.", body = ErrorEnvelope),
-        (status = 429, description = "`RATE_LIMITED`: too many requests from this agent key, or too many of its approval prompts already waiting; `Retry-After` says when to retry.", body = ErrorEnvelope),
+        (status = 429, description = "`RATE_LIMITED`: too many requests from this agent key, or three approval prompts already waiting.", body = ErrorEnvelope,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
     )
 )]
 pub async fn start_session(

@@ -211,7 +211,7 @@ fn under_ask_a_consent_session_waits_for_the_person_and_a_broad_answer_grants_no
     // The agent still has to ask for a token, and for the next session.
     let (base, key) = (s.base.clone(), asker.clone());
     let fetch = std::thread::spawn(move || {
-        let mut r = http_agent(Some(Duration::from_secs(60)))
+        let r = http_agent(Some(Duration::from_secs(60)))
             .post(format!("{base}/tokens/fetch"))
             .header("Authorization", format!("Bearer {key}"))
             .send_json(json!({"provider": "idp"}))
