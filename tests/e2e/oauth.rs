@@ -173,7 +173,9 @@ fn invalid_grant_marks_the_connection_for_reconnect_and_a_new_session_fixes_it()
     assert_eq!((status, code(&v)), (400, "TOKEN_EXPIRED"), "{v}");
     let msg = v["error"]["message"].as_str().unwrap();
     assert!(
-        msg.contains("invalid_grant") && msg.contains("revoked") && msg.contains("/oauth/sessions"),
+        msg.contains("invalid_grant")
+            && msg.contains("revoked")
+            && msg.contains("akhrot connect idp"),
         "{msg}"
     );
     let conns = e.s.admin_get("/admin/connections");

@@ -351,9 +351,9 @@ impl Broker {
         self.client_for(&p)?;
         if owner.is_some()
             && let Some(label) = &label
-            && self.vault.find_connection(&p.code, Some(label)).is_some()
+            && let Some(taken) = self.vault.taken_label(&p.code, label)
         {
-            return Err(connection_exists(&p, label));
+            return Err(connection_exists(&p, &taken));
         }
         Ok((p, label))
     }
@@ -893,8 +893,8 @@ impl Broker {
         };
         let Some(refresh_token) = creds.get("refreshToken").cloned() else {
             return Err(BrokerError::TokenExpired(format!(
-                "the {} token expired and {} gave no refresh token to renew it; reconnect with POST /oauth/sessions",
-                p.name, p.name
+                "the {} token expired and {} gave no refresh token to renew it; the user must reconnect it: `akhrot connect {}` with `--account`, or Connections in the Akhrot window",
+                p.name, p.name, p.code
             )));
         };
         let client = self.client_for(p)?;
@@ -1060,7 +1060,7 @@ fn reconnect_message(p: &Provider, detail: &str) -> String {
         reasons.push("Google expires refresh tokens of apps in \"testing\" after 7 days");
     }
     format!(
-        "{} refused the refresh token (invalid_grant{}); likely reasons: {}. The user must reconnect: POST /oauth/sessions with {{\"provider\":\"{}\"}}.",
+        "{} refused the refresh token (invalid_grant{}); likely reasons: {}. The user must reconnect it: `akhrot connect {}` with `--account`, or Connections in the Akhrot window (a session an agent starts never replaces a connection).",
         p.name,
         if detail.is_empty() {
             String::new()
@@ -1271,6 +1271,13 @@ mod tests {
             }
             other => panic!("{:?}", other.map(|v| v.session_id)),
         }
+        assert!(
+            matches!(
+                b.start_session(Some(&bot), "github", &[], Some("Victim@Example.COM")),
+                Err(BrokerError::ConnectionExists { account, .. }) if account == "victim@example.com"
+            ),
+            "a label that differs only in case is the same account"
+        );
         // A fresh label, no label, and the person's own session are fine.
         b.start_session(Some(&bot), "github", &[], Some("new"))
             .unwrap();

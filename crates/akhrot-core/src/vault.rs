@@ -756,10 +756,24 @@ impl Vault {
         )
     }
 
+    /// The stored account of `provider` that `label` would be mistaken for: the same label,
+    /// ignoring case (`Victim@Example.com` is `victim@example.com` to a person, and to most
+    /// providers' account names).
+    pub fn taken_label(&self, provider: &str, label: &str) -> Option<String> {
+        let c = self.cache_read();
+        let p = c.by_provider.get(provider)?;
+        let wanted = label.to_lowercase();
+        p.rows
+            .iter()
+            .map(|r| &r.info.account)
+            .find(|a| **a == label || a.to_lowercase() == wanted)
+            .cloned()
+    }
+
     /// Stores a new connection, never replacing one: if `account`, or any label in `also_free`,
-    /// is already an account of this provider, nothing is written and the inner `Err` names the
-    /// label that is taken. The check and the write happen under the database lock, so of two
-    /// callers racing for one new label exactly one stores it.
+    /// is already an account of this provider (see [`Vault::taken_label`]), nothing is written
+    /// and the inner `Err` names the stored account. The check and the write happen under the
+    /// database lock, so of two callers racing for one new label exactly one stores it.
     #[allow(clippy::too_many_arguments)]
     pub fn put_new_connection(
         &self,
@@ -774,9 +788,9 @@ impl Vault {
         let db = self.db();
         let taken = std::iter::once(account)
             .chain(also_free.iter().copied())
-            .find(|label| self.find_connection(&provider.code, Some(label)).is_some());
+            .find_map(|label| self.taken_label(&provider.code, label));
         if let Some(label) = taken {
-            return Ok(Err(label.to_owned()));
+            return Ok(Err(label));
         }
         let (info, _) = self.write_connection(
             &db,

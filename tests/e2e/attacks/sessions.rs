@@ -277,6 +277,13 @@ fn an_agent_session_never_replaces_a_stored_connection_and_the_person_still_can(
             .unwrap()
             .is_empty()
     );
+    // A look-alike that differs only in case is the same account.
+    let (status, v) = s.post(
+        "/oauth/sessions",
+        Some(&e.key),
+        &json!({"provider": "idp", "account": "Victim@Example.com"}),
+    );
+    assert_eq!((status, code(&v)), (409, "CONNECTION_EXISTS"), "{v}");
 
     // 2. No label, the consent given as an identity that is already connected; 3. a fresh
     // label, same identity. Both are refused at completion, tokens discarded.
@@ -319,11 +326,12 @@ fn an_agent_session_never_replaces_a_stored_connection_and_the_person_still_can(
     // The refusals are audited against the agent.
     let log = connect_log(s);
     let conflicts: Vec<&Value> = log.iter().filter(|e| e["outcome"] == "conflict").collect();
-    assert_eq!(conflicts.len(), 3, "{log:?}");
+    assert_eq!(conflicts.len(), 4, "{log:?}");
     assert!(conflicts.iter().all(|c| c["agent"] == "agent"), "{log:?}");
     assert_eq!(conflicts[0]["account"], "victim@example.com");
-    assert_eq!(conflicts[1]["account"], "bob@example.test");
+    assert_eq!(conflicts[1]["account"], "Victim@Example.com");
     assert_eq!(conflicts[2]["account"], "bob@example.test");
+    assert_eq!(conflicts[3]["account"], "bob@example.test");
 
     // The person reconnects the label as another identity: that replaces, as it always did.
     let (id, status, page) = e.connect_as_person("carol", Some("victim@example.com"));
