@@ -173,6 +173,10 @@ fn under_ask_a_consent_session_waits_for_the_person_and_a_broad_answer_grants_no
     assert_eq!(p["account"], "new-label");
     assert_eq!(p["scopes"], json!(["profile"]));
     assert!(p["request"].is_null(), "{p}");
+    // The agent sees its own request waiting, as a consent session.
+    let (status, own) = s.get("/ai/approvals", Some(&asker));
+    assert_eq!(status, 200, "{own}");
+    assert_eq!(own["data"][0]["kind"], "connect", "{own}");
     answer(s, p["id"].as_str().unwrap(), "deny");
     let (status, v) = w.join().unwrap();
     assert_eq!((status, code(&v)), (403, "APPROVAL_DENIED"), "{v}");
