@@ -119,7 +119,9 @@ function notify(prompt) {
   if (!('Notification' in window) || Notification.permission !== 'granted') return;
   try {
     const n = new Notification('Akhrot: approval needed', {
-      body: `${prompt.agent} asks for ${prompt.providerName || prompt.provider} (${prompt.account})`,
+      body: prompt.kind === 'connect'
+        ? `${prompt.agent} wants to connect ${prompt.providerName || prompt.provider} as ${prompt.account || 'a new account'}`
+        : `${prompt.agent} asks for ${prompt.providerName || prompt.provider} (${prompt.account})`,
       tag: `akhrot-${prompt.id}`,
       icon: 'icon.svg',
     });

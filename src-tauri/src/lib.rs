@@ -327,6 +327,12 @@ fn complete_link(app: &AppHandle, broker: Arc<akhrot_core::broker::Broker>, link
                 "This sign-in link has expired".to_owned(),
                 format!("The {provider} sign-in took over 10 minutes; start again."),
             ),
+            CallbackOutcome::Conflict { provider, account } => (
+                format!("{provider} was not connected"),
+                format!(
+                    "{account} is already connected. An agent started this sign-in and cannot replace a connection; nothing changed. Reconnect it yourself from Akhrot if you want to."
+                ),
+            ),
             CallbackOutcome::UnknownState => (
                 "This sign-in link is not valid".to_owned(),
                 "It was already used, or did not come from this Akhrot. Nothing was stored."

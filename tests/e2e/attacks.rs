@@ -15,6 +15,7 @@
 //! - The plaintext-secret scanner of the harness, shown to find a planted secret.
 //! - `attacks/callers.rs`: who the prompt says is calling (over `/mcp`, a forked decoy); joins.
 //! - `attacks/exhaustion.rs`: idle and slow connections under a real descriptor limit.
+//! - `attacks/sessions.rs`: consent sessions as agent requests; no replacing a connection.
 //! - `attacks/stale_owner.rs`: the CLI after a crash, with another process on the owner's port.
 //! - `attacks/leaks.rs`: the UI sign-in link in service logs; a credential echoed by a provider.
 #![allow(clippy::unwrap_used)]
@@ -26,6 +27,8 @@ mod callers;
 mod exhaustion;
 #[path = "attacks/leaks.rs"]
 mod leaks;
+#[path = "attacks/sessions.rs"]
+mod sessions;
 #[path = "attacks/stale_owner.rs"]
 mod stale_owner;
 

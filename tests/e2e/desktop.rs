@@ -451,6 +451,12 @@ fn the_desktop_app_prompts_completes_deep_links_and_quits_on_sigterm() {
         "/admin/clients",
         json!({"provider": "idp", "clientId": "basic-client", "clientSecret": "basic-secret", "redirect": "deep_link"}),
     );
+    // Starting a consent session is an agent request like any other: allowed by policy here, so
+    // that no prompt opens.
+    api.admin_post(
+        "/admin/policies",
+        json!({"agent": "e2e-agent", "provider": "idp", "mode": "allow"}),
+    );
     let (s, v) = api.send(
         "POST",
         "/oauth/sessions",

@@ -173,7 +173,9 @@ fn invalid_grant_marks_the_connection_for_reconnect_and_a_new_session_fixes_it()
     assert_eq!((status, code(&v)), (400, "TOKEN_EXPIRED"), "{v}");
     let msg = v["error"]["message"].as_str().unwrap();
     assert!(
-        msg.contains("invalid_grant") && msg.contains("revoked") && msg.contains("/oauth/sessions"),
+        msg.contains("invalid_grant")
+            && msg.contains("revoked")
+            && msg.contains("akhrot connect idp"),
         "{msg}"
     );
     let conns = e.s.admin_get("/admin/connections");
@@ -185,8 +187,9 @@ fn invalid_grant_marks_the_connection_for_reconnect_and_a_new_session_fixes_it()
     let (status, _) = e.fetch();
     assert_eq!(status, 400);
     assert_eq!(e.oidc.stat("tokenRequests"), before);
-    // Reconnecting the same account makes it work again.
-    let (_, status, _) = e.connect("dave");
+    // The person reconnecting the same account makes it work again (an agent's session could
+    // not: it never replaces a stored connection).
+    let (_, status, _) = e.connect_as_person("dave", None);
     assert_eq!(status, 200);
     let t = e.token();
     assert!(e.oidc.userinfo(&t).is_some());

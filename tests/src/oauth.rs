@@ -55,6 +55,36 @@ impl Server {
         v["data"].clone()
     }
 
+    /// Starts an OAuth session as the person (`POST /admin/sessions`, what `akhrot connect`, the
+    /// web UI and the desktop app do), under label `account` if given; returns (session id,
+    /// authorize URL). The person's session may replace a stored connection.
+    pub fn oauth_start_as_person(&self, provider: &str, account: Option<&str>) -> (String, String) {
+        let mut body = json!({"provider": provider});
+        if let Some(a) = account {
+            body["account"] = json!(a);
+        }
+        let d = self.admin_post("/admin/sessions", &body);
+        assert_eq!(d["status"], "pending", "{d}");
+        (
+            d["sessionId"].as_str().unwrap().to_owned(),
+            d["url"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// The whole flow as the person: starts a session (label `account`, if given), signs in as
+    /// `login` and opens the callback; returns (session id, callback status, callback page).
+    pub fn oauth_connect_as_person(
+        &self,
+        provider: &str,
+        account: Option<&str>,
+        login: &str,
+    ) -> (String, u16, String) {
+        let (id, url) = self.oauth_start_as_person(provider, account);
+        let cb = self.oauth_consent(&url, login, false);
+        let (status, page) = self.oauth_deliver(&cb);
+        (id, status, page)
+    }
+
     /// Registers OAuth client `basic-client` (client_secret_basic, a client of `Oidc`) for
     /// provider `idp`.
     pub fn add_basic_client(&self) {
@@ -108,6 +138,12 @@ impl OauthEnv {
     /// Connects `idp` as `login`; returns (session id, callback status, callback page).
     pub fn connect(&self, login: &str) -> (String, u16, String) {
         self.s.oauth_connect(&self.key, "idp", login)
+    }
+
+    /// The person connects (or reconnects) `idp` as `login`, under label `account` if given;
+    /// returns (session id, callback status, callback page).
+    pub fn connect_as_person(&self, login: &str, account: Option<&str>) -> (String, u16, String) {
+        self.s.oauth_connect_as_person("idp", account, login)
     }
 
     /// The agent's view of session `id`.

@@ -41,7 +41,7 @@ function peerDetails(peer) {
 }
 
 const GOOD = new Set(['handed_out', 'allowed', 'ok', 'connected', 'replaced', 'refreshed', 'created', 'set', 'once', 'always', 'allow', 'off', 'changed', 'until quit', 'revoked_and_removed', 'removed']);
-const BAD = new Set(['denied', 'deny', 'failed', 'error', 'revoked', 'needs_reconnect', 'on']);
+const BAD = new Set(['denied', 'deny', 'failed', 'error', 'revoked', 'needs_reconnect', 'on', 'conflict']);
 const WARN = new Set(['timeout', 'ask']);
 
 function outcomeKind(e) {
@@ -61,6 +61,12 @@ function pretty(e) {
     const m = /^for (\d+)s$/.exec(o);
     if (m) return `allowed for ${duration(Number(m[1]))}`;
     const named = { deny: 'denied', once: 'allowed once', always: 'always allowed', 'until quit': 'allowed until quit' };
+    if (named[o]) return named[o];
+  }
+  if (e.action === 'connect') {
+    // Consent sessions: started by an agent, then connected, failed, or refused because they
+    // would have replaced a stored connection.
+    const named = { started: 'session started', conflict: 'refused: already connected' };
     if (named[o]) return named[o];
   }
   return String(o || '').replace(/_/g, ' ');

@@ -1,4 +1,5 @@
-// Approvals: pending token requests, live from the event stream.
+// Approvals: pending token requests, proxied calls and consent sessions, live from the event
+// stream.
 
 import { h, clear, monogram, emptyState, toast, toastError, fmt, relTime, pageHeader, scopeChips, icon, ICONS } from '../dom.js';
 import { api, seg } from '../api.js';
@@ -15,7 +16,7 @@ const TESTID = { deny: 'deny', once: 'allow-once', hour: 'allow-hour', always: '
 export function mount(root) {
   const list = h('div', { class: 'approval-list', 'data-testid': 'approval-list', 'aria-live': 'polite' });
   const empty = emptyState('No requests are waiting',
-    'When an agent asks for a token and its policy is Ask, the request appears here.');
+    'When an agent asks for a token, a proxied call or a new connection and its policy is Ask, the request appears here.');
   empty.classList.add('empty-approvals');
   const count = h('span', { class: 'section-count' });
   const heading = h('h1', { tabindex: '-1' }, 'Approvals', count);
@@ -99,18 +100,43 @@ function peerBlock(peer) {
     ]));
 }
 
+/** What a prompt is about: `token`, `proxy` or `connect` (older servers: no `kind`). */
+const kindOf = (p) => p.kind || (p.request ? 'proxy' : 'token');
+
+function requestLine(p, kind) {
+  if (kind === 'connect') {
+    return h('p', { class: 'small muted', 'data-testid': 'approval-request' },
+      `Consent session: you sign in at ${p.providerName || p.provider} in your browser, and Akhrot stores a new connection. It can never replace an account you already connected.`);
+  }
+  if (kind === 'proxy') {
+    return h('p', { class: 'small' }, h('span', { class: 'muted' }, 'Proxied call (the agent never sees the token): '), h('span', { class: 'code', 'data-testid': 'approval-request' }, p.request));
+  }
+  return h('p', { class: 'small muted', 'data-testid': 'approval-request' }, 'Token hand-out: the agent receives the credential.');
+}
+
+function cardTitle(p, kind) {
+  const provider = p.providerName || p.provider;
+  if (kind === 'connect') {
+    return `${p.agent} wants to connect ${provider} as ${p.account || 'a new account'}`;
+  }
+  return [provider, h('span', { class: 'muted' }, ` · ${p.account}`)];
+}
+
 function approvalCard(p) {
-  const buttons = ANSWERS.map(([answer, label, cls]) => h('button', {
+  const kind = kindOf(p);
+  // A consent session is allowed once at most: the broader answers would grant nothing more.
+  const answers = kind === 'connect' ? ANSWERS.filter(([a]) => a === 'deny' || a === 'once') : ANSWERS;
+  const buttons = answers.map(([answer, label, cls]) => h('button', {
     type: 'button', class: ['btn', cls], 'data-testid': TESTID[answer], 'data-answer': answer,
   }, label));
   const card = h('article', {
-    class: 'card approval-card', 'data-testid': 'approval-card', 'data-approval-id': p.id,
+    class: 'card approval-card', 'data-testid': 'approval-card', 'data-approval-id': p.id, 'data-kind': kind,
     'aria-labelledby': `ap-${p.id}-title`,
   },
     h('div', { class: 'card-row' },
       monogram(p.provider, p.providerName, 'lg'),
       h('div', { class: 'card-main' },
-        h('h3', { class: 'card-title', id: `ap-${p.id}-title` }, `${p.providerName || p.provider}`, h('span', { class: 'muted' }, ` · ${p.account}`)),
+        h('h3', { class: 'card-title', id: `ap-${p.id}-title` }, cardTitle(p, kind)),
         h('p', { class: 'card-sub' },
           h('span', { class: 'muted' }, 'Agent (its key name, as it claims): '),
           h('strong', { 'data-testid': 'approval-agent' }, p.agent))),
@@ -123,15 +149,13 @@ function approvalCard(p) {
           ? [h('span', { class: 'muted' }, 'Reason: '), h('q', { 'data-testid': 'approval-reason' }, p.reason)]
           : h('span', { class: 'muted', 'data-testid': 'approval-reason' }, 'No reason given.')),
         scopeChips(p.scopes),
-        p.request
-          ? h('p', { class: 'small' }, h('span', { class: 'muted' }, 'Proxied call (the agent never sees the token): '), h('span', { class: 'code', 'data-testid': 'approval-request' }, p.request))
-          : h('p', { class: 'small muted', 'data-testid': 'approval-request' }, 'Token hand-out: the agent receives the credential.'),
+        requestLine(p, kind),
         h('p', { class: 'muted small' },
           'Asked at ', fmt.clock(p.createdAt), ' (', relTime(p.createdAt * 1000), ') · ',
           h('span', { 'data-role': 'waiting', 'data-testid': 'waiting' }, waitingText(p.waiting)))),
       peerBlock(p.peer)),
     h('div', { class: 'approval-actions' }, buttons),
-    p.request
+    kind === 'proxy'
       ? h('p', { class: 'muted small', 'data-testid': 'approval-proxy-note' },
         'Allowing for a while or always lets this agent make proxied calls to this provider without asking; it still never receives the token.')
       : null);

@@ -1,9 +1,10 @@
-//! Pending approvals: a token request under an `ask` policy waits here until the user answers,
-//! the prompt times out, or the agent goes away.
+//! Pending approvals: a token request, proxied call or consent session under an `ask` policy
+//! waits here until the user answers, the prompt times out, or the agent goes away.
 //!
-//! Two identical requests from one agent (same provider, account, reason, calling processes
-//! and, for proxied calls, the same method and URL) share one prompt: the prompt shows one
-//! reason and one caller, so "Allow once" releases only requests the person saw. An
+//! Two identical requests from one agent (same kind, provider, account, reason, calling
+//! processes and, for proxied calls, the same method and URL) share one prompt: the prompt shows
+//! one reason and one caller, so "Allow once" releases only requests the person saw; requests of
+//! different kinds never share one. An
 //! agent may have only [`MAX_PENDING_PER_AGENT`] prompts open at once, so no agent can flood
 //! the user. When every waiter of a prompt has gone (the agent disconnected), the prompt is
 //! withdrawn.
@@ -37,6 +38,16 @@ pub enum Answer {
 impl Answer {
     pub fn allows(self) -> bool {
         self != Answer::Deny
+    }
+
+    /// The answer as it applies to a prompt of `kind`: a consent session is allowed once at
+    /// most. "For a while", "until quit" and "always" on a `connect` prompt would otherwise
+    /// grant token hand-outs or proxied calls the person never saw asked for.
+    pub fn for_kind(self, kind: AskKind) -> Self {
+        match kind {
+            AskKind::Connect if self.allows() => Answer::Once,
+            _ => self,
+        }
     }
 
     /// Parses `deny`, `once`, `hour`, `quit`, `always`, or `for:<seconds>`.
@@ -116,6 +127,7 @@ struct Open {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct JoinKey {
     agent_id: String,
+    kind: AskKind,
     provider: String,
     account: String,
     request: Option<String>,
@@ -136,6 +148,7 @@ impl JoinKey {
         callers.sort_unstable();
         Self {
             agent_id: ask.agent_id.clone(),
+            kind: ask.kind,
             provider: ask.provider.clone(),
             account: ask.account.clone(),
             request: ask.request.clone(),
@@ -162,15 +175,31 @@ pub struct Approvals {
     events: broadcast::Sender<Event>,
 }
 
+/// What kind of request a prompt is about (JSON `"token"`, `"proxy"`, `"connect"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AskKind {
+    /// `POST /tokens/fetch`: the agent would receive the credential.
+    Token,
+    /// A call through `/proxy/…`: the credential is added for the agent, never shown to it.
+    Proxy,
+    /// `POST /oauth/sessions`: the agent wants a consent session that adds a connection.
+    /// Only ever answered once: a broad answer grants nothing beyond this one session.
+    Connect,
+}
+
 /// What a request needs approved.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Ask {
+    pub kind: AskKind,
     pub agent_id: String,
     pub agent: String,
     pub provider: String,
     pub provider_name: String,
+    /// The connection's account; for `connect`, the label the agent asked for (empty: none).
     pub account: String,
+    /// The connection's scopes; for `connect`, the scopes the agent asked for.
     pub scopes: Vec<String>,
     pub reason: Option<String>,
     /// What the OS says about the calling processes (not what the agent claims): a
@@ -308,13 +337,15 @@ impl Approvals {
         Ok(outcome)
     }
 
-    /// Answers an open prompt; every request waiting on it gets the answer.
+    /// Answers an open prompt; every request waiting on it gets the answer. A `connect` prompt
+    /// allowed in any way is allowed [`Answer::Once`] (see [`Answer::for_kind`]).
     pub fn answer(&self, id: &str, answer: Answer) -> Option<Prompt> {
-        let open = {
+        let (open, answer) = {
             let mut st = self.state();
             let open = st.open.remove(id)?;
+            let answer = answer.for_kind(open.prompt.ask.kind);
             if answer == Answer::UntilQuit {
-                let proxy_only = open.prompt.ask.request.is_some();
+                let proxy_only = open.prompt.ask.kind == AskKind::Proxy;
                 st.until_quit
                     .entry((
                         open.prompt.ask.agent_id.clone(),
@@ -323,7 +354,7 @@ impl Approvals {
                     .and_modify(|p| *p = *p && proxy_only)
                     .or_insert(proxy_only);
             }
-            open
+            (open, answer)
         };
         let _ = open.answer.send(Some(Outcome::Answered(answer)));
         let _ = self.events.send(Event::Resolved {
@@ -401,6 +432,7 @@ mod tests {
 
     fn ask(agent: &str, provider: &str) -> Ask {
         Ask {
+            kind: AskKind::Token,
             agent_id: agent.into(),
             agent: agent.into(),
             provider: provider.into(),
@@ -542,8 +574,10 @@ mod tests {
     async fn different_proxied_requests_get_their_own_prompts() {
         let a = Approvals::new(Duration::from_secs(5));
         let mut get = ask("bot", "github");
+        get.kind = AskKind::Proxy;
         get.request = Some("GET https://api.github.com/user".into());
         let mut del = ask("bot", "github");
+        del.kind = AskKind::Proxy;
         del.request = Some("DELETE https://api.github.com/repos/o/r".into());
         let (a1, a2, a3) = (a.clone(), a.clone(), a.clone());
         let g2 = get.clone();
@@ -576,6 +610,7 @@ mod tests {
     async fn until_quit_on_a_proxied_call_covers_proxied_calls_only() {
         let a = Approvals::new(Duration::from_secs(5));
         let mut proxied = ask("bot", "github");
+        proxied.kind = AskKind::Proxy;
         proxied.request = Some("GET https://api.github.com/user".into());
         let a1 = a.clone();
         let w = tokio::spawn(async move { a1.ask(proxied).await });
@@ -612,6 +647,45 @@ mod tests {
         assert_eq!(a.pending_count(), 0);
         assert_eq!(a.ask(ask("bot", "gitlab")).await, Ok(Outcome::Closed));
         assert!(a.pending().is_empty(), "no prompt opens after close");
+    }
+
+    #[tokio::test]
+    async fn a_connect_prompt_never_joins_a_token_prompt_and_is_only_ever_allowed_once() {
+        let a = Approvals::new(Duration::from_secs(5));
+        let token = ask("bot", "github");
+        let mut connect = ask("bot", "github");
+        connect.kind = AskKind::Connect;
+        let (a1, a2) = (a.clone(), a.clone());
+        let wt = tokio::spawn(async move { a1.ask(token).await });
+        let wc = tokio::spawn(async move { a2.ask(connect).await });
+        while a.pending().len() < 2 {
+            tokio::task::yield_now().await;
+        }
+        let pending = a.pending();
+        let c = pending
+            .iter()
+            .find(|p| p.ask.kind == AskKind::Connect)
+            .unwrap();
+        assert_eq!(
+            serde_json::to_value(c).unwrap()["kind"],
+            "connect",
+            "the prompt's JSON names its kind"
+        );
+        for broad in [Answer::Always, Answer::UntilQuit, Answer::For(3600)] {
+            assert_eq!(broad.for_kind(AskKind::Connect), Answer::Once);
+            assert_eq!(broad.for_kind(AskKind::Token), broad);
+        }
+        assert_eq!(Answer::Deny.for_kind(AskKind::Connect), Answer::Deny);
+        a.answer(&c.id, Answer::UntilQuit);
+        assert_eq!(wc.await.unwrap(), Ok(Outcome::Answered(Answer::Once)));
+        assert!(
+            !a.allowed_until_quit("bot", "github", true),
+            "a connect answer grants nothing else"
+        );
+        assert_eq!(a.pending().len(), 1, "the token prompt still waits");
+        assert_eq!(a.pending()[0].ask.kind, AskKind::Token);
+        a.answer(&a.pending()[0].id, Answer::Deny);
+        assert_eq!(wt.await.unwrap(), Ok(Outcome::Answered(Answer::Deny)));
     }
 
     #[test]

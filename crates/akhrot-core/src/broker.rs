@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 
 use crate::catalog::{AuthType, Catalog, Provider, Quirk, Redirect};
 use crate::oauth::{self, ClientCreds, OAuthError, OAuthHttp, TokenSet};
-use crate::vault::{ConnectionInfo, Credentials, Vault};
+use crate::vault::{Agent, ConnectionInfo, Credentials, Vault};
 use crate::{Error, SecretString, now_unix};
 
 /// The redirect URI for providers that use the desktop app's deep link.
@@ -39,6 +39,10 @@ pub enum BrokerError {
     TokenExpired(String),
     #[error("{0}")]
     ProviderError(String),
+    /// A session an agent started would replace the stored connection `account`; nothing
+    /// was changed.
+    #[error("{message}")]
+    ConnectionExists { account: String, message: String },
     #[error(transparent)]
     Core(#[from] Error),
 }
@@ -66,14 +70,18 @@ pub struct SessionView {
     pub account: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The contract's error code when Akhrot itself failed the session (`CONNECTION_EXISTS`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
     pub redirect_uri: String,
 }
 
 struct Session {
     id: String,
     provider: String,
-    /// Who started it (agent id, or `None` for the user's own CLI/UI).
-    owner: Option<String>,
+    /// Who started it (an agent, or `None` for the person's own CLI/UI/desktop). A session an
+    /// agent started never replaces a stored connection.
+    owner: Option<Agent>,
     redirect_uri: String,
     url: String,
     pkce_verifier: Option<SecretString>,
@@ -82,6 +90,7 @@ struct Session {
     state: SessionState,
     account: Option<String>,
     error: Option<String>,
+    error_code: Option<String>,
 }
 
 impl Session {
@@ -98,6 +107,7 @@ impl Session {
             expires_at: crate::unix_to_rfc3339(self.expires_at()),
             account: self.account.clone(),
             error: self.error.clone(),
+            error_code: self.error_code.clone(),
             redirect_uri: self.redirect_uri.clone(),
         }
     }
@@ -177,6 +187,9 @@ pub enum CallbackOutcome {
     Failed { provider: String, reason: String },
     /// The session is older than its 10 minutes.
     Expired { provider: String },
+    /// An agent's session would have replaced the stored connection `account`: refused,
+    /// nothing stored (`CONNECTION_EXISTS`).
+    Conflict { provider: String, account: String },
     /// No pending session has this state: forged, replayed, or from another instance.
     UnknownState,
     /// Not a callback at all (no state, no code).
@@ -190,6 +203,7 @@ impl CallbackOutcome {
             CallbackOutcome::Denied { .. } => 403,
             CallbackOutcome::Failed { .. } => 400,
             CallbackOutcome::Expired { .. } => 410,
+            CallbackOutcome::Conflict { .. } => 409,
             CallbackOutcome::UnknownState | CallbackOutcome::Malformed(_) => 400,
         }
     }
@@ -307,14 +321,15 @@ impl Broker {
         })
     }
 
-    /// Starts a consent session for `provider`, with the catalog's scopes plus `extra_scopes`.
-    pub fn start_session(
+    /// Checks what [`Broker::start_session`] would refuse, without starting anything: an
+    /// unknown or non-OAuth provider, a bad label, no OAuth client, and, for a session an agent
+    /// starts (`owner`), a label that is already connected. Call it before prompting the person.
+    pub fn check_session(
         &self,
-        owner: Option<&str>,
+        owner: Option<&Agent>,
         provider: &str,
-        extra_scopes: &[String],
         account_label: Option<&str>,
-    ) -> Result<SessionView, BrokerError> {
+    ) -> Result<(Arc<Provider>, Option<String>), BrokerError> {
         let p = self.provider(provider)?;
         if p.auth != AuthType::Oauth2 {
             // A well-formed request that this provider's kind cannot satisfy: a conflict.
@@ -333,6 +348,27 @@ impl Broker {
         let label = account_label
             .map(crate::vault::validate_account)
             .transpose()?;
+        self.client_for(&p)?;
+        if owner.is_some()
+            && let Some(label) = &label
+            && let Some(taken) = self.vault.taken_label(&p.code, label)
+        {
+            return Err(connection_exists(&p, &taken));
+        }
+        Ok((p, label))
+    }
+
+    /// Starts a consent session for `provider`, with the catalog's scopes plus `extra_scopes`.
+    /// `owner` is the agent that asked (it must have been authorized already), or `None` for
+    /// the person's own connect, which may replace a stored connection.
+    pub fn start_session(
+        &self,
+        owner: Option<&Agent>,
+        provider: &str,
+        extra_scopes: &[String],
+        account_label: Option<&str>,
+    ) -> Result<SessionView, BrokerError> {
+        let (p, label) = self.check_session(owner, provider, account_label)?;
         let creds = self.client_for(&p)?;
         let redirect_uri = self.redirect_uri_for(&p);
         let scopes = oauth::merge_scopes(&p.scopes, extra_scopes);
@@ -343,7 +379,7 @@ impl Broker {
         let session = Session {
             id: format!("oas_{}", random_hex(16)),
             provider: p.code.clone(),
-            owner: owner.map(str::to_owned),
+            owner: owner.cloned(),
             redirect_uri,
             url: req.url,
             pkce_verifier: req.pkce_verifier,
@@ -352,6 +388,7 @@ impl Broker {
             state: SessionState::Pending,
             account: None,
             error: None,
+            error_code: None,
         };
         let view = session.view(true);
         let mut s = self.sessions();
@@ -368,7 +405,9 @@ impl Broker {
         let mut s = self.sessions();
         s.sweep(now_unix());
         match s.by_id.get(id) {
-            Some(sess) if owner.is_none() || sess.owner.as_deref() == owner => {
+            Some(sess)
+                if owner.is_none() || sess.owner.as_ref().map(|a| a.id.as_str()) == owner =>
+            {
                 Ok(sess.view(sess.state == SessionState::Pending))
             }
             _ => Err(BrokerError::SessionNotFound(
@@ -425,10 +464,12 @@ impl Broker {
                     sess.account_label.clone(),
                     verifier,
                     sess.state.clone(),
+                    sess.owner.clone(),
                 )
             })
         };
-        let Some((id, provider_code, redirect_uri, label, verifier, state_now)) = taken else {
+        let Some((id, provider_code, redirect_uri, label, verifier, state_now, owner)) = taken
+        else {
             return CallbackOutcome::UnknownState;
         };
         if state_now == SessionState::Expired {
@@ -480,29 +521,52 @@ impl Broker {
                 reason,
             };
         };
+        // The completion's audit entries name the agent that started the session.
+        let entry = |outcome: &str| {
+            let e = crate::audit::Entry::new("connect", outcome).provider(&p.code);
+            match &owner {
+                Some(a) => e.agent(&a.id, &a.name),
+                None => e,
+            }
+        };
         match self
-            .connect_with_code(&p, &redirect_uri, code, verifier.as_ref(), label)
+            .connect_with_code(
+                &p,
+                &redirect_uri,
+                code,
+                verifier.as_ref(),
+                label,
+                owner.is_some(),
+            )
             .await
         {
             Ok(account) => {
-                self.record(
-                    crate::audit::Entry::new("connect", "connected")
-                        .provider(&p.code)
-                        .account(Some(&account)),
-                );
+                self.record(entry("connected").account(Some(&account)));
                 self.finish(&id, SessionState::Completed, Some(account.clone()), None);
                 CallbackOutcome::Connected {
                     provider: p.name.clone(),
                     account,
                 }
             }
+            Err(BrokerError::ConnectionExists { account, message }) => {
+                self.record(entry("conflict").account(Some(&account)).detail(
+                    "an agent's session would have replaced this connection; nothing was stored",
+                ));
+                self.finish_with_code(
+                    &id,
+                    SessionState::Failed,
+                    None,
+                    Some(format!("CONNECTION_EXISTS: {message}")),
+                    Some("CONNECTION_EXISTS".into()),
+                );
+                CallbackOutcome::Conflict {
+                    provider: p.name.clone(),
+                    account,
+                }
+            }
             Err(e) => {
                 let reason = e.to_string();
-                self.record(
-                    crate::audit::Entry::new("connect", "failed")
-                        .provider(&p.code)
-                        .detail(&reason),
-                );
+                self.record(entry("failed").detail(&reason));
                 self.finish(&id, SessionState::Failed, None, Some(reason.clone()));
                 CallbackOutcome::Failed {
                     provider: p.name.clone(),
@@ -519,14 +583,30 @@ impl Broker {
         account: Option<String>,
         error: Option<String>,
     ) {
+        self.finish_with_code(id, state, account, error, None);
+    }
+
+    fn finish_with_code(
+        &self,
+        id: &str,
+        state: SessionState,
+        account: Option<String>,
+        error: Option<String>,
+        error_code: Option<String>,
+    ) {
         if let Some(s) = self.sessions().by_id.get_mut(id) {
             s.state = state;
             s.account = account;
             s.error = error;
+            s.error_code = error_code;
             s.pkce_verifier = None;
         }
     }
 
+    /// Exchanges the code and stores the connection. `new_only` (a session an agent started):
+    /// the connection must be new; if its label, or the account name the provider reports, is
+    /// already connected, the tokens are discarded (revoked at the provider where the catalog
+    /// says how) and nothing is written.
     async fn connect_with_code(
         &self,
         p: &Provider,
@@ -534,6 +614,7 @@ impl Broker {
         code: &str,
         verifier: Option<&SecretString>,
         label: Option<String>,
+        new_only: bool,
     ) -> Result<String, BrokerError> {
         let creds = self.client_for(p)?;
         let tokens = self
@@ -568,12 +649,38 @@ impl Broker {
                 public.insert("siteUrl".to_owned(), url.to_owned());
             }
         }
+        let named = |a: &str| crate::vault::validate_account(&crate::clean_text(a)).ok();
+        let identity = oauth::account_name(p, &tokens.extra, userinfo.as_ref())
+            .as_deref()
+            .and_then(named);
         let account = label
-            .or_else(|| oauth::account_name(p, &tokens.extra, userinfo.as_ref()))
+            .as_deref()
+            .and_then(named)
+            .or_else(|| identity.clone())
             .unwrap_or_else(|| "default".to_owned());
-        let account = crate::vault::validate_account(&crate::clean_text(&account))
-            .unwrap_or_else(|_| "default".to_owned());
-        let (info, _) = self.store_tokens(p, &account, &tokens, None, public)?;
+        let info = if new_only {
+            let values = token_values(&tokens, None);
+            let also_free: Vec<&str> = identity.as_deref().into_iter().collect();
+            let stored = self.vault.put_new_connection(
+                p,
+                &account,
+                &also_free,
+                &values,
+                public,
+                tokens.scopes.clone(),
+                tokens.expires_at,
+            )?;
+            match stored {
+                Ok(_) => self.vault.open_connection(&p.code, Some(&account))?.0,
+                Err(taken) => {
+                    tracing::warn!(provider = %p.code, account = %taken, "an agent's consent session would have replaced a connection; refused");
+                    self.revoke_discarded(p, &tokens).await;
+                    return Err(connection_exists(p, &taken));
+                }
+            }
+        } else {
+            self.store_tokens(p, &account, &tokens, None, public)?.0
+        };
         // A new consent replaces whatever an earlier refresh could not commit.
         self.uncommitted
             .lock()
@@ -581,6 +688,23 @@ impl Broker {
             .remove(&info.id);
         tracing::info!(provider = %p.code, account = %account, "connected");
         Ok(account)
+    }
+
+    /// Revokes, best effort, tokens that were obtained but will never be stored.
+    async fn revoke_discarded(&self, p: &Provider, t: &TokenSet) {
+        if p.revoke_url.is_none() {
+            return;
+        }
+        let Ok(client) = self.client_for(p) else {
+            return;
+        };
+        let (token, hint) = match &t.refresh_token {
+            Some(r) => (r, "refresh_token"),
+            None => (&t.access_token, "access_token"),
+        };
+        if let Err(e) = self.http.revoke(p, &client, token, hint).await {
+            tracing::warn!(provider = %p.code, error = %e, "could not revoke the discarded tokens at the provider");
+        }
     }
 
     /// Writes a token set (the durable commit happens before this returns).
@@ -592,15 +716,7 @@ impl Broker {
         previous_refresh: Option<&SecretString>,
         public: BTreeMap<String, String>,
     ) -> Result<(Arc<ConnectionInfo>, Credentials), BrokerError> {
-        let mut values = Credentials::new();
-        values.insert("accessToken".into(), t.access_token.clone());
-        if let Some(r) = t.refresh_token.as_ref().or(previous_refresh) {
-            values.insert("refreshToken".into(), r.clone());
-        }
-        values.insert(
-            "tokenType".into(),
-            SecretString::from(t.token_type.as_str()),
-        );
+        let values = token_values(t, previous_refresh);
         let commit_start = std::time::Instant::now();
         self.vault
             .put_connection(p, account, &values, public, t.scopes.clone(), t.expires_at)?;
@@ -777,8 +893,8 @@ impl Broker {
         };
         let Some(refresh_token) = creds.get("refreshToken").cloned() else {
             return Err(BrokerError::TokenExpired(format!(
-                "the {} token expired and {} gave no refresh token to renew it; reconnect with POST /oauth/sessions",
-                p.name, p.name
+                "the {} token expired and {} gave no refresh token to renew it; the user must reconnect it: `akhrot connect {}` with `--account`, or Connections in the Akhrot window",
+                p.name, p.name, p.code
             )));
         };
         let client = self.client_for(p)?;
@@ -886,6 +1002,33 @@ impl Broker {
     }
 }
 
+/// The values stored for a token set; `previous_refresh` is kept when the answer has none.
+fn token_values(t: &TokenSet, previous_refresh: Option<&SecretString>) -> Credentials {
+    let mut values = Credentials::new();
+    values.insert("accessToken".into(), t.access_token.clone());
+    if let Some(r) = t.refresh_token.as_ref().or(previous_refresh) {
+        values.insert("refreshToken".into(), r.clone());
+    }
+    values.insert(
+        "tokenType".into(),
+        SecretString::from(t.token_type.as_str()),
+    );
+    values
+}
+
+/// `CONNECTION_EXISTS` for `account` of `p`: what happened and what the person can do.
+fn connection_exists(p: &Provider, account: &str) -> BrokerError {
+    BrokerError::ConnectionExists {
+        account: account.to_owned(),
+        message: format!(
+            "{name} account `{account}` is already connected in Akhrot, and a session an agent starts never replaces a connection; nothing was changed. \
+             To reconnect it, the person runs `akhrot connect {code} --account \"{account}\"` (or uses Connections in the Akhrot window or the desktop app).",
+            name = p.name,
+            code = p.code,
+        ),
+    }
+}
+
 /// Whether to refresh before handing out: within [`REFRESH_MARGIN_SECS`] of expiry, or within
 /// half the token's lifetime for tokens that live less than twice the margin.
 fn needs_refresh(info: &ConnectionInfo) -> bool {
@@ -917,7 +1060,7 @@ fn reconnect_message(p: &Provider, detail: &str) -> String {
         reasons.push("Google expires refresh tokens of apps in \"testing\" after 7 days");
     }
     format!(
-        "{} refused the refresh token (invalid_grant{}); likely reasons: {}. The user must reconnect: POST /oauth/sessions with {{\"provider\":\"{}\"}}.",
+        "{} refused the refresh token (invalid_grant{}); likely reasons: {}. The user must reconnect it: `akhrot connect {}` with `--account`, or Connections in the Akhrot window (a session an agent starts never replaces a connection).",
         p.name,
         if detail.is_empty() {
             String::new()
@@ -958,6 +1101,13 @@ mod tests {
         )
     }
 
+    fn agent(id: &str) -> Agent {
+        Agent {
+            id: id.into(),
+            name: format!("{id} name"),
+        }
+    }
+
     fn state_of(url: &str) -> String {
         url::Url::parse(url)
             .unwrap()
@@ -973,7 +1123,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let b = broker(dir.path());
         let v = b
-            .start_session(Some("agent-a"), "github", &[], None)
+            .start_session(Some(&agent("agent-a")), "github", &[], None)
             .unwrap();
         let state = state_of(v.url.as_deref().unwrap());
         // Age the session past its 10 minutes.
@@ -1008,7 +1158,7 @@ mod tests {
 
         // A fresh session: an error answer uses the state up; a replay is unknown.
         let v = b
-            .start_session(Some("agent-a"), "github", &[], None)
+            .start_session(Some(&agent("agent-a")), "github", &[], None)
             .unwrap();
         let state = state_of(v.url.as_deref().unwrap());
         let denied = CallbackParams {
@@ -1044,7 +1194,9 @@ mod tests {
     async fn a_repeated_parameter_completes_nothing_and_spends_no_state() {
         let dir = tempfile::tempdir().unwrap();
         let b = broker(dir.path());
-        let v = b.start_session(Some("a"), "github", &[], None).unwrap();
+        let v = b
+            .start_session(Some(&agent("a")), "github", &[], None)
+            .unwrap();
         let state = state_of(v.url.as_deref().unwrap());
         for q in [
             format!("code=c&state={state}&state=forged"),
@@ -1092,6 +1244,71 @@ mod tests {
             b.complete_deep_link(&link).await,
             CallbackOutcome::UnknownState
         );
+    }
+
+    #[test]
+    fn an_agent_cannot_start_a_session_for_a_connected_label_but_the_person_can() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path());
+        let p = b.provider("github").unwrap();
+        let mut values = Credentials::new();
+        values.insert("accessToken".into(), SecretString::from("victim-token"));
+        b.vault
+            .put_connection(
+                &p,
+                "victim@example.com",
+                &values,
+                BTreeMap::new(),
+                vec![],
+                None,
+            )
+            .unwrap();
+        let bot = agent("bot");
+        match b.start_session(Some(&bot), "github", &[], Some("victim@example.com")) {
+            Err(BrokerError::ConnectionExists { account, message }) => {
+                assert_eq!(account, "victim@example.com");
+                assert!(message.contains("akhrot connect github"), "{message}");
+            }
+            other => panic!("{:?}", other.map(|v| v.session_id)),
+        }
+        assert!(
+            matches!(
+                b.start_session(Some(&bot), "github", &[], Some("Victim@Example.COM")),
+                Err(BrokerError::ConnectionExists { account, .. }) if account == "victim@example.com"
+            ),
+            "a label that differs only in case is the same account"
+        );
+        // A fresh label, no label, and the person's own session are fine.
+        b.start_session(Some(&bot), "github", &[], Some("new"))
+            .unwrap();
+        b.start_session(Some(&bot), "github", &[], None).unwrap();
+        b.start_session(None, "github", &[], Some("victim@example.com"))
+            .unwrap();
+        // The vault refuses a new connection whose label or identity is taken.
+        let taken = b
+            .vault
+            .put_new_connection(
+                &p,
+                "other",
+                &["victim@example.com"],
+                &values,
+                BTreeMap::new(),
+                vec![],
+                None,
+            )
+            .unwrap();
+        assert_eq!(taken.map(|_| ()), Err("victim@example.com".to_owned()));
+        assert!(b.vault.find_connection("github", Some("other")).is_none());
+        let first = b
+            .vault
+            .put_new_connection(&p, "other", &[], &values, BTreeMap::new(), vec![], None)
+            .unwrap();
+        assert!(first.is_ok());
+        let second = b
+            .vault
+            .put_new_connection(&p, "other", &[], &values, BTreeMap::new(), vec![], None)
+            .unwrap();
+        assert_eq!(second.map(|_| ()), Err("other".to_owned()));
     }
 
     #[tokio::test]

@@ -742,7 +742,83 @@ impl Vault {
         scopes: Vec<String>,
         expires_at: Option<i64>,
     ) -> Result<(ConnectionInfo, bool)> {
+        let db = self.db();
         let existing = self.find_connection(&provider.code, Some(account));
+        self.write_connection(
+            &db,
+            existing,
+            provider,
+            account,
+            values,
+            public_fields,
+            scopes,
+            expires_at,
+        )
+    }
+
+    /// The stored account of `provider` that `label` would be mistaken for: the same label,
+    /// ignoring case (`Victim@Example.com` is `victim@example.com` to a person, and to most
+    /// providers' account names).
+    pub fn taken_label(&self, provider: &str, label: &str) -> Option<String> {
+        let c = self.cache_read();
+        let p = c.by_provider.get(provider)?;
+        let wanted = label.to_lowercase();
+        p.rows
+            .iter()
+            .map(|r| &r.info.account)
+            .find(|a| **a == label || a.to_lowercase() == wanted)
+            .cloned()
+    }
+
+    /// Stores a new connection, never replacing one: if `account`, or any label in `also_free`,
+    /// is already an account of this provider (see [`Vault::taken_label`]), nothing is written
+    /// and the inner `Err` names the stored account. The check and the write happen under the
+    /// database lock, so of two callers racing for one new label exactly one stores it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn put_new_connection(
+        &self,
+        provider: &Provider,
+        account: &str,
+        also_free: &[&str],
+        values: &Credentials,
+        public_fields: BTreeMap<String, String>,
+        scopes: Vec<String>,
+        expires_at: Option<i64>,
+    ) -> Result<std::result::Result<ConnectionInfo, String>> {
+        let db = self.db();
+        let taken = std::iter::once(account)
+            .chain(also_free.iter().copied())
+            .find_map(|label| self.taken_label(&provider.code, label));
+        if let Some(label) = taken {
+            return Ok(Err(label));
+        }
+        let (info, _) = self.write_connection(
+            &db,
+            None,
+            provider,
+            account,
+            values,
+            public_fields,
+            scopes,
+            expires_at,
+        )?;
+        Ok(Ok(info))
+    }
+
+    /// Inserts or (when `existing` is the same account's row) replaces a connection. The
+    /// caller holds the database lock (`db`) from its check of `existing` to here.
+    #[allow(clippy::too_many_arguments)]
+    fn write_connection(
+        &self,
+        db: &Connection,
+        existing: Option<ConnectionInfo>,
+        provider: &Provider,
+        account: &str,
+        values: &Credentials,
+        public_fields: BTreeMap<String, String>,
+        scopes: Vec<String>,
+        expires_at: Option<i64>,
+    ) -> Result<(ConnectionInfo, bool)> {
         let id = existing
             .as_ref()
             .map(|c| c.id.clone())
@@ -767,29 +843,28 @@ impl Vault {
         let scopes_json = serde_json::to_string(&info.scopes).unwrap_or_else(|_| "[]".into());
         let public_json =
             serde_json::to_string(&info.public_fields).unwrap_or_else(|_| "{}".into());
-        self.db()
-            .execute(
-                "INSERT INTO connections (id, provider, account, auth_type, status, scopes, expires_at,
+        db.execute(
+            "INSERT INTO connections (id, provider, account, auth_type, status, scopes, expires_at,
                                           public_fields, secret, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT (id) DO UPDATE SET status = excluded.status, scopes = excluded.scopes,
                      expires_at = excluded.expires_at, public_fields = excluded.public_fields,
                      secret = excluded.secret, updated_at = excluded.updated_at",
-                params![
-                    info.id,
-                    info.provider,
-                    info.account,
-                    info.auth_type,
-                    info.status,
-                    scopes_json,
-                    info.expires_at,
-                    public_json,
-                    sealed,
-                    info.created_at,
-                    info.updated_at
-                ],
-            )
-            .map_err(storage)?;
+            params![
+                info.id,
+                info.provider,
+                info.account,
+                info.auth_type,
+                info.status,
+                scopes_json,
+                info.expires_at,
+                public_json,
+                sealed,
+                info.created_at,
+                info.updated_at
+            ],
+        )
+        .map_err(storage)?;
         let row = Arc::new(ConnRow {
             info: Arc::new(info.clone()),
             sealed,

@@ -1,15 +1,17 @@
-//! The one place that decides whether an agent may use a provider's credential right now:
-//! connection present, "pause all agents", the agent's policy, and (under `ask`) the user's
-//! answer to a prompt. `/tokens/fetch` and `/proxy/…` both call [`authorize`].
+//! The one place that decides whether an agent may act on a provider right now: "pause all
+//! agents", the agent's policy, and (under `ask`) the user's answer to a prompt. `/tokens/fetch`
+//! and `/proxy/…` call [`authorize`] (which first requires the connection to exist);
+//! `POST /oauth/sessions` calls [`authorize_connect`] (there is no connection yet to require).
 //!
 //! Policy `proxy-only` refuses `/tokens/fetch` (the agent would hold the credential) and lets
 //! proxied calls through without a prompt: the user chose to let this agent use the provider,
 //! only never to see its credential. Answering a proxied call's prompt with "for a while",
-//! "until quit" or "always" grants proxied calls only, never token hand-outs.
+//! "until quit" or "always" grants proxied calls only, never token hand-outs. A consent
+//! session's prompt is only ever allowed once (see `Answer::for_kind`).
 
 use std::sync::atomic::Ordering;
 
-use akhrot_core::approvals::{Ask, AskError, Outcome};
+use akhrot_core::approvals::{Ask, AskError, AskKind, Outcome};
 use akhrot_core::audit::Entry;
 use akhrot_core::catalog::Provider;
 use akhrot_core::now_unix;
@@ -39,22 +41,102 @@ pub async fn authorize(
     request: Option<String>,
     peer_addr: std::net::SocketAddr,
 ) -> Result<Granted, ApiError> {
-    let action = if request.is_some() { "proxy" } else { "token" };
-    // Token denials say why; proxied ones also say which call (method and URL, no query values).
+    // Not connected is answered before policy: there is nothing to approve.
+    state.vault.require_connection(&provider.code, account)?;
+    let conn = state.vault.find_connection(&provider.code, account);
+    let what = What {
+        kind: if request.is_some() {
+            AskKind::Proxy
+        } else {
+            AskKind::Token
+        },
+        account: account.map(str::to_owned),
+        prompt_account: conn.as_ref().map(|c| c.account.clone()).unwrap_or_default(),
+        scopes: conn.map(|c| c.scopes).unwrap_or_default(),
+        reason,
+        request,
+    };
+    decide(state, agent, provider, what, peer_addr).await
+}
+
+/// Decides whether `agent` may start a consent session for `provider` (`POST /oauth/sessions`),
+/// asking for the label `account` (if any) and `scopes`. Audited under action `connect`.
+///
+/// Policy `proxy-only` allows it without a prompt: a consent session never hands the agent a
+/// token (it only ever sees the session's status and the account label), so the person's
+/// "use it, never see it" still holds; what the agent then does with the new connection goes
+/// through [`authorize`] like any other use.
+pub async fn authorize_connect(
+    state: &AppState,
+    agent: &Agent,
+    provider: &Provider,
+    account: Option<&str>,
+    scopes: &[String],
+    peer_addr: std::net::SocketAddr,
+) -> Result<Granted, ApiError> {
+    let what = What {
+        kind: AskKind::Connect,
+        account: account.map(str::to_owned),
+        prompt_account: account.unwrap_or_default().to_owned(),
+        scopes: scopes.to_vec(),
+        reason: None,
+        request: None,
+    };
+    decide(state, agent, provider, what, peer_addr).await
+}
+
+/// What an agent asks to do, as the decision, the prompt and the audit log see it.
+struct What {
+    kind: AskKind,
+    /// The account the agent named (audited).
+    account: Option<String>,
+    /// The account the prompt shows: the connection's, or the label asked for (may be empty).
+    prompt_account: String,
+    scopes: Vec<String>,
+    reason: Option<String>,
+    /// Method and URL of a proxied call.
+    request: Option<String>,
+}
+
+impl What {
+    fn action(&self) -> &'static str {
+        match self.kind {
+            AskKind::Token => "token",
+            AskKind::Proxy => "proxy",
+            AskKind::Connect => "connect",
+        }
+    }
+
+    /// "use GitHub" / "connect GitHub", for messages.
+    fn verb(&self, provider: &Provider) -> String {
+        match self.kind {
+            AskKind::Connect => format!("connect {}", provider.name),
+            AskKind::Token | AskKind::Proxy => format!("use {}", provider.name),
+        }
+    }
+}
+
+/// Pause, policy, and under `ask` the person's answer: shared by every kind of request.
+async fn decide(
+    state: &AppState,
+    agent: &Agent,
+    provider: &Provider,
+    what: What,
+    peer_addr: std::net::SocketAddr,
+) -> Result<Granted, ApiError> {
+    // Denials say why; proxied ones also say which call (method and URL, no query values).
     let audit = |outcome: &str, why: &str| {
-        let e = Entry::new(action, outcome)
+        let e = Entry::new(what.action(), outcome)
             .agent(&agent.id, &agent.name)
             .provider(&provider.code)
-            .account(account);
-        match (&request, why.is_empty()) {
+            .account(what.account.as_deref());
+        match (&what.request, why.is_empty()) {
             (Some(r), true) => e.detail(r.clone()),
             (Some(r), false) => e.detail(format!("{r} ({why})")),
             (None, true) => e,
             (None, false) => e.detail(why),
         }
     };
-    // Not connected is answered before policy: there is nothing to approve.
-    state.vault.require_connection(&provider.code, account)?;
     if state.paused.load(Ordering::Relaxed) {
         state.audit.record(audit("denied", "agents are paused"));
         return Err(ApiError::new(
@@ -66,10 +148,11 @@ pub async fn authorize(
         .vault
         .policy_for(&agent.id, &provider.code)
         .effective(now_unix());
-    match mode {
-        Mode::Allow => Ok(Granted::default()),
-        Mode::ProxyOnly if request.is_some() => Ok(Granted::default()),
-        Mode::ProxyOnly => {
+    match (mode, what.kind) {
+        (Mode::Allow, _) => Ok(Granted::default()),
+        // See `authorize_connect` for why a consent session is allowed under proxy-only.
+        (Mode::ProxyOnly, AskKind::Proxy | AskKind::Connect) => Ok(Granted::default()),
+        (Mode::ProxyOnly, AskKind::Token) => {
             state.audit.record(audit("denied", "policy proxy-only"));
             Err(ApiError::new(
                 Code::ApprovalDenied,
@@ -79,81 +162,102 @@ pub async fn authorize(
                 ),
             ))
         }
-        Mode::Deny => {
+        (Mode::Deny, _) => {
             state.audit.record(audit("denied", "policy deny"));
             Err(ApiError::new(
                 Code::ApprovalDenied,
                 format!(
-                    "the user does not allow agent `{}` to use {}",
-                    agent.name, provider.name
+                    "the user does not allow agent `{}` to {}",
+                    agent.name,
+                    what.verb(provider)
                 ),
             ))
         }
-        Mode::Ask
-            if state
-                .approvals
-                .allowed_until_quit(&agent.id, &provider.code, request.is_some()) =>
+        // "Until quit" on a proxied call's prompt stands for proxy-only, on a token prompt for
+        // allow: either way it covers a consent session, as those policies do.
+        (Mode::Ask, kind)
+            if state.approvals.allowed_until_quit(
+                &agent.id,
+                &provider.code,
+                kind != AskKind::Token,
+            ) =>
         {
             Ok(Granted::default())
         }
-        Mode::Ask => {
-            let peer = Some(crate::peer_json(state.port, peer_addr).await);
-            let conn = state.vault.find_connection(&provider.code, account);
-            let ask = Ask {
-                agent_id: agent.id.clone(),
-                agent: agent.name.clone(),
-                provider: provider.code.clone(),
-                provider_name: provider.name.clone(),
-                account: conn.as_ref().map(|c| c.account.clone()).unwrap_or_default(),
-                scopes: conn.map(|c| c.scopes).unwrap_or_default(),
-                reason,
-                peer: peer.clone(),
-                request: request.clone(),
-            };
-            match state.approvals.ask(ask).await {
-                Ok(Outcome::Answered(a)) if a.allows() => Ok(Granted { peer }),
-                Ok(Outcome::Answered(_)) => {
-                    state
-                        .audit
-                        .record(audit("denied", "denied by the user").peer(peer));
-                    Err(ApiError::new(
-                        Code::ApprovalDenied,
-                        format!(
-                            "the user denied agent `{}` access to {}",
-                            agent.name, provider.name
-                        ),
-                    ))
-                }
-                Ok(Outcome::Closed) => {
-                    state
-                        .audit
-                        .record(audit("denied", "Akhrot shut down").peer(peer));
-                    Err(ApiError::new(
-                        Code::ApprovalDenied,
-                        "Akhrot is shutting down, so nobody can answer the approval prompt; retry once it runs again",
-                    ))
-                }
-                Ok(Outcome::TimedOut) => {
-                    state.audit.record(audit("timeout", "").peer(peer));
-                    Err(ApiError::new(
-                        Code::ApprovalTimeout,
-                        format!(
-                            "nobody answered the approval prompt within {} s; ask the user to look at Akhrot, then retry",
-                            state.approvals.timeout().as_secs()
-                        ),
-                    ))
-                }
-                Err(AskError::TooManyPending { agent, max }) => {
-                    let mut e = ApiError::new(
-                        Code::RateLimited,
-                        format!(
-                            "agent `{agent}` already has {max} approval prompts waiting; wait for the user to answer them"
-                        ),
-                    );
-                    e.retry_after = Some(10);
-                    Err(e)
-                }
-            }
+        (Mode::Ask, _) => ask(state, agent, provider, &what, peer_addr, audit).await,
+    }
+}
+
+/// Prompts the person and waits for the answer.
+async fn ask(
+    state: &AppState,
+    agent: &Agent,
+    provider: &Provider,
+    what: &What,
+    peer_addr: std::net::SocketAddr,
+    audit: impl Fn(&str, &str) -> Entry,
+) -> Result<Granted, ApiError> {
+    let peer = Some(crate::peer_json(state.port, peer_addr).await);
+    let ask = Ask {
+        kind: what.kind,
+        agent_id: agent.id.clone(),
+        agent: agent.name.clone(),
+        provider: provider.code.clone(),
+        provider_name: provider.name.clone(),
+        account: what.prompt_account.clone(),
+        scopes: what.scopes.clone(),
+        reason: what.reason.clone(),
+        peer: peer.clone(),
+        request: what.request.clone(),
+    };
+    match state.approvals.ask(ask).await {
+        Ok(Outcome::Answered(a)) if a.allows() => Ok(Granted { peer }),
+        Ok(Outcome::Answered(_)) => {
+            state
+                .audit
+                .record(audit("denied", "denied by the user").peer(peer));
+            Err(ApiError::new(
+                Code::ApprovalDenied,
+                match what.kind {
+                    AskKind::Connect => format!(
+                        "the user denied agent `{}` a consent session for {}",
+                        agent.name, provider.name
+                    ),
+                    AskKind::Token | AskKind::Proxy => format!(
+                        "the user denied agent `{}` access to {}",
+                        agent.name, provider.name
+                    ),
+                },
+            ))
+        }
+        Ok(Outcome::Closed) => {
+            state
+                .audit
+                .record(audit("denied", "Akhrot shut down").peer(peer));
+            Err(ApiError::new(
+                Code::ApprovalDenied,
+                "Akhrot is shutting down, so nobody can answer the approval prompt; retry once it runs again",
+            ))
+        }
+        Ok(Outcome::TimedOut) => {
+            state.audit.record(audit("timeout", "").peer(peer));
+            Err(ApiError::new(
+                Code::ApprovalTimeout,
+                format!(
+                    "nobody answered the approval prompt within {} s; ask the user to look at Akhrot, then retry",
+                    state.approvals.timeout().as_secs()
+                ),
+            ))
+        }
+        Err(AskError::TooManyPending { agent, max }) => {
+            let mut e = ApiError::new(
+                Code::RateLimited,
+                format!(
+                    "agent `{agent}` already has {max} approval prompts waiting; wait for the user to answer them"
+                ),
+            );
+            e.retry_after = Some(10);
+            Err(e)
         }
     }
 }

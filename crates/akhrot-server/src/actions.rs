@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 
-use akhrot_core::approvals::{Answer, Prompt};
+use akhrot_core::approvals::{Answer, AskKind, Prompt};
 use akhrot_core::audit::Entry;
 use akhrot_core::vault::Mode;
 
@@ -35,6 +35,8 @@ pub struct Answered {
 /// Answers prompt `id` with `answer` (`deny`, `once`, `hour`, `quit`, `always`, or
 /// `for:<seconds>`). "For a while" and "always" also change the agent's policy for the provider,
 /// before the waiting requests are released, so requests right after the answer already see it.
+/// A consent session's prompt (`kind: connect`) allowed in any way is allowed once: it changes
+/// no policy and grants no token hand-out or proxied call.
 pub fn answer_approval(state: &AppState, id: &str, answer: &str) -> Result<Answered, ApiError> {
     let answer = Answer::parse(answer).ok_or_else(|| {
         ApiError::bad_request(format!(
@@ -53,11 +55,13 @@ pub fn answer_approval(state: &AppState, id: &str, answer: &str) -> Result<Answe
                 "no pending approval with that id (it was answered, timed out or withdrawn)",
             )
         })?;
+    let answer = answer.for_kind(pending.ask.kind);
     // Answering a proxied call grants proxied calls only (`proxy-only`), never token hand-outs.
-    let granted = if pending.ask.request.is_some() {
-        Mode::ProxyOnly
-    } else {
-        Mode::Allow
+    let granted = match pending.ask.kind {
+        AskKind::Proxy => Mode::ProxyOnly,
+        AskKind::Token => Mode::Allow,
+        // `for_kind` made any allowing answer `Once`: nothing below applies.
+        AskKind::Connect => Mode::Ask,
     };
     match answer {
         Answer::For(secs) => {
@@ -82,12 +86,15 @@ pub fn answer_approval(state: &AppState, id: &str, answer: &str) -> Result<Answe
             "the approval ended before the answer arrived",
         )
     })?;
-    state.audit.record(
-        Entry::new("approval", &answer.as_str())
-            .agent(&prompt.ask.agent_id, &prompt.ask.agent)
-            .provider(&prompt.ask.provider)
-            .account(Some(&prompt.ask.account)),
-    );
+    let entry = Entry::new("approval", &answer.as_str())
+        .agent(&prompt.ask.agent_id, &prompt.ask.agent)
+        .provider(&prompt.ask.provider)
+        .account(Some(prompt.ask.account.as_str()).filter(|a| !a.is_empty()));
+    state.audit.record(if prompt.ask.kind == AskKind::Connect {
+        entry.detail("consent session")
+    } else {
+        entry
+    });
     Ok(Answered {
         approval: prompt,
         answer: answer.as_str(),

@@ -345,7 +345,7 @@ pub async fn start_session(
     _: AdminAuth,
     JsonBody(req): JsonBody<crate::oauth::StartSession>,
 ) -> Result<Response, ApiError> {
-    crate::oauth::start(&state, None, req)
+    crate::oauth::start_for_person(&state, req)
 }
 
 pub async fn get_session(

@@ -637,6 +637,10 @@ impl<'a> TokenAnswer<'a> {
 pub struct OwnApproval {
     /// The prompt's id (the user answers it; agents cannot).
     pub id: String,
+    /// What waits: `token` (a token hand-out), `proxy` (a proxied call) or `connect` (a consent
+    /// session, `POST /oauth/sessions`).
+    #[schema(value_type = String, example = "token")]
+    pub kind: akhrot_core::approvals::AskKind,
     /// The agent's name (the key's name), as the prompt shows it.
     pub agent: String,
     pub provider: String,
@@ -677,6 +681,7 @@ pub async fn own_approvals(
         .filter(|p| p.ask.agent_id == agent.id)
         .map(|p| OwnApproval {
             id: p.id,
+            kind: p.ask.kind,
             agent: p.ask.agent,
             provider: p.ask.provider,
             account: p.ask.account,

@@ -33,6 +33,8 @@ pub enum Code {
     MethodNotAllowed,
     /// Extension: the named thing already exists.
     Conflict,
+    /// An OAuth session an agent started would replace a stored connection; nothing changed.
+    ConnectionExists,
     /// Extension: a sealed value failed to open (vault modified outside Akhrot).
     VaultIntegrity,
     /// Extension: the vault database cannot be written or read right now.
@@ -58,6 +60,7 @@ impl Code {
             Code::NotFound => "NOT_FOUND",
             Code::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Code::Conflict => "CONFLICT",
+            Code::ConnectionExists => "CONNECTION_EXISTS",
             Code::VaultIntegrity => "VAULT_INTEGRITY",
             Code::VaultUnavailable => "VAULT_UNAVAILABLE",
         }
@@ -77,7 +80,7 @@ impl Code {
             Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Code::ApprovalTimeout => StatusCode::REQUEST_TIMEOUT,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Code::Conflict | Code::VaultIntegrity => StatusCode::CONFLICT,
+            Code::Conflict | Code::ConnectionExists | Code::VaultIntegrity => StatusCode::CONFLICT,
             Code::VaultUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -163,6 +166,9 @@ impl From<BrokerError> for ApiError {
             BrokerError::SessionExpired(m) => ApiError::new(Code::SessionExpired, m),
             BrokerError::TokenExpired(m) => ApiError::new(Code::TokenExpired, m),
             BrokerError::ProviderError(m) => ApiError::new(Code::ProviderError, m),
+            BrokerError::ConnectionExists { message, .. } => {
+                ApiError::new(Code::ConnectionExists, message)
+            }
             BrokerError::Core(e) => e.into(),
         }
     }

@@ -489,9 +489,9 @@ impl AkhrotMcp {
                         return Err(ToolError::bad_args("`scopes` must be an array of strings"));
                     }
                 }
-                let mut data = self
-                    .api(key, Method::POST, "/oauth/sessions", Some(&body))
-                    .await?;
+                // Starting a session may wait for the user's approval, like a token.
+                let call = self.api(key, Method::POST, "/oauth/sessions", Some(&body));
+                let mut data = self.while_reporting(key, &provider, ctx, call).await?;
                 data["next"] = json!(
                     "Send the user to `url` to approve access; then call check_connection with the sessionId until its status is `completed`."
                 );

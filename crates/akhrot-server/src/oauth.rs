@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use akhrot_core::broker::{CallbackOutcome, CallbackParams, SessionState, SessionView};
+use akhrot_core::audit::Entry;
+use akhrot_core::broker::{
+    BrokerError, CallbackOutcome, CallbackParams, SessionState, SessionView,
+};
 
 use crate::AppState;
 use crate::error::{ApiError, Envelope, ErrorEnvelope, success_typed};
@@ -99,6 +102,11 @@ pub struct Session {
     /// The provider's error, when `failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// When Akhrot itself failed the session: `CONNECTION_EXISTS` (the session would have
+    /// replaced a stored connection; nothing was changed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "CONNECTION_EXISTS")]
+    pub error_code: Option<String>,
     /// The redirect URI the provider sends the user back to.
     pub redirect_uri: String,
 }
@@ -118,6 +126,7 @@ impl From<SessionView> for Session {
             expires_at: v.expires_at,
             account: v.account,
             error: v.error,
+            error_code: v.error_code,
             redirect_uri: v.redirect_uri,
         }
     }
@@ -164,30 +173,86 @@ fn scopes_field(v: Option<Value>) -> Result<Vec<String>, ApiError> {
     operation_id = "startOAuthSession",
     security(("agentKey" = [])),
     summary = "Start connecting an OAuth provider",
-    description = "Starts a consent session (PKCE + state). Send the user to the returned `url`; then poll `GET /oauth/sessions/{id}` until it is `completed`.",
+    description = "Starts a consent session (PKCE + state). Send the user to the returned `url`; then poll `GET /oauth/sessions/{id}` until it is `completed`. An agent request like `POST /tokens/fetch`: pause and the agent's policy for the provider apply, and under `ask` the user is prompted (\"wants to connect\") while the request waits. A session an agent starts never replaces a stored connection: a label that is already connected is refused at once (`CONNECTION_EXISTS`), and a session whose account turns out to be connected already ends `failed` with `errorCode` `CONNECTION_EXISTS`, nothing stored. Reconnecting is the user's act (`akhrot connect`, the Akhrot window).",
     request_body(content = StartSession, content_type = "application/json"),
     responses(
         (status = 200, description = "The session, `pending`, with the consent `url`.", body = Envelope<Session>),
         (status = 400, description = "`BAD_REQUEST`: malformed JSON, a missing `provider`, a field of the wrong type or too long, bad scopes or account label, or a body that is not `application/json`.", body = ErrorEnvelope),
+        (status = 403, description = "`APPROVAL_DENIED`: the user, a `deny` policy, or \"pause all agents\" refused. `FORBIDDEN_HOST`: see the common answers.", body = ErrorEnvelope),
         (status = 404, description = "`PROVIDER_NOT_FOUND`: no such provider code in the catalog.", body = ErrorEnvelope),
-        (status = 409, description = "`CLIENT_NOT_CONFIGURED`: the provider has no OAuth client credentials set; the message says how to set them. `CONFLICT`: the provider is not an OAuth provider (API-key and Telegram connections are added by the user with `akhrot add`). `VAULT_INTEGRITY`: the stored client secret failed authentication.", body = ErrorEnvelope),
+        (status = 408, description = "`APPROVAL_TIMEOUT`: nobody answered the approval prompt in time.", body = ErrorEnvelope),
+        (status = 409, description = "`CONNECTION_EXISTS`: the `account` label is already connected, and a session an agent starts never replaces a connection (the user reconnects it with `akhrot connect`). `CLIENT_NOT_CONFIGURED`: the provider has no OAuth client credentials set; the message says how to set them. `CONFLICT`: the provider is not an OAuth provider (API-key and Telegram connections are added by the user with `akhrot add`). `VAULT_INTEGRITY`: the stored client secret failed authentication.", body = ErrorEnvelope),
         (status = 413, description = "`BAD_REQUEST`: the body is larger than 64 KiB.", body = ErrorEnvelope),
+        (status = 429, description = "`RATE_LIMITED`: too many requests from this agent key, or three approval prompts already waiting.", body = ErrorEnvelope,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
     )
 )]
 pub async fn start_session(
     State(state): State<Arc<AppState>>,
+    axum::extract::ConnectInfo(peer_addr): axum::extract::ConnectInfo<std::net::SocketAddr>,
     AgentAuth(agent): AgentAuth,
     JsonBody(req): JsonBody<StartSession>,
 ) -> Result<Response, ApiError> {
-    start(&state, Some(&agent.id), req)
+    let req = parse(req)?;
+    let audit = |outcome: &str| {
+        Entry::new("connect", outcome)
+            .agent(&agent.id, &agent.name)
+            .provider(&req.provider)
+            .account(req.account.as_deref())
+    };
+    // What would be refused anyway is refused before the person is asked: above all a label
+    // that is already connected, which a session an agent starts could never replace.
+    let provider =
+        match state
+            .broker
+            .check_session(Some(&agent), &req.provider, req.account.as_deref())
+        {
+            Ok((p, _)) => p,
+            Err(e @ BrokerError::ConnectionExists { .. }) => {
+                state
+                    .audit
+                    .record(audit("conflict").detail("the label is already connected"));
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+    crate::access::authorize_connect(
+        &state,
+        &agent,
+        &provider,
+        req.account.as_deref(),
+        &req.scopes,
+        peer_addr,
+    )
+    .await?;
+    let view = state.broker.start_session(
+        Some(&agent),
+        &req.provider,
+        &req.scopes,
+        req.account.as_deref(),
+    );
+    let view = match view {
+        Ok(v) => v,
+        Err(e) => {
+            // E.g. the label was connected while the prompt waited.
+            state.audit.record(audit("failed").detail(e.to_string()));
+            return Err(e.into());
+        }
+    };
+    state
+        .audit
+        .record(audit("started").detail(format!("session {}", view.session_id)));
+    Ok(success_typed(Session::from(view)))
 }
 
-/// Shared by agents and the user's own CLI/UI (`owner = None`).
-pub fn start(
-    state: &AppState,
-    owner: Option<&str>,
-    req: StartSession,
-) -> Result<Response, ApiError> {
+/// A `StartSession` body, checked.
+struct StartRequest {
+    provider: String,
+    scopes: Vec<String>,
+    account: Option<String>,
+}
+
+fn parse(req: StartSession) -> Result<StartRequest, ApiError> {
     let provider = string_field(req.provider, "provider", 64)?
         .filter(|p| !p.is_empty())
         .ok_or_else(|| {
@@ -204,9 +269,21 @@ pub fn start(
             "an account label is 1-200 printable characters, not only spaces",
         ));
     }
-    let view = state
-        .broker
-        .start_session(owner, &provider, &scopes, account.as_deref())?;
+    Ok(StartRequest {
+        provider,
+        scopes,
+        account,
+    })
+}
+
+/// The person's own connect (`akhrot connect`, the web UI, the desktop app): no prompt, and
+/// it may replace a stored connection with the same label.
+pub fn start_for_person(state: &AppState, req: StartSession) -> Result<Response, ApiError> {
+    let req = parse(req)?;
+    let view =
+        state
+            .broker
+            .start_session(None, &req.provider, &req.scopes, req.account.as_deref())?;
     Ok(success_typed(Session::from(view)))
 }
 
@@ -255,6 +332,7 @@ pub async fn get_session(
             (String = "text/html; charset=utf-8"),
             (ErrorEnvelope = "application/json"),
         )),
+        (status = 409, description = "A session an agent started would have replaced a stored connection (its label, or the account the provider reports, is already connected): nothing was stored; the session is `failed` with `errorCode` `CONNECTION_EXISTS`.", content_type = "text/html; charset=utf-8", body = String),
         (status = 410, description = "The session was older than its 10 minutes.", content_type = "text/html; charset=utf-8", body = String),
     )
 )]
@@ -282,6 +360,15 @@ pub fn callback_page(outcome: &CallbackOutcome) -> Response {
         CallbackOutcome::Expired { provider } => (
             "This sign-in link has expired".into(),
             format!("The {} sign-in session was older than 10 minutes. Start again from Akhrot or your agent. You can close this tab.", esc(provider)),
+        ),
+        CallbackOutcome::Conflict { provider, account } => (
+            format!("{provider} was not connected"),
+            format!(
+                "<b>{}</b> is already connected in Akhrot as <b>{}</b>. This sign-in was started by an agent, and an agent can never replace a connection, so nothing was stored or changed. \
+                 If you want to reconnect that account, do it yourself from Akhrot: <code>akhrot connect</code> with <code>--account</code>, or Connections in the Akhrot window. You can close this tab.",
+                esc(provider),
+                esc(account)
+            ),
         ),
         CallbackOutcome::UnknownState => (
             "This sign-in link is not valid".into(),
