@@ -101,6 +101,16 @@ pub fn show_prompt(app: &AppHandle) {
     }
 }
 
+/// The person asked to see the prompt (the tray's "waiting" item): raise and focus it.
+pub fn raise_prompt(app: &AppHandle) {
+    if let Some(w) = app.get_webview_window(PROMPT) {
+        let _ = w.show();
+        let _ = w.set_focus();
+        return;
+    }
+    show_prompt(app);
+}
+
 /// After an approval was answered, timed out or withdrawn: the prompt shows the next one, or
 /// closes when none is left.
 pub fn prompt_changed(app: &AppHandle) {

@@ -3,8 +3,12 @@
 //! with a real gnome-keyring on a private D-Bus session and a real OAuth server.
 //!
 //! It shows that the app starts and its window shows the Connections page; that an agent's
-//! blocked token request opens the prompt window, where clicking Allow completes the agent's
-//! HTTP request with 200; that a second launch with an `akhrot://oauth/callback?…` URL completes
+//! blocked token request opens the prompt window, which says it is a token hand-out, ignores
+//! every answer for its first second (and again when the shown request changes: then a proxied
+//! call, shown with its method and URL), never focuses a button that allows, lets no Enter or
+//! Space approve, and where clicking Allow completes the agent's HTTP request with 200 and
+//! Deny refuses the proxied call; that the app started with `AKHROT_PASSPHRASE` gives it to no
+//! process it starts (the browser, WebKit's); that a second launch with an `akhrot://oauth/callback?…` URL completes
 //! a pending OAuth session in the running app; that SIGTERM shuts it down cleanly; and that when
 //! `akhrot serve` already owns the data directory, the app shows a page saying so (and quits when
 //! it is closed) instead of opening the vault.
