@@ -948,35 +948,11 @@ fn the_desktop_app_gives_no_secret_to_the_programs_it_starts() {
     const PASS: &str = "desktop-e2e passphrase that must not leak";
     const AGENT_KEY: &str = "akhrot_e2eleak_agent-key-that-must-not-leak";
     let dirs = Dirs::new();
-    // A fake browser first on PATH: `xdg-open` records the environment it was started with.
-    let root = dirs.data().parent().unwrap().to_owned();
-    let bin = root.join("fake-bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let dump = root.join("browser-env.txt");
-    let opener = bin.join("xdg-open");
-    std::fs::write(
-        &opener,
-        format!(
-            "#!/bin/sh\n{{ env; echo \"URL=$1\"; }} > '{0}.tmp' && mv '{0}.tmp' '{0}'\n",
-            dump.display()
-        ),
-    )
-    .unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&opener, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    let browser = FakeBrowser::new();
     let mut env = app_env(&dirs);
     env.push(("AKHROT_PASSPHRASE".into(), PASS.into()));
     env.push(("AKHROT_API_KEY".into(), AGENT_KEY.into()));
-    env.push((
-        "PATH".into(),
-        format!(
-            "{}:{}",
-            bin.display(),
-            std::env::var("PATH").unwrap_or_default()
-        ),
-    ));
+    env.push(("PATH".into(), browser.path()));
     let driver = Driver::start(&env);
     let session = Session::new(&driver, &desktop_bin());
     let api = Api::find(&dirs.data());
@@ -994,9 +970,7 @@ fn the_desktop_app_gives_no_secret_to_the_programs_it_starts() {
     session.exec(
         "window.location.href = 'https://example.test/consent?from=desktop-e2e'; return null;",
     );
-    let seen = wait_for("the browser to start", 30, || {
-        std::fs::read_to_string(&dump).ok()
-    });
+    let seen = browser.seen(30).expect("the browser never started");
     assert!(
         seen.contains("URL=https://example.test/consent?from=desktop-e2e"),
         "{seen}"
