@@ -168,7 +168,8 @@ function render(list, error) {
   // The heading takes the first focus: Enter or Space on it answers nothing.
   const heading = el('h1', { 'data-testid': 'title', tabindex: '-1' }, d.title);
   const waiting = Number(p.waiting) || 1;
-  root.append(...[
+  // What is asked stays in view; the details below it scroll.
+  root.append(el('header', { class: 'head' }, [
     heading,
     el('p', { class: `kind kind-${d.kind}`, 'data-testid': 'kind', 'data-kind': d.kind }, d.what),
     p.request ? el('pre', { class: 'request', 'data-testid': 'request' }, p.request) : null,
@@ -176,6 +177,7 @@ function render(list, error) {
       ? el('p', { class: 'waiting', 'data-testid': 'waiting' }, `This answer applies to ${waiting} waiting requests.`)
       : null,
     list.length > 1 ? el('p', { class: 'muted', 'data-testid': 'count' }, `1 of ${list.length} waiting`) : null,
+  ]), el('div', { class: 'details' }, [
     el('dl', {},
       row('Agent', p.agent, 'agent'),
       row('Provider', `${p.providerName} (${p.provider})`, 'provider'),
@@ -185,7 +187,7 @@ function render(list, error) {
     peerSection(p.peer),
     el('p', { class: 'muted' }, 'Denied automatically in ', timer, ' if nobody answers.'),
     d.hour ? el('p', { class: 'muted small', 'data-testid': 'hour-note' }, d.hour) : null,
-  ].filter((n) => n !== null));
+  ]));
   const buttons = [
     el('button', { type: 'button', class: 'deny', 'data-testid': 'deny', 'data-answer': 'deny' }, 'Deny'),
     d.hour ? el('button', { type: 'button', class: 'secondary', 'data-testid': 'allow-hour', 'data-answer': 'hour' }, 'Allow for 1 hour') : null,
