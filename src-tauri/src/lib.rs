@@ -41,7 +41,7 @@ struct Running {
 /// Runs the app until Quit (tray), SIGTERM or SIGINT.
 pub fn run() -> ExitCode {
     #[cfg(target_os = "linux")]
-    without_gdk_gl();
+    reexec_clean();
     init_tracing();
     let hidden = std::env::args().skip(1).any(|a| a == "--hidden");
     // Two workers are plenty for a loopback API with a handful of agents, and keep the idle
@@ -104,16 +104,40 @@ pub fn run() -> ExitCode {
 #[cfg(target_os = "linux")]
 pub(crate) const NO_GL_MARK: &str = "AKHROT_SET_GDK_GL";
 
-/// GTK 3 on X11 initialises OpenGL (GLX, and with it the Mesa driver: libLLVM for llvmpipe,
-/// ~50 MB resident) as soon as it opens the display, only to pick visuals for GL areas that this
-/// app never draws. `GDK_GL=disable` skips that; it is read once, when GTK starts, so the process
-/// re-executes itself with it set (same pid, same arguments) unless `GDK_GL` is already set, which
-/// also lets a person choose otherwise. WebKit does not need it: it renders web pages in its own
-/// processes and, without a GL context shared with GTK, hands them over as mapped buffers.
+/// Set when this process moved `AKHROT_PASSPHRASE` out of its environment: the passphrase is on
+/// stdin (a pipe the previous image of this process filled before re-executing).
 #[cfg(target_os = "linux")]
-fn without_gdk_gl() {
+const PASSPHRASE_ON_STDIN: &str = "AKHROT_PASSPHRASE_ON_STDIN";
+
+/// The largest passphrase moved through the pipe (it must fit in the pipe's buffer, which is
+/// filled before anyone reads it); a longer one stays in the environment.
+#[cfg(target_os = "linux")]
+const PIPE_MAX: usize = 16 * 1024;
+
+/// Re-executes this process (same pid, same arguments) once, when needed for either of:
+///
+/// - GTK 3 on X11 initialises OpenGL (GLX, and with it the Mesa driver: libLLVM for llvmpipe,
+///   ~50 MB resident) as soon as it opens the display, only to pick visuals for GL areas that
+///   this app never draws. `GDK_GL=disable` skips that; it is read once, when GTK starts, so the
+///   process re-executes itself with it set unless `GDK_GL` is already set, which also lets a
+///   person choose otherwise. WebKit does not need it: it renders web pages in its own processes
+///   and, without a GL context shared with GTK, hands them over as mapped buffers.
+/// - No `AKHROT_*` secret may stay in this process's environment: WebKit's web and network
+///   processes, and anything else GTK or a plugin starts, inherit it (and the environment of a
+///   process is readable in /proc). The vault passphrase moves to a pipe on stdin, read once by
+///   [`owner_options`]; other `AKHROT_*` secrets (an agent key) are dropped: the app never uses
+///   them. (Removing a variable in place needs `unsafe` in Rust 2024, which this workspace
+///   forbids; programs this app starts are scrubbed too, see `akhrot_core::child`.)
+#[cfg(target_os = "linux")]
+fn reexec_clean() {
+    use std::io::Write as _;
     use std::os::unix::process::CommandExt as _;
-    if std::env::var_os("GDK_GL").is_some() {
+    let gl = std::env::var_os("GDK_GL").is_none();
+    // Our own marks are not secrets (and must not cause a second re-execution).
+    let secrets = std::env::vars_os().any(|(k, _)| {
+        akhrot_core::child::is_secret_var(&k) && k != NO_GL_MARK && k != PASSPHRASE_ON_STDIN
+    });
+    if !gl && !secrets {
         return;
     }
     let Ok(exe) = std::env::current_exe() else {
@@ -121,17 +145,62 @@ fn without_gdk_gl() {
     };
     let mut args = std::env::args_os();
     let arg0 = args.next().unwrap_or_else(|| exe.clone().into_os_string());
-    let err = std::process::Command::new(&exe)
-        .arg0(arg0)
-        .args(args)
-        .env("GDK_GL", "disable")
-        .env(NO_GL_MARK, "1")
-        .exec();
-    // Still here: the re-exec failed (the binary was replaced or removed); run with GL.
-    eprintln!(
-        "akhrot-desktop: cannot re-execute {} without GL: {err}",
-        exe.display()
-    );
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.arg0(arg0).args(args);
+    akhrot_core::child::scrub_env(&mut cmd);
+    if gl {
+        cmd.env("GDK_GL", "disable").env(NO_GL_MARK, "1");
+    } else if std::env::var_os(NO_GL_MARK).is_some() {
+        cmd.env(NO_GL_MARK, "1");
+    }
+    match std::env::var("AKHROT_PASSPHRASE") {
+        Ok(p) if !p.is_empty() && p.len() <= PIPE_MAX => {
+            let piped = std::io::pipe().and_then(|(r, mut w)| {
+                w.write_all(p.as_bytes())?;
+                Ok(r)
+            });
+            match piped {
+                Ok(r) => {
+                    cmd.stdin(r).env(PASSPHRASE_ON_STDIN, "1");
+                }
+                Err(e) => {
+                    eprintln!("akhrot-desktop: cannot move the passphrase to a pipe: {e}");
+                    cmd.env("AKHROT_PASSPHRASE", &p);
+                }
+            }
+        }
+        Ok(p) if !p.is_empty() => {
+            cmd.env("AKHROT_PASSPHRASE", &p);
+        }
+        _ => {}
+    }
+    let err = cmd.exec();
+    // Still here: the re-exec failed (the binary was replaced or removed); run as we are.
+    eprintln!("akhrot-desktop: cannot re-execute {}: {err}", exe.display());
+}
+
+/// The vault passphrase, from the stdin pipe [`reexec_clean`] filled, else `AKHROT_PASSPHRASE`.
+fn passphrase() -> Option<String> {
+    #[cfg(target_os = "linux")]
+    if std::env::var_os(PASSPHRASE_ON_STDIN).is_some() {
+        use std::io::{IsTerminal as _, Read as _};
+        let stdin = std::io::stdin();
+        if !stdin.is_terminal() {
+            let mut p = String::new();
+            if stdin
+                .lock()
+                .take(PIPE_MAX as u64)
+                .read_to_string(&mut p)
+                .is_ok()
+                && !p.is_empty()
+            {
+                return Some(p);
+            }
+        }
+    }
+    std::env::var("AKHROT_PASSPHRASE")
+        .ok()
+        .filter(|p| !p.is_empty())
 }
 
 fn init_tracing() {
@@ -149,9 +218,9 @@ fn init_tracing() {
 fn owner_options() -> Result<OwnerOptions, String> {
     let paths = Paths::resolve(None, None).map_err(|e| e.to_string())?;
     let config = Config::load(&paths.config_dir).map_err(|e| e.to_string())?;
-    let unlock = match std::env::var("AKHROT_PASSPHRASE") {
-        Ok(p) if !p.is_empty() => Unlock::Passphrase(SecretString::new(p)),
-        _ => Unlock::Keyring,
+    let unlock = match passphrase() {
+        Some(p) => Unlock::Passphrase(SecretString::new(p)),
+        None => Unlock::Keyring,
     };
     let port = match std::env::var("AKHROT_PORT") {
         Ok(p) if !p.is_empty() => p

@@ -158,7 +158,7 @@ struct AutostartItem(CheckMenuItem<Wry>);
 fn on_menu(app: &AppHandle, event: MenuEvent) {
     match event.id().as_ref() {
         "open" => windows::open_main(app),
-        "pending" => windows::show_prompt(app),
+        "pending" => windows::raise_prompt(app),
         "pause" => {
             if let Some(core) = app.try_state::<Core>()
                 && let Err(e) = actions::toggle_paused(&core.state)

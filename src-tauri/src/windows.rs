@@ -58,46 +58,37 @@ fn open_in_browser(u: &Url) {
     if !matches!(u.scheme(), "http" | "https") {
         return;
     }
+    // The browser gets no `AKHROT_*` secret (the passphrase this app may have been started
+    // with), and not the `GDK_GL=disable` this process gave itself.
     #[cfg(target_os = "linux")]
-    if std::env::var_os(crate::NO_GL_MARK).is_some() {
-        // The browser must not inherit the `GDK_GL=disable` this process gave itself.
-        let mut last = None;
-        for mut cmd in open::commands(u.as_str()) {
-            cmd.env_remove("GDK_GL")
-                .env_remove(crate::NO_GL_MARK)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null());
-            match cmd.spawn() {
-                Ok(mut child) => {
-                    // xdg-open and friends hand over to the browser and exit: reap them.
-                    std::thread::spawn(move || child.wait());
-                    return;
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        if let Some(e) = last {
-            tracing::warn!(error = %e, "cannot open the browser");
-        }
-        return;
-    }
-    if let Err(e) = open::that_detached(u.as_str()) {
+    let also: &[&str] = if std::env::var_os(crate::NO_GL_MARK).is_some() {
+        &["GDK_GL", crate::NO_GL_MARK]
+    } else {
+        &[]
+    };
+    #[cfg(not(target_os = "linux"))]
+    let also: &[&str] = &[];
+    if let Err(e) = akhrot_core::child::open_browser(u.as_str(), also) {
         tracing::warn!(error = %e, "cannot open the browser");
     }
 }
 
-/// Opens (or raises) the small always-on-top approval prompt.
+/// Opens the small always-on-top approval prompt, focused, when none is shown. While one is
+/// shown, a new prompt only refreshes it: it does not take the focus again, so that an agent
+/// cannot time a prompt to catch keystrokes typed into another window (the page also ignores
+/// answers for a moment after what it shows changes, and never focuses an allowing button).
 pub fn show_prompt(app: &AppHandle) {
     if let Some(w) = app.get_webview_window(PROMPT) {
         let _ = w.eval("window.akhrotRefresh && window.akhrotRefresh()");
-        let _ = w.show();
-        let _ = w.set_focus();
+        if !w.is_visible().unwrap_or(true) {
+            // Hidden somehow (the app never hides it): back on screen, without set_focus.
+            let _ = w.show();
+        }
         return;
     }
     let built = WebviewWindowBuilder::new(app, PROMPT, WebviewUrl::App("prompt.html".into()))
         .title("Akhrot: an agent asks for access")
-        .inner_size(460.0, 420.0)
+        .inner_size(480.0, 600.0)
         .resizable(false)
         .maximizable(false)
         .minimizable(false)
@@ -108,6 +99,16 @@ pub fn show_prompt(app: &AppHandle) {
     if let Err(e) = built {
         tracing::warn!(error = %e, "cannot open the approval prompt");
     }
+}
+
+/// The person asked to see the prompt (the tray's "waiting" item): raise and focus it.
+pub fn raise_prompt(app: &AppHandle) {
+    if let Some(w) = app.get_webview_window(PROMPT) {
+        let _ = w.show();
+        let _ = w.set_focus();
+        return;
+    }
+    show_prompt(app);
 }
 
 /// After an approval was answered, timed out or withdrawn: the prompt shows the next one, or

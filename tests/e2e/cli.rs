@@ -196,3 +196,31 @@ fn config_file_sets_serve_options_and_flags_override_it() {
         .expect("a malformed config is refused");
     assert!(err.contains("config.toml:1"), "{err}");
 }
+
+/// Issue 15, item 7: `akhrot ui` run with `AKHROT_PASSPHRASE` and an agent key in its
+/// environment opens the browser without either (`akhrot connect` opens it the same way).
+#[test]
+fn the_browser_akhrot_ui_opens_gets_no_akhrot_secret() {
+    const PASS: &str = "cli-e2e passphrase that must not leak";
+    const AGENT_KEY: &str = "akhrot_e2eleak_cli-agent-key-that-must-not-leak";
+    let d = Dirs::new();
+    let s = Server::start(&d);
+    let browser = FakeBrowser::new();
+    let mut cmd = akhrot_cmd(&d.data(), &d.config(), &["ui"], false);
+    cmd.env_remove("AKHROT_NO_BROWSER")
+        .env("PATH", browser.path())
+        .env("AKHROT_PASSPHRASE", PASS)
+        .env("AKHROT_API_KEY", AGENT_KEY)
+        .env("AKHROT_DATA_DIR", d.data());
+    let o = run_fed(cmd, None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Opened"), "{}", stderr(&o));
+    let url = stdout(&o).trim().to_owned();
+    let seen = browser.seen(30).expect("the browser never started");
+    assert!(seen.contains(&format!("URL={url}")), "{seen}");
+    for leak in [PASS, AGENT_KEY, "AKHROT_PASSPHRASE", "AKHROT_API_KEY"] {
+        assert!(!seen.contains(leak), "the browser got {leak}: {seen}");
+    }
+    assert!(seen.contains("AKHROT_DATA_DIR="), "{seen}");
+    assert!(s.stop().success());
+}

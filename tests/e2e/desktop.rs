@@ -3,8 +3,12 @@
 //! with a real gnome-keyring on a private D-Bus session and a real OAuth server.
 //!
 //! It shows that the app starts and its window shows the Connections page; that an agent's
-//! blocked token request opens the prompt window, where clicking Allow completes the agent's
-//! HTTP request with 200; that a second launch with an `akhrot://oauth/callback?…` URL completes
+//! blocked token request opens the prompt window, which says it is a token hand-out, ignores
+//! every answer for its first second (and again when the shown request changes: then a proxied
+//! call, shown with its method and URL), never focuses a button that allows, lets no Enter or
+//! Space approve, and where clicking Allow completes the agent's HTTP request with 200 and
+//! Deny refuses the proxied call; that the app started with `AKHROT_PASSPHRASE` gives it to no
+//! process it starts (the browser, WebKit's); that a second launch with an `akhrot://oauth/callback?…` URL completes
 //! a pending OAuth session in the running app; that SIGTERM shuts it down cleanly; and that when
 //! `akhrot serve` already owns the data directory, the app shows a page saying so (and quits when
 //! it is closed) instead of opening the vault.
@@ -248,6 +252,42 @@ impl<'a> Session<'a> {
         v.as_str().map(str::to_owned)
     }
 
+    /// Runs `script` (a function body) in the page and returns what it returns.
+    fn exec(&self, script: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": script, "args": [] })),
+        )
+    }
+
+    /// Runs `script` in the page; it answers by calling `arguments[0]` (the callback).
+    fn exec_async(&self, script: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/async",
+            Some(json!({ "script": script, "args": [] })),
+        )
+    }
+
+    /// Presses and releases each key (WebDriver key codes: "\u{e007}" is Enter) as real
+    /// keyboard input to the focused window, wherever the page's focus is.
+    fn press(&self, keys: &[&str]) {
+        let mut actions = Vec::new();
+        for k in keys {
+            actions.push(json!({"type": "keyDown", "value": k}));
+            actions.push(json!({"type": "keyUp", "value": k}));
+        }
+        self.call(
+            "POST",
+            "/actions",
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})),
+        );
+        let _ = self
+            .driver
+            .try_call("DELETE", &format!("/session/{}/actions", self.id), None);
+    }
+
     /// Clicks an element. A window that closes because of the click (the prompt, once
     /// answered) is not an error.
     fn click(&self, css: &str) {
@@ -362,6 +402,42 @@ fn app_env(dirs: &Dirs) -> Vec<(String, String)> {
     ]
 }
 
+/// WebDriver key codes.
+const ENTER: &str = "\u{e007}";
+const SPACE: &str = "\u{e00d}";
+
+/// The prompt page's arming state: its delay, how long ago the shown request appeared, whether
+/// the answer buttons (deny, allow for an hour, allow once) are disabled, the hint.
+fn prompt_state(session: &Session) -> Value {
+    session.exec(
+        "const p = window.akhrotPrompt, s = p.state(); \
+         const b = (t) => { const e = document.querySelector(`[data-testid=${t}]`); return e ? e.disabled : null; }; \
+         const hint = document.querySelector('[data-testid=arming]'); \
+         return { delay: p.ARM_DELAY_MS, since: s.sinceShown, armed: s.armed, \
+                  disabled: [b('deny'), b('allow-hour'), b('allow')], hint: !!hint && !hint.hidden };",
+    )
+}
+
+/// Neither now nor at any moment recorded since (`window.allowFocused`) did an allowing button
+/// have the focus.
+fn assert_no_allow_focus(session: &Session) {
+    let v = session.exec(
+        "const a = document.activeElement; \
+         return { active: (a && a.dataset && a.dataset.testid) || (a && a.tagName), \
+                  recorded: window.allowFocused || [] };",
+    );
+    let active = v["active"].as_str().unwrap_or("");
+    assert!(
+        !active.starts_with("allow"),
+        "an allowing button has the focus: {v}"
+    );
+    assert_eq!(
+        v["recorded"],
+        json!([]),
+        "an allowing button had the focus: {v}"
+    );
+}
+
 #[test]
 fn the_desktop_app_prompts_completes_deep_links_and_quits_on_sigterm() {
     require_display();
@@ -393,8 +469,9 @@ fn the_desktop_app_prompts_completes_deep_links_and_quits_on_sigterm() {
     });
     let main_window = session.current();
 
-    // 2. An agent's token request waits under the `ask` policy; the prompt window opens, and
-    //    clicking Allow there completes the agent's HTTP request.
+    // 2. An agent's token request waits under the `ask` policy; the prompt window opens and
+    //    says it is a token hand-out. For its first moment every answer is ignored, no button
+    //    that allows ever has the focus, and Enter or Space typed into it approves nothing.
     let key = api.admin_post("/admin/keys", json!({"name": "e2e-agent"}))["key"]
         .as_str()
         .unwrap()
@@ -403,21 +480,40 @@ fn the_desktop_app_prompts_completes_deep_links_and_quits_on_sigterm() {
         "/admin/connections",
         json!({"provider": "openai", "fields": {"apiKey": "sk-desktop-e2e"}}),
     );
-    let fetch = {
-        let base = api.base.clone();
+    // The agent's HTTP call, in a thread: it blocks until the prompt is answered.
+    let agent_call = |method: &'static str, path: &str, body: Option<Value>| {
+        let url = format!("{}{path}", api.base);
         let key = key.clone();
         std::thread::spawn(move || {
-            let mut r = http()
-                .post(format!("{base}/tokens/fetch"))
-                .header("Authorization", format!("Bearer {key}"))
-                .send_json(json!({"provider": "openai", "reason": "draft the weekly report"}))
-                .unwrap();
+            let auth = format!("Bearer {key}");
+            let mut r = match body {
+                Some(b) => http()
+                    .post(&url)
+                    .header("Authorization", &auth)
+                    .send_json(b)
+                    .unwrap(),
+                None => {
+                    assert_eq!(method, "GET");
+                    http()
+                        .get(&url)
+                        .header("Authorization", &auth)
+                        .call()
+                        .unwrap()
+                }
+            };
             let status = r.status().as_u16();
-            let body: Value =
-                serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
-            (status, body)
+            let text = r.body_mut().read_to_string().unwrap();
+            (
+                status,
+                serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text)),
+            )
         })
     };
+    let fetch = agent_call(
+        "POST",
+        "/tokens/fetch",
+        Some(json!({"provider": "openai", "reason": "draft the weekly report"})),
+    );
     let prompt = wait_for("the prompt window", 60, || {
         session.handles().into_iter().find(|h| *h != main_window)
     });
@@ -427,18 +523,122 @@ fn the_desktop_app_prompts_completes_deep_links_and_quits_on_sigterm() {
             .text("[data-testid=title]")
             .filter(|t| t.contains("e2e-agent"))
     });
-    assert_eq!(title, "e2e-agent wants to use OpenAI");
+    // Right after it appeared, the buttons are disabled and say why (unless this machine took
+    // the whole delay to get here).
+    let st = prompt_state(&session);
+    assert_eq!(st["delay"], 1000, "{st}");
+    if st["since"].as_f64().unwrap() < 900.0 {
+        assert_eq!(st["disabled"], json!([true, true, true]), "{st}");
+        assert_eq!(st["hint"], true, "{st}");
+    }
+    // Any focus an allowing button gets from now on is recorded.
+    session.exec(
+        "window.allowFocused = []; document.addEventListener('focusin', (e) => { \
+         const t = e.target.dataset && e.target.dataset.testid; \
+         if (t && t.startsWith('allow')) window.allowFocused.push(t); }); return null;",
+    );
+    assert_no_allow_focus(&session);
+    assert_eq!(title, "e2e-agent wants an OpenAI token");
+    let kind = session.text("[data-testid=kind]").unwrap();
+    assert!(
+        kind.contains("Token hand-out") && kind.contains("hold the token itself"),
+        "{kind}"
+    );
+    assert_eq!(session.text("[data-testid=request]"), None);
     assert_eq!(
         session.text("[data-testid=reason]").as_deref(),
         Some("draft the weekly report")
     );
     assert!(session.title().contains("Akhrot"), "{}", session.title());
+    // Keys typed into the prompt, at once and after the delay, answer nothing.
+    session.press(&[ENTER, SPACE, ENTER]);
+    std::thread::sleep(Duration::from_millis(1500));
+    session.press(&[ENTER, SPACE]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !fetch.is_finished(),
+        "a keystroke answered the prompt: {:?}",
+        fetch.join()
+    );
+    assert_no_allow_focus(&session);
+
+    // 2b. A proxied call of the same agent waits behind it.
+    let proxied = agent_call("GET", "/proxy/openai/models?limit=5", None);
+    wait_for("the second prompt to queue", 30, || {
+        session
+            .text("[data-testid=count]")
+            .filter(|t| t.contains("1 of 2"))
+    });
+    wait_for("the buttons to work", 10, || {
+        prompt_state(&session)["armed"]
+            .as_bool()
+            .unwrap()
+            .then_some(())
+    });
     screenshot("desktop-prompt");
     assert!(!fetch.is_finished(), "the agent waits for the answer");
     session.click("[data-testid=allow]");
     let (status, body) = fetch.join().unwrap();
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["accessToken"], "sk-desktop-e2e");
+
+    // 2c. The proxied call's prompt replaces it: the buttons are disabled again, so a click or
+    //     key meant for the old prompt cannot answer the new one; it shows the method and URL.
+    let st = session.exec_async(
+        "const done = arguments[0]; const t0 = performance.now(); \
+         (function poll() { \
+           const k = document.querySelector('[data-testid=kind]'); \
+           if (k && k.dataset.kind === 'proxy') { \
+             const allow = document.querySelector('[data-testid=allow]'); \
+             const hour = document.querySelector('[data-testid=allow-hour]'); \
+             const s = window.akhrotPrompt.state(); \
+             const a = document.activeElement; \
+             const r = { disabled: allow.disabled && hour.disabled, since: s.sinceShown, \
+               hint: !document.querySelector('[data-testid=arming]').hidden, clicked: false, \
+               active: (a && a.dataset && a.dataset.testid) || (a && a.tagName) }; \
+             window.allowFocused = []; \
+             if (r.disabled) { allow.click(); hour.click(); r.clicked = true; } \
+             return done(r); } \
+           if (performance.now() - t0 > 20000) return done(null); \
+           setTimeout(poll, 5); })();",
+    );
+    assert_eq!(st["disabled"], true, "not disabled when it changed: {st}");
+    assert_eq!(st["hint"], true, "{st}");
+    assert_eq!(st["clicked"], true, "{st}");
+    // (The click on Allow above focused it; this prompt's own focus is elsewhere.)
+    assert!(
+        !st["active"].as_str().unwrap_or("").starts_with("allow"),
+        "{st}"
+    );
+    session.press(&[ENTER, SPACE]);
+    assert_eq!(
+        session.text("[data-testid=title]").as_deref(),
+        Some("e2e-agent wants to call OpenAI through Akhrot")
+    );
+    assert_eq!(
+        session.text("[data-testid=request]").as_deref(),
+        Some("GET https://api.openai.com/v1/models?limit")
+    );
+    let kind = session.text("[data-testid=kind]").unwrap();
+    assert!(
+        kind.contains("Proxied call") && kind.contains("never sees the token"),
+        "{kind}"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    session.press(&[ENTER, SPACE, ENTER]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !proxied.is_finished(),
+        "a click or key in the first moment answered the new prompt: {:?}",
+        proxied.join()
+    );
+    assert_no_allow_focus(&session);
+    screenshot("desktop-prompt-proxy");
+    // Deny, clicked after the delay, denies it.
+    session.click("[data-testid=deny]");
+    let (status, body) = proxied.join().unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "APPROVAL_DENIED", "{body}");
     // The prompt closes when nothing else waits.
     wait_for("the prompt window to close", 30, || {
         (!session.handles().contains(&prompt)).then_some(())
@@ -705,4 +905,122 @@ fn the_desktop_app_says_so_when_akhrot_serve_already_owns_the_vault() {
     assert_eq!(s, 200, "`akhrot serve` keeps running");
     drop(driver);
     assert!(server.stop().success());
+}
+
+/// Every process under `root` (its descendants, not `root`), from /proc.
+fn descendants(root: u32) -> Vec<(u32, String)> {
+    let mut procs = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let comm = head
+            .split_once('(')
+            .map(|(_, c)| c.to_owned())
+            .unwrap_or_default();
+        if let Some(ppid) = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok())
+        {
+            procs.push((pid, ppid, comm));
+        }
+    }
+    let mut todo = vec![root];
+    let mut found = Vec::new();
+    while let Some(p) = todo.pop() {
+        for (pid, ppid, comm) in &procs {
+            if *ppid == p {
+                todo.push(*pid);
+                found.push((*pid, comm.clone()));
+            }
+        }
+    }
+    found
+}
+
+/// Issue 15, item 7: started with `AKHROT_PASSPHRASE` (and an agent key) in its environment, the
+/// app opens the vault with the passphrase, yet neither the browser it opens for a link nor any
+/// process it runs (WebKit's web and network processes) nor its own environment holds them.
+#[test]
+fn the_desktop_app_gives_no_secret_to_the_programs_it_starts() {
+    require_display();
+    const PASS: &str = "desktop-e2e passphrase that must not leak";
+    const AGENT_KEY: &str = "akhrot_e2eleak_agent-key-that-must-not-leak";
+    let dirs = Dirs::new();
+    let browser = FakeBrowser::new();
+    let mut env = app_env(&dirs);
+    env.push(("AKHROT_PASSPHRASE".into(), PASS.into()));
+    env.push(("AKHROT_API_KEY".into(), AGENT_KEY.into()));
+    env.push(("PATH".into(), browser.path()));
+    let driver = Driver::start(&env);
+    let session = Session::new(&driver, &desktop_bin());
+    let api = Api::find(&dirs.data());
+    wait_for("the Connections page", 60, || {
+        session
+            .text("main h1")
+            .filter(|t| t.contains("Connections"))
+    });
+    // The app did get the passphrase: the vault is a passphrase vault.
+    let (s, v) = api.send("GET", "/admin/status", &api.admin(), None);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["data"]["vault"]["keySource"], "passphrase", "{v}");
+
+    // A page outside the UI opens in the person's browser (the window stays on the UI).
+    session.exec(
+        "window.location.href = 'https://example.test/consent?from=desktop-e2e'; return null;",
+    );
+    let seen = browser.seen(30).expect("the browser never started");
+    assert!(
+        seen.contains("URL=https://example.test/consent?from=desktop-e2e"),
+        "{seen}"
+    );
+    for leak in [
+        PASS,
+        AGENT_KEY,
+        "AKHROT_PASSPHRASE",
+        "AKHROT_API_KEY",
+        "GDK_GL",
+    ] {
+        assert!(!seen.contains(leak), "the browser got {leak}: {seen}");
+    }
+    // Settings are not secrets: the browser may see them.
+    assert!(seen.contains("AKHROT_DATA_DIR="), "{seen}");
+
+    // Neither the app's own environment nor that of any process it started holds them.
+    let pid = api.pid();
+    let mut procs = descendants(pid);
+    procs.push((pid, "akhrot-desktop".into()));
+    assert!(
+        procs.iter().any(|(_, c)| c.starts_with("WebKit")),
+        "no WebKit process under the app: {procs:?}"
+    );
+    for (p, comm) in &procs {
+        let Ok(environ) = std::fs::read(format!("/proc/{p}/environ")) else {
+            continue;
+        };
+        let environ = String::from_utf8_lossy(&environ);
+        for leak in [PASS, AGENT_KEY, "AKHROT_PASSPHRASE=", "AKHROT_API_KEY="] {
+            assert!(
+                !environ.contains(leak),
+                "{comm} (pid {p}) has {leak} in its environment"
+            );
+        }
+    }
+
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_for("the app to shut down cleanly", 30, || {
+        (!dirs.data().join("server.json").exists()).then_some(())
+    });
+    drop(driver);
 }

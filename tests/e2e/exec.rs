@@ -251,3 +251,34 @@ fn a_prompt_waits_for_the_user_and_names_only_the_program() {
     assert_eq!(stdout(&o).trim(), OPENAI.len().to_string());
     no_token_in(&o);
 }
+
+/// Issue 15, item 7: no `AKHROT_*` secret of the caller reaches the command (the vault
+/// passphrase a shell may hold, a made-up future one), while settings such as
+/// `AKHROT_DATA_DIR` still do.
+#[test]
+fn no_akhrot_secret_reaches_the_command() {
+    let (dirs, s, key) = setup();
+    let out = dirs.root.path().join("env.txt");
+    let script = format!(
+        "printf '%s\\n%s\\n%s\\n%s\\n' \"${{AKHROT_API_KEY-absent}}\" \"${{AKHROT_PASSPHRASE-absent}}\" \
+         \"${{AKHROT_SOME_SECRET-absent}}\" \"${{AKHROT_DATA_DIR-absent}}\" > '{}'",
+        out.display()
+    );
+    let mut cmd = akhrot_cmd(
+        &s.data,
+        &s.config,
+        &["exec", "-p", "openai", "--", "sh", "-c", &script],
+        false,
+    );
+    cmd.env("AKHROT_API_KEY", &key)
+        .env("AKHROT_PASSPHRASE", "exec-passphrase-must-not-leak")
+        .env("AKHROT_SOME_SECRET", "some-secret-must-not-leak")
+        .env("AKHROT_DATA_DIR", &s.data);
+    let o = run_fed(cmd, None);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let got = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        got,
+        format!("absent\nabsent\nabsent\n{}\n", s.data.display())
+    );
+}

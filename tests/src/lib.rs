@@ -1380,3 +1380,69 @@ impl Browser {
         panic!("the consent flow did not reach {callback_prefix}");
     }
 }
+
+/// A fake browser for code that opens one: a directory to put first on `PATH` holding an
+/// `xdg-open` that writes the environment it was started with, then `URL=<its argument>`, to
+/// `dump` (atomically: the file appears complete).
+pub struct FakeBrowser {
+    pub bin: PathBuf,
+    pub dump: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl FakeBrowser {
+    pub fn new() -> Self {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::Builder::new()
+            .prefix("akhrot-e2e-browser")
+            .tempdir()
+            .unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let dump = dir.path().join("browser-env.txt");
+        let opener = bin.join("xdg-open");
+        std::fs::write(
+            &opener,
+            format!(
+                "#!/bin/sh\n{{ env; echo \"URL=$1\"; }} > '{0}.tmp' && mv '{0}.tmp' '{0}'\n",
+                dump.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&opener, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Self {
+            bin,
+            dump,
+            _dir: dir,
+        }
+    }
+
+    /// `PATH` with the fake `xdg-open` first.
+    pub fn path(&self) -> String {
+        format!(
+            "{}:{}",
+            self.bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
+    }
+
+    /// What the fake browser was started with, once it was (waits up to `secs`).
+    pub fn seen(&self, secs: u64) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&self.dump) {
+                return Some(text);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Default for FakeBrowser {
+    fn default() -> Self {
+        Self::new()
+    }
+}

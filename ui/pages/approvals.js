@@ -50,10 +50,9 @@ export function mount(root) {
     });
     empty.hidden = prompts.length > 0;
     count.textContent = prompts.length ? String(prompts.length) : '';
-    if (lostFocus) {
-      const next = list.querySelector('[data-testid="allow-once"]');
-      (next || heading).focus();
-    }
+    // Never onto a button that allows: a second Enter would approve the next request (one
+    // that may have arrived a moment ago) without the person reading it.
+    if (lostFocus) heading.focus();
   }
 
   const off = on('approvals', render);

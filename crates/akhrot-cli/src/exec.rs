@@ -1,7 +1,8 @@
 //! `akhrot exec -p github[:GH_TOKEN] -- cmd args…`: runs a command with fresh tokens in its
 //! environment. Speaks for an agent (its key from `AKHROT_API_KEY`), so policy, approvals,
-//! rate limits and the audit log apply exactly as to any other token request. The key itself
-//! is removed from the command's environment and no token is ever printed.
+//! rate limits and the audit log apply exactly as to any other token request. The key itself,
+//! and every other `AKHROT_*` secret, is removed from the command's environment and no token is
+//! ever printed.
 
 use std::ffi::OsString;
 
@@ -200,6 +201,9 @@ pub fn run(
     drop(client);
 
     let mut cmd = std::process::Command::new(program);
+    // No Akhrot secret reaches the command: not the agent key, not a vault passphrase the
+    // caller's shell happens to hold (settings such as AKHROT_DATA_DIR pass through).
+    akhrot_core::child::scrub_env(&mut cmd);
     cmd.args(args).env_remove(KEY_VAR);
     for (var, value) in &vars {
         cmd.env(var, value.as_str());

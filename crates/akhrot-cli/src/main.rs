@@ -143,7 +143,8 @@ enum Command {
     #[command(
         after_help = "The token goes in the catalog's variable for the provider (GH_TOKEN, \
                             OPENAI_API_KEY, …; else <CODE>_TOKEN) or the one after the colon. \
-                            AKHROT_API_KEY is removed from the command's environment; no token is printed.\n\n\
+                            AKHROT_API_KEY and every other AKHROT_* secret (AKHROT_PASSPHRASE, …) are removed \
+                            from the command's environment; no token is printed.\n\n\
                             Exit codes: the command's own; 2 usage, 3 no owner running, 4 refused \
                             (denied, timed out, not connected), 126 cannot run, 127 not found.\n\n\
                             Examples:\n  akhrot exec -p github -- gh repo list\n  \
@@ -1046,7 +1047,7 @@ fn ui(c: &Client, no_browser: bool) -> Result<()> {
     check_ui_link(url, c.base())?;
     let opened = !no_browser
         && std::env::var_os("AKHROT_NO_BROWSER").is_none()
-        && open::that_detached(url).is_ok();
+        && akhrot_core::child::open_browser(url, &[]).is_ok();
     if opened {
         eprintln!("Opened the Akhrot web UI in your browser. If it did not open, visit (once):");
     } else {
@@ -1109,7 +1110,7 @@ fn connect(
     check_consent_url(&url)?;
     let opened = !no_browser
         && std::env::var_os("AKHROT_NO_BROWSER").is_none()
-        && open::that_detached(&url).is_ok();
+        && akhrot_core::child::open_browser(&url, &[]).is_ok();
     if opened {
         eprintln!("Opened your browser to approve access. If it did not open, visit:");
     } else {

@@ -7,12 +7,14 @@
 //! - [`catalog`]: providers as data (built-in file plus `providers.d/*.toml`).
 //! - [`agent_key`]: the `akhrot_<id>_<secret>` key format.
 //! - [`paths`]: data and config directories, owner files, private file modes.
+//! - [`child`]: the environment of programs Akhrot starts (no `AKHROT_*` secret), the browser.
 
 pub mod agent_key;
 pub mod approvals;
 pub mod audit;
 pub mod broker;
 pub mod catalog;
+pub mod child;
 pub mod config;
 pub mod crypto;
 pub mod error;
