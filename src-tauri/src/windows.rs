@@ -6,7 +6,7 @@ use tauri::webview::NewWindowResponse;
 use tauri::{AppHandle, Manager, Url, WebviewUrl, WebviewWindowBuilder};
 use tauri_plugin_notification::NotificationExt as _;
 
-use akhrot_core::approvals::Prompt;
+use akhrot_core::approvals::{AskKind, Prompt};
 use akhrot_server::actions;
 
 use crate::ipc::Core;
@@ -130,7 +130,21 @@ pub fn prompt_changed(app: &AppHandle) {
 
 /// A desktop notification for a new prompt (the prompt window carries the buttons).
 pub fn notify(app: &AppHandle, prompt: &Prompt) {
-    let title = format!("{} asks for {}", prompt.ask.agent, prompt.ask.provider_name);
+    let a = &prompt.ask;
+    let title = match a.kind {
+        AskKind::Token => format!("{} wants a {} token", a.agent, a.provider_name),
+        AskKind::Proxy => format!("{} wants to call {}", a.agent, a.provider_name),
+        AskKind::Connect if a.account.is_empty() => {
+            format!(
+                "{} wants to connect {} (a new account)",
+                a.agent, a.provider_name
+            )
+        }
+        AskKind::Connect => format!(
+            "{} wants to connect {} as {}",
+            a.agent, a.provider_name, a.account
+        ),
+    };
     let body = match &prompt.ask.reason {
         Some(r) if !r.is_empty() => {
             format!("\u{201c}{r}\u{201d} Allow or deny it in the Akhrot prompt.")
