@@ -3,7 +3,6 @@
 //!
 //! The tests expect a real Secret Service on the session bus (run them through
 //! `scripts/with-keyring`, as `scripts/test` does).
-#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 //!
 //! The harness in modules: `server` ([`Server`], [`Opts`], [`Dirs`]), [`secrets`] (the
 //! plaintext-secret scanner every server and data dir goes through), `cli` (running `akhrot`),
@@ -11,6 +10,7 @@
 //! `standin` (stand-in provider APIs), `oidc` (a real authorization server), `browser` (a scripted
 //! person, a fake `xdg-open`) and `oauth` (OAuth sessions end to end).
 //! Everything is re-exported here, so a test needs only `use akhrot_e2e::*;`.
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 mod browser;
 mod cli;

@@ -56,7 +56,7 @@ const SECRET_NAMES: &[&str] = &[
     "passphrase",
 ];
 
-/// Registers the secrets in a JSON body: values of [`SECRET_NAMES`], agent keys (`key`), and
+/// Registers the secrets in a JSON body: values of `SECRET_NAMES`, agent keys (`key`), and
 /// in a request, every string under `fields` (the values of a connection being stored).
 pub fn register_json(v: &serde_json::Value, request: bool) {
     walk(v, request, false);
