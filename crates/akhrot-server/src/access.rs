@@ -43,7 +43,6 @@ pub async fn authorize(
 ) -> Result<Granted, ApiError> {
     // Not connected is answered before policy: there is nothing to approve.
     state.vault.require_connection(&provider.code, account)?;
-    let conn = state.vault.find_connection(&provider.code, account);
     let what = What {
         kind: if request.is_some() {
             AskKind::Proxy
@@ -51,8 +50,8 @@ pub async fn authorize(
             AskKind::Token
         },
         account: account.map(str::to_owned),
-        prompt_account: conn.as_ref().map(|c| c.account.clone()).unwrap_or_default(),
-        scopes: conn.map(|c| c.scopes).unwrap_or_default(),
+        // Read from the connection only if a prompt is shown (the hot path never needs it).
+        asked: None,
         reason,
         request,
     };
@@ -77,8 +76,7 @@ pub async fn authorize_connect(
     let what = What {
         kind: AskKind::Connect,
         account: account.map(str::to_owned),
-        prompt_account: account.unwrap_or_default().to_owned(),
-        scopes: scopes.to_vec(),
+        asked: Some((account.unwrap_or_default().to_owned(), scopes.to_vec())),
         reason: None,
         request: None,
     };
@@ -90,9 +88,9 @@ struct What {
     kind: AskKind,
     /// The account the agent named (audited).
     account: Option<String>,
-    /// The account the prompt shows: the connection's, or the label asked for (may be empty).
-    prompt_account: String,
-    scopes: Vec<String>,
+    /// For a consent session, the label (may be empty) and scopes asked for, which the prompt
+    /// shows; `None` for token and proxy requests, whose prompt shows the connection's.
+    asked: Option<(String, Vec<String>)>,
     reason: Option<String>,
     /// Method and URL of a proxied call.
     request: Option<String>,
@@ -198,14 +196,22 @@ async fn ask(
     audit: impl Fn(&str, &str) -> Entry,
 ) -> Result<Granted, ApiError> {
     let peer = Some(crate::peer_json(state.port, peer_addr).await);
+    let (prompt_account, scopes) = match &what.asked {
+        Some(asked) => asked.clone(),
+        None => state
+            .vault
+            .find_connection(&provider.code, what.account.as_deref())
+            .map(|c| (c.account, c.scopes))
+            .unwrap_or_default(),
+    };
     let ask = Ask {
         kind: what.kind,
         agent_id: agent.id.clone(),
         agent: agent.name.clone(),
         provider: provider.code.clone(),
         provider_name: provider.name.clone(),
-        account: what.prompt_account.clone(),
-        scopes: what.scopes.clone(),
+        account: prompt_account,
+        scopes,
         reason: what.reason.clone(),
         peer: peer.clone(),
         request: what.request.clone(),
