@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use super::{Broker, BrokerError, SESSION_TTL_SECS};
 use crate::catalog::{AuthType, Provider};
 use crate::oauth;
+use crate::text::random_hex;
 use crate::vault::Agent;
 use crate::{Error, SecretString, now_unix};
 
@@ -114,13 +115,6 @@ impl Sessions {
 
 pub(super) fn state_key(state: &str) -> [u8; 32] {
     Sha256::digest(state.as_bytes()).into()
-}
-
-fn random_hex(bytes: usize) -> String {
-    use rand::RngCore;
-    let mut b = vec![0u8; bytes];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    hex::encode(b)
 }
 
 impl Broker {

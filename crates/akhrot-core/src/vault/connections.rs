@@ -8,7 +8,7 @@ use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use super::seal::conn_binding;
-use super::{Vault, random_id, storage};
+use super::{Vault, storage};
 use crate::catalog::{AuthType, Provider};
 use crate::crypto;
 use crate::secret::SecretString;
@@ -163,7 +163,7 @@ impl Vault {
         let id = existing
             .as_ref()
             .map(|c| c.id.clone())
-            .unwrap_or_else(|| random_id(12));
+            .unwrap_or_else(|| crate::text::random_hex(12));
         let plaintext = zeroize::Zeroizing::new(
             serde_json::to_vec(values).map_err(|e| Error::Io(e.to_string()))?,
         );

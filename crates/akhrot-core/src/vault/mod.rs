@@ -75,13 +75,6 @@ impl std::fmt::Debug for Vault {
     }
 }
 
-fn random_id(bytes: usize) -> String {
-    use rand::RngCore;
-    let mut b = vec![0u8; bytes];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    hex::encode(b)
-}
-
 fn storage(e: rusqlite::Error) -> Error {
     Error::from(e)
 }

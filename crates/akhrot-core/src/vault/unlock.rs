@@ -6,7 +6,7 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::seal::{KCV_PLAINTEXT, kcv_binding, wrap_aad};
-use super::{KeySource, Unlock, random_id, storage};
+use super::{KeySource, Unlock, storage};
 use crate::crypto::{self, Sealer};
 use crate::keystore::{self, KdfParams, KeystoreError};
 use crate::secret::Key32;
@@ -136,7 +136,7 @@ pub(super) fn unlock_existing(
 }
 
 pub(super) fn first_run(conn: &Connection, unlock: &Unlock) -> Result<(String, Key32, KeySource)> {
-    let vault_id = random_id(8);
+    let vault_id = crate::text::random_hex(8);
     let key = Key32::generate();
     let sealer = Sealer::new(&key, &vault_id);
     let kcv = sealer.seal(kcv_binding(), KCV_PLAINTEXT);
