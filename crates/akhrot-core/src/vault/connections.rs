@@ -164,8 +164,13 @@ impl Vault {
             .as_ref()
             .map(|c| c.id.clone())
             .unwrap_or_else(|| crate::text::random_hex(12));
+        // The one place a connection's values are exposed to be written: as JSON, sealed at once.
+        let exposed: BTreeMap<&str, &str> = values
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.expose()))
+            .collect();
         let plaintext = zeroize::Zeroizing::new(
-            serde_json::to_vec(values).map_err(|e| Error::Io(e.to_string()))?,
+            serde_json::to_vec(&exposed).map_err(|e| Error::Io(e.to_string()))?,
         );
         let sealed = self.sealer.seal(conn_binding(&id), &plaintext);
         let now = now_unix();
