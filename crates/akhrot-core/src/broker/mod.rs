@@ -5,8 +5,8 @@
 //! vault before any caller sees the new access token, and an answer without a refresh token
 //! keeps the old one.
 //!
-//! [`sessions`] starts consent sessions and checks what they would refuse, [`callback`]
-//! completes them (loopback callback or deep link) and stores the new connection, [`refresh`]
+//! `sessions` starts consent sessions and checks what they would refuse, `callback`
+//! completes them (loopback callback or deep link) and stores the new connection, `refresh`
 //! hands out fresh credentials and disconnects; this file holds the broker itself and what
 //! they share (token storage, the OAuth client, error wording).
 

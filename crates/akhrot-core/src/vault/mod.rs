@@ -4,9 +4,9 @@
 //! Reads are served from an in-memory copy of the (still sealed) rows, so handing out a
 //! credential never waits on SQLite; writes go to the database first and then to that copy.
 //!
-//! One file per concern: [`migrations`] (the schema), [`unlock`] (opening, creating and the
-//! master key), [`seal`] (what each sealed value is bound to), [`cache`] (the in-memory copy),
-//! [`keys`] (agent keys), [`policies`], [`connections`], [`oauth_clients`] and [`settings`].
+//! One file per concern: `migrations` (the schema), `unlock` (opening, creating and the
+//! master key), `seal` (what each sealed value is bound to), `cache` (the in-memory copy),
+//! `keys` (agent keys), `policies`, `connections`, `oauth_clients` and `settings`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64};
