@@ -3,7 +3,6 @@
 //! in constant time.
 
 use rand::Rng;
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -39,9 +38,7 @@ pub fn generate() -> (String, SecretString) {
     let id: String = (0..ID_LEN)
         .map(|_| ID_ALPHABET[rng.gen_range(0..ID_ALPHABET.len())] as char)
         .collect();
-    let mut secret = zeroize::Zeroizing::new([0u8; 32]);
-    rng.fill_bytes(secret.as_mut());
-    let full = format!("{PREFIX}{id}_{}", hex::encode(secret.as_ref()));
+    let full = format!("{PREFIX}{id}_{}", crate::text::random_hex(32));
     (id, SecretString::new(full))
 }
 

@@ -17,6 +17,8 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
+use crate::text::random_hex;
+
 /// Prompts one agent may have open at once.
 pub const MAX_PENDING_PER_AGENT: usize = 3;
 
@@ -417,13 +419,6 @@ impl Drop for Waiter {
             self.approvals.resolve(&self.id, "withdrawn");
         }
     }
-}
-
-fn random_hex(bytes: usize) -> String {
-    use rand::RngCore;
-    let mut b = vec![0u8; bytes];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    hex::encode(b)
 }
 
 #[cfg(test)]

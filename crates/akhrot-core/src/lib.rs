@@ -8,6 +8,7 @@
 //! - [`agent_key`]: the `akhrot_<id>_<secret>` key format.
 //! - [`paths`]: data and config directories, owner files, private file modes.
 //! - [`child`]: the environment of programs Akhrot starts (no `AKHROT_*` secret), the browser.
+//! - [`text`]: small shared helpers (random hex, percent-encoding, cleaning text from outside).
 
 pub mod agent_key;
 pub mod approvals;
@@ -23,10 +24,12 @@ pub mod oauth;
 pub mod paths;
 pub mod peer;
 pub mod secret;
+pub mod text;
 pub mod vault;
 
 pub use error::{Error, Result};
 pub use secret::SecretString;
+pub use text::clean_text;
 
 /// The current time as RFC 3339 (UTC, second precision).
 pub fn now_rfc3339() -> String {
@@ -53,18 +56,4 @@ pub fn unix_to_rfc3339(secs: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(secs)
         .map(rfc3339)
         .unwrap_or_else(|_| secs.to_string())
-}
-
-/// Text from outside (a provider's error description) made safe to show: one line, printable,
-/// at most 300 characters.
-pub fn clean_text(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(300)
-        .collect();
-    if s.chars().count() > 300 {
-        out.push('…');
-    }
-    out.trim().to_owned()
 }

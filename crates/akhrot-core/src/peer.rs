@@ -177,14 +177,9 @@ pub fn identify(local: SocketAddr, peer: SocketAddr) -> Peer {
     }
 }
 
-/// Replaces control characters and cuts to `max` characters.
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-fn clean(s: &str, max: usize) -> String {
-    s.chars()
-        .take(max)
-        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
-        .collect()
-}
+/// Replaces control characters (each one stays visible) and cuts to `max` characters.
+#[cfg(target_os = "linux")]
+use crate::text::replace_controls as clean;
 
 #[cfg(target_os = "linux")]
 mod linux {

@@ -6,8 +6,28 @@ use std::fmt;
 use zeroize::{Zeroize, Zeroizing};
 
 /// A secret string (token, API key, client secret, session string).
+///
+/// It is deliberately **not** `serde::Serialize`: a secret never reaches JSON, a log or an
+/// answer by accident (through a derive on a type holding it). Where a secret must leave, the
+/// call site says so with [`SecretString::expose`] and serializes the `&str`. (It is
+/// `Deserialize`, so secrets can be read in.) The `const` check below fails to compile if a
+/// `Serialize` impl is ever added.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct SecretString(Zeroizing<String>);
+
+/// Compile-time check that [`SecretString`] is not `Serialize`: with an impl, the call below has
+/// two candidate impls and type inference fails (the `static_assertions::assert_not_impl_any`
+/// trick, without the crate).
+const _: () = {
+    trait AmbiguousIfSerialize<A> {
+        fn check() {}
+    }
+    impl<T: ?Sized> AmbiguousIfSerialize<()> for T {}
+    #[allow(dead_code)]
+    struct IsSerialize;
+    impl<T: ?Sized + serde::Serialize> AmbiguousIfSerialize<IsSerialize> for T {}
+    let _ = <SecretString as AmbiguousIfSerialize<_>>::check;
+};
 
 impl SecretString {
     pub fn new(s: String) -> Self {
@@ -49,12 +69,6 @@ impl fmt::Debug for SecretString {
 impl fmt::Display for SecretString {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
-    }
-}
-
-impl serde::Serialize for SecretString {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.expose())
     }
 }
 
@@ -115,5 +129,18 @@ mod tests {
         assert_eq!(format!("{s}"), "[redacted]");
         let k = Key32::generate();
         assert_eq!(format!("{k:?}"), "Key32([redacted])");
+        // Also inside what holds secrets (a connection's opened values).
+        let creds = std::collections::BTreeMap::from([("apiKey".to_owned(), s.clone())]);
+        let shown = format!("{creds:?}");
+        assert!(!shown.contains("sk-very-secret"), "{shown}");
+        assert_eq!(shown, r#"{"apiKey": SecretString([redacted])}"#);
+        assert!(!format!("{:?}", Some(&s)).contains("sk-very"));
+    }
+
+    #[test]
+    fn reads_in_from_json_and_leaves_only_through_expose() {
+        let s: SecretString = serde_json::from_str(r#""tok-123""#).unwrap();
+        assert_eq!(s.expose(), "tok-123");
+        assert_eq!(serde_json::to_string(s.expose()).unwrap(), r#""tok-123""#);
     }
 }

@@ -128,13 +128,7 @@ impl ApiError {
 }
 
 /// Echoes user input into a message safely: printable, short.
-pub fn printable(s: &str) -> String {
-    let mut out: String = s.chars().filter(|c| !c.is_control()).take(64).collect();
-    if s.chars().count() > 64 {
-        out.push('…');
-    }
-    out
-}
+pub use akhrot_core::text::printable;
 
 impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {

@@ -373,10 +373,10 @@ fn take_owner_lock(paths: &Paths) -> Result<File, StartError> {
 }
 
 fn new_admin_token() -> SecretString {
-    use rand::RngCore;
-    let mut b = zeroize::Zeroizing::new([0u8; 32]);
-    rand::rngs::OsRng.fill_bytes(b.as_mut());
-    SecretString::new(format!("akhrot-admin-{}", hex::encode(b.as_ref())))
+    SecretString::new(format!(
+        "akhrot-admin-{}",
+        akhrot_core::text::random_hex(32)
+    ))
 }
 
 fn render_skill(base_url: &str, catalog: &Catalog) -> String {

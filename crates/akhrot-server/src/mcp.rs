@@ -732,17 +732,7 @@ fn optional(args: &Map<String, Value>, name: &str) -> Result<Option<String>, Too
 }
 
 /// Percent-encodes a path segment or query value.
-fn enc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+use akhrot_core::text::pct_encode as enc;
 
 fn schema(v: Value) -> Arc<JsonObject> {
     match v {

@@ -74,17 +74,7 @@ impl Secrets {
     }
 }
 
-fn strict_pct(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+use akhrot_core::text::pct_encode as strict_pct;
 
 /// Masks secrets in one answer: its headers, then its body chunk by chunk.
 pub struct Masker {

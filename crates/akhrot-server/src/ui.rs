@@ -47,10 +47,7 @@ fn digest(s: &str) -> Digest32 {
 }
 
 fn random_hex() -> String {
-    use rand::RngCore;
-    let mut b = zeroize::Zeroizing::new([0u8; 32]);
-    rand::rngs::OsRng.fill_bytes(b.as_mut());
-    hex::encode(b.as_ref())
+    akhrot_core::text::random_hex(32)
 }
 
 /// Unspent sign-in codes and signed-in browsers, by the SHA-256 of their secret (the secrets
