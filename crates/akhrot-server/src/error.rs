@@ -264,6 +264,14 @@ pub fn success_typed<T: serde::Serialize>(data: T) -> Response {
     }
 }
 
+/// `NOT_FOUND` for a path no route serves.
+pub fn not_found() -> ApiError {
+    ApiError::new(
+        Code::NotFound,
+        "no such route; GET /ai/skill describes the API",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -906,7 +906,7 @@ pub async fn serve_stdio(paths: Paths, key: String) -> std::io::Result<()> {
 /// The Streamable HTTP endpoint (`/mcp`), stateless: every POST carries its own key. The
 /// listener's hygiene layer has already checked Host and Origin, and [`require_agent`] the key.
 pub fn http_service(
-    state: &crate::AppState,
+    state: &crate::state::AppState,
     router: axum::Router,
 ) -> rmcp::transport::StreamableHttpService<
     AkhrotMcp,
@@ -939,7 +939,7 @@ pub const MAX_REQUEST: usize = 1024 * 1024;
 
 /// `/mcp` needs a valid agent key (within its rate limit) before the MCP layer sees anything.
 pub async fn require_agent(
-    axum::extract::State(state): axum::extract::State<Arc<crate::AppState>>,
+    axum::extract::State(state): axum::extract::State<Arc<crate::state::AppState>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {

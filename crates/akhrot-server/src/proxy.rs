@@ -25,9 +25,9 @@ use akhrot_core::audit::Entry;
 use akhrot_core::catalog::{AuthType, Origin, Provider, Service};
 use akhrot_core::vault::{ConnectionInfo, Credentials};
 
-use crate::AppState;
 use crate::error::{ApiError, Code, printable};
 use crate::guard::AgentAuth;
+use crate::state::AppState;
 
 /// Request bodies up to this size are kept for one retry after a refresh; larger ones stream.
 pub const RETRY_BODY_MAX: usize = 1024 * 1024;
