@@ -9,8 +9,8 @@
 //!
 //! - **Shared pieces**: [`error`] (the envelope and its codes), `page` (small HTML pages),
 //!   `render` (snippets and the skill document), `redact`, `ratelimit`, [`listener`],
-//!   [`running`], `ui_session` (the web UI's sign-in links and sessions), `token` (the token
-//!   answer).
+//!   [`running`], `proxy_path` (the proxy's path check), `ui_session` (the web UI's sign-in
+//!   links and sessions), `token` (the token answer).
 //! - **State**: `state` ([`AppState`]).
 //! - **HTTP pieces on the state**: [`guard`] (hygiene, extractors, authentication), `access`
 //!   (may this agent act now?), [`actions`] (what the user does to approvals and the pause
@@ -36,6 +36,7 @@ pub mod openapi;
 mod owner;
 mod page;
 mod proxy;
+mod proxy_path;
 mod ratelimit;
 mod redact;
 mod render;
