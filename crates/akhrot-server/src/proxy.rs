@@ -752,26 +752,7 @@ async fn send_with_refresh(
     let what = &log.what;
     let timeout = state.provider_timeout;
     let Upstream { headers, payload } = upstream;
-    // A kept body can be sent again; an empty one is not sent as a body at all.
-    let body_of = |b: &Bytes| (!b.is_empty()).then(|| reqwest::Body::from(b.clone()));
-    // A large upload may take longer than the provider timeout: for a streamed body the clock
-    // for the answer's headers starts when the agent's body has been read to its end.
-    let (uploaded_tx, uploaded_rx) = tokio::sync::oneshot::channel::<()>();
-    let (first_body, kept) = match payload {
-        Payload::Kept(b) => {
-            let _ = uploaded_tx.send(());
-            (body_of(&b), Some(b))
-        }
-        Payload::Streamed(b) => {
-            let tail = futures_util::stream::once(async move {
-                let _ = uploaded_tx.send(());
-                None::<Result<Bytes, axum::Error>>
-            })
-            .filter_map(|x| async move { x });
-            let body = reqwest::Body::wrap_stream(b.into_data_stream().chain(tail));
-            (Some(body), None)
-        }
-    };
+    let (first_body, kept, uploaded_rx) = first_body(payload);
     let mut secrets = crate::redact::Secrets::default();
     add_secrets(&mut secrets, p, &conn, &creds);
     let (fut, used) = send_once(state, target, &headers, &creds, &conn, first_body)?;
@@ -799,47 +780,18 @@ async fn send_with_refresh(
         && p.auth == AuthType::Oauth2
         && let Some(kept) = &kept
     {
-        match state
-            .broker
-            .refresh_rejected(p, Some(&conn.account), &used)
-            .await
-        {
-            Ok((conn2, creds2)) => {
-                add_secrets(&mut secrets, p, &conn2, &creds2);
-                let (fut, _) = send_once(state, target, &headers, &creds2, &conn2, body_of(kept))?;
-                match tokio::time::timeout(timeout, fut).await {
-                    Ok(Ok(r)) => {
-                        resp = r;
-                        note = " (retried after a refresh)";
-                    }
-                    Ok(Err(e)) => {
-                        log.record(
-                            state,
-                            "502",
-                            format!("{what} -> 502 (retry after a refresh)"),
-                            Some(&conn.account),
-                        );
-                        return Err(upstream_error(&target.host, timeout, Some(e)));
-                    }
-                    Err(_) => {
-                        log.record(
-                            state,
-                            "502",
-                            format!("{what} -> 502 (retry after a refresh)"),
-                            Some(&conn.account),
-                        );
-                        return Err(upstream_error(&target.host, timeout, None));
-                    }
-                }
+        let retry = Retry {
+            headers: &headers,
+            conn: &conn,
+            refused: &used,
+            body: kept,
+        };
+        match retry_after_refresh(state, target, log, retry, &mut secrets).await? {
+            Ok(r) => {
+                resp = r;
+                note = " (retried after a refresh)";
             }
-            Err(e) => {
-                let e = ApiError::from(e);
-                note = if e.code == Code::TokenExpired {
-                    " (refresh refused: reconnect needed)"
-                } else {
-                    " (refresh failed)"
-                };
-            }
+            Err(why) => note = why,
         }
     }
     drop(used);
@@ -849,6 +801,100 @@ async fn send_with_refresh(
         secrets,
         note,
     })
+}
+
+/// The body to send first, the kept copy for a retry (small bodies only), and a signal that
+/// the agent's body has been read to its end: a large upload may take longer than the provider
+/// timeout, so for a streamed body the clock for the answer's headers starts then.
+fn first_body(
+    payload: Payload,
+) -> (
+    Option<reqwest::Body>,
+    Option<Bytes>,
+    tokio::sync::oneshot::Receiver<()>,
+) {
+    let (uploaded_tx, uploaded_rx) = tokio::sync::oneshot::channel::<()>();
+    match payload {
+        Payload::Kept(b) => {
+            let _ = uploaded_tx.send(());
+            (body_of(&b), Some(b), uploaded_rx)
+        }
+        Payload::Streamed(b) => {
+            let tail = futures_util::stream::once(async move {
+                let _ = uploaded_tx.send(());
+                None::<Result<Bytes, axum::Error>>
+            })
+            .filter_map(|x| async move { x });
+            let body = reqwest::Body::wrap_stream(b.into_data_stream().chain(tail));
+            (Some(body), None, uploaded_rx)
+        }
+    }
+}
+
+/// A kept body can be sent again; an empty one is not sent as a body at all.
+fn body_of(b: &Bytes) -> Option<reqwest::Body> {
+    (!b.is_empty()).then(|| reqwest::Body::from(b.clone()))
+}
+
+/// What a retry after a refresh sends again.
+struct Retry<'a> {
+    headers: &'a HeaderMap,
+    conn: &'a ConnectionInfo,
+    /// The access token the provider refused.
+    refused: &'a str,
+    body: &'a Bytes,
+}
+
+/// After an OAuth provider's 401: refreshes the token and sends the request once more.
+/// `Ok(Ok(answer))` is the retry's answer; `Ok(Err(note))` says why there was no retry (the
+/// first answer stands); `Err` is a retry that got no answer (audited here).
+async fn retry_after_refresh(
+    state: &AppState,
+    target: &Target,
+    log: &CallLog<'_>,
+    retry: Retry<'_>,
+    secrets: &mut crate::redact::Secrets,
+) -> Result<Result<reqwest::Response, &'static str>, ApiError> {
+    let p = &target.provider;
+    let timeout = state.provider_timeout;
+    let (conn2, creds2) = match state
+        .broker
+        .refresh_rejected(p, Some(&retry.conn.account), retry.refused)
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            let e = ApiError::from(e);
+            return Ok(Err(if e.code == Code::TokenExpired {
+                " (refresh refused: reconnect needed)"
+            } else {
+                " (refresh failed)"
+            }));
+        }
+    };
+    add_secrets(secrets, p, &conn2, &creds2);
+    let (fut, _) = send_once(
+        state,
+        target,
+        retry.headers,
+        &creds2,
+        &conn2,
+        body_of(retry.body),
+    )?;
+    let failed = |e: Option<reqwest::Error>| {
+        log.record(
+            state,
+            "502",
+            format!("{} -> 502 (retry after a refresh)", log.what),
+            Some(&retry.conn.account),
+        );
+        upstream_error(&target.host, timeout, e)
+    };
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(r)) => Ok(Ok(r)),
+        Ok(Err(e)) => Err(failed(Some(e))),
+        Err(_) => Err(failed(None)),
+    }
 }
 
 /// The provider's answer as the agent gets it: hop-by-hop headers dropped, every secret that was
@@ -887,28 +933,10 @@ fn pass_back(
     }
     let mut masker = secrets.masker();
     drop(secrets);
-    let listed = connection_listed(resp.headers());
     let mut out = Response::builder().status(status);
     let mut masked_headers = 0;
     if let Some(h) = out.headers_mut() {
-        for (k, v) in resp.headers() {
-            if drop_response_header(k.as_str()) || listed.iter().any(|l| l == k.as_str()) {
-                continue;
-            }
-            let v = match masker.as_mut() {
-                Some(m) => m.header(v),
-                None => v.clone(),
-            };
-            h.append(k.clone(), v);
-        }
-        masked_headers = masker.as_ref().map_or(0, |m| m.masked);
-        h.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("sandbox"),
-        );
-        if let Ok(v) = HeaderValue::from_str(host) {
-            h.insert(HeaderName::from_static("x-akhrot-upstream"), v);
-        }
+        masked_headers = answer_headers(h, resp.headers(), masker.as_mut(), host);
     }
     let masked_note = if masked_headers > 0 {
         "; the credential it echoed in a header was masked"
@@ -924,14 +952,55 @@ fn pass_back(
     // The answer streams until the provider ends it, or until Akhrot shuts down: then it is cut
     // with an error (the agent sees a broken answer, never a silently shortened one) so that a
     // long download does not hold the shutdown open.
-    let upstream = Box::pin(masked_stream(
-        resp.bytes_stream(),
-        masker,
-        target.provider.code.clone(),
-    ));
-    let closing = state.closing.subscribe();
-    let stream = futures_util::stream::unfold(
-        (upstream, closing, false),
+    let upstream = masked_stream(resp.bytes_stream(), masker, target.provider.code.clone());
+    let stream = until_shutdown(upstream, state.closing.subscribe());
+    out.body(Body::from_stream(stream)).map_err(|_| {
+        ApiError::new(
+            Code::ProviderError,
+            format!("{host} answered with headers that cannot be passed on"),
+        )
+    })
+}
+
+/// The answer's headers as passed on: hop-by-hop and connection-listed ones dropped, every
+/// secret masked, sandboxed, and marked with the upstream host. Gives how many secrets were
+/// masked in them.
+fn answer_headers(
+    h: &mut HeaderMap,
+    upstream: &HeaderMap,
+    mut masker: Option<&mut crate::redact::Masker>,
+    host: &str,
+) -> usize {
+    let listed = connection_listed(upstream);
+    for (k, v) in upstream {
+        if drop_response_header(k.as_str()) || listed.iter().any(|l| l == k.as_str()) {
+            continue;
+        }
+        let v = match masker.as_mut() {
+            Some(m) => m.header(v),
+            None => v.clone(),
+        };
+        h.append(k.clone(), v);
+    }
+    let masked = masker.as_ref().map_or(0, |m| m.masked);
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox"),
+    );
+    if let Ok(v) = HeaderValue::from_str(host) {
+        h.insert(HeaderName::from_static("x-akhrot-upstream"), v);
+    }
+    masked
+}
+
+/// The answer's body until the provider ends it, or cut with an error when Akhrot starts
+/// shutting down (`closing` turns true).
+fn until_shutdown(
+    upstream: impl futures_util::Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+    closing: tokio::sync::watch::Receiver<bool>,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    futures_util::stream::unfold(
+        (Box::pin(upstream), closing, false),
         |(mut up, mut closing, cut)| async move {
             if cut {
                 return None;
@@ -950,13 +1019,7 @@ fn pass_back(
                 )),
             }
         },
-    );
-    out.body(Body::from_stream(stream)).map_err(|_| {
-        ApiError::new(
-            Code::ProviderError,
-            format!("{host} answered with headers that cannot be passed on"),
-        )
-    })
+    )
 }
 
 /// The secret values of a connection, and the Basic pair as sent, for [`crate::redact`].
