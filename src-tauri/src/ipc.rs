@@ -14,6 +14,7 @@ use tauri::State;
 use akhrot_core::approvals::Prompt;
 use akhrot_server::AppState;
 use akhrot_server::actions::{self, Answered};
+use akhrot_server::error::{ApiError, Code};
 
 /// The running owner's state, managed by the Tauri app.
 pub struct Core {
@@ -26,17 +27,19 @@ impl Core {
     }
 }
 
-/// An IPC error: the contract's code and a human sentence (never a secret).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// An IPC error: the API's error code (serialized as the contract spells it, e.g.
+/// `"NOT_FOUND"`) and a human sentence (never a secret).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
 pub struct IpcError {
-    pub code: String,
+    pub code: Code,
     pub message: String,
 }
 
-impl From<akhrot_server::error::ApiError> for IpcError {
-    fn from(e: akhrot_server::error::ApiError) -> Self {
+impl From<ApiError> for IpcError {
+    fn from(e: ApiError) -> Self {
         Self {
-            code: e.code.as_str().to_owned(),
+            code: e.code,
             message: e.message,
         }
     }

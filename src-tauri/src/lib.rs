@@ -213,19 +213,29 @@ fn init_tracing() {
         .try_init();
 }
 
+/// Why the app could not start its owner.
+#[derive(Debug, thiserror::Error)]
+enum SetupError {
+    /// The data directory or `config.toml` could not be read.
+    #[error(transparent)]
+    Core(#[from] akhrot_core::Error),
+    #[error("AKHROT_PORT `{0}` is not a port number")]
+    BadPort(String),
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
 /// The owner's options, resolved like `akhrot serve` resolves them (environment, then
 /// `config.toml`, then the defaults).
-fn owner_options() -> Result<OwnerOptions, String> {
-    let paths = Paths::resolve(None, None).map_err(|e| e.to_string())?;
-    let config = Config::load(&paths.config_dir).map_err(|e| e.to_string())?;
+fn owner_options() -> Result<OwnerOptions, SetupError> {
+    let paths = Paths::resolve(None, None)?;
+    let config = Config::load(&paths.config_dir)?;
     let unlock = match passphrase() {
         Some(p) => Unlock::Passphrase(SecretString::new(p)),
         None => Unlock::Keyring,
     };
     let port = match std::env::var("AKHROT_PORT") {
-        Ok(p) if !p.is_empty() => p
-            .parse()
-            .map_err(|_| format!("AKHROT_PORT `{p}` is not a port number"))?,
+        Ok(p) if !p.is_empty() => p.parse().map_err(|_| SetupError::BadPort(p))?,
         _ => config.port.unwrap_or(akhrot_server::DEFAULT_PORT),
     };
     Ok(OwnerOptions {
@@ -254,24 +264,20 @@ fn owner_options() -> Result<OwnerOptions, String> {
 }
 
 fn setup(app: &AppHandle, hidden: bool) {
-    let started = owner_options().and_then(|opts| {
-        tauri::async_runtime::block_on(Owner::start(opts)).map_err(|e| match e {
-            StartError::AlreadyRunning { .. } => format!("running:{e}"),
-            e => e.to_string(),
-        })
-    });
+    let started =
+        owner_options().and_then(|opts| Ok(tauri::async_runtime::block_on(Owner::start(opts))?));
     match started {
         Ok(owner) => started_owner(app, owner, hidden),
-        Err(e) => match e.strip_prefix("running:") {
-            Some(why) => {
-                tracing::warn!("{why}");
-                windows::notice(app, "Akhrot is already running", why);
-            }
-            None => {
-                tracing::error!("{e}");
-                windows::notice(app, "Akhrot could not start", &e);
-            }
-        },
+        Err(e @ SetupError::Start(StartError::AlreadyRunning { .. })) => {
+            let why = e.to_string();
+            tracing::warn!("{why}");
+            windows::notice(app, "Akhrot is already running", &why);
+        }
+        Err(e) => {
+            let e = e.to_string();
+            tracing::error!("{e}");
+            windows::notice(app, "Akhrot could not start", &e);
+        }
     }
 }
 

@@ -17,8 +17,8 @@ use akhrot_core::catalog::Provider;
 use akhrot_core::now_unix;
 use akhrot_core::vault::{Agent, Mode};
 
-use crate::AppState;
 use crate::error::{ApiError, Code};
+use crate::state::AppState;
 
 /// What an allowed request carries on: the calling process, when the prompt looked it up.
 #[derive(Debug, Default)]
@@ -195,7 +195,7 @@ async fn ask(
     peer_addr: std::net::SocketAddr,
     audit: impl Fn(&str, &str) -> Entry,
 ) -> Result<Granted, ApiError> {
-    let peer = Some(crate::peer_json(state.port, peer_addr).await);
+    let peer = Some(peer_json(state.port, peer_addr).await);
     let (prompt_account, scopes) = match &what.asked {
         Some(asked) => asked.clone(),
         None => state
@@ -266,4 +266,31 @@ async fn ask(
             Err(e)
         }
     }
+}
+
+/// What the OS says about the processes at the other end of an agent's connection, as JSON
+/// for the prompt and the audit log: an [`akhrot_core::peer::Peer`] (`verified`, `note`,
+/// `processes`), never null: when nothing is known its note says so.
+pub async fn peer_json(port: u16, peer: std::net::SocketAddr) -> serde_json::Value {
+    let local = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+    // Bounded: reading another process's /proc entries can block on its memory lock; a prompt
+    // that says "unknown process" is better than one that comes late.
+    let found = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        tokio::task::spawn_blocking(move || akhrot_core::peer::identify(local, peer)),
+    )
+    .await;
+    let answer = match found {
+        Ok(Ok(p)) => p,
+        Ok(Err(_)) => akhrot_core::peer::Peer::unknown(akhrot_core::peer::NOTE_UNKNOWN),
+        Err(_) => {
+            tracing::warn!(
+                "identifying the calling process took over 500 ms; the prompt says unknown"
+            );
+            akhrot_core::peer::Peer::unknown("the OS took too long to say which process this is")
+        }
+    };
+    serde_json::to_value(answer).unwrap_or_else(|_| {
+        serde_json::json!({ "verified": false, "note": akhrot_core::peer::NOTE_UNKNOWN, "processes": [] })
+    })
 }

@@ -11,8 +11,8 @@ use akhrot_core::approvals::{Answer, AskKind, Prompt};
 use akhrot_core::audit::Entry;
 use akhrot_core::vault::Mode;
 
-use crate::AppState;
 use crate::error::{ApiError, Code, printable};
+use crate::state::AppState;
 
 /// Open prompts, oldest first.
 pub fn pending(state: &AppState) -> Vec<Prompt> {

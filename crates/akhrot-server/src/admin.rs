@@ -17,11 +17,12 @@ use akhrot_core::catalog::Provider;
 use akhrot_core::audit::{Entry, Filter};
 use akhrot_core::vault::{ANY_PROVIDER, Mode};
 
-use crate::AppState;
 use crate::actions;
-use crate::agent::TokenAnswer;
+use crate::consent::{StartSession, start_for_person};
 use crate::error::{ApiError, Code, printable, success};
 use crate::guard::{AdminAuth, JsonBody};
+use crate::state::AppState;
+use crate::token::TokenAnswer;
 
 pub async fn status(State(state): State<Arc<AppState>>, _: AdminAuth) -> Response {
     let connections: Vec<Value> = state
@@ -343,9 +344,9 @@ pub async fn list_clients(
 pub async fn start_session(
     State(state): State<Arc<AppState>>,
     _: AdminAuth,
-    JsonBody(req): JsonBody<crate::oauth::StartSession>,
+    JsonBody(req): JsonBody<StartSession>,
 ) -> Result<Response, ApiError> {
-    crate::oauth::start_for_person(&state, req)
+    start_for_person(&state, req)
 }
 
 pub async fn get_session(
@@ -459,11 +460,4 @@ pub async fn events(
         },
     );
     Sse::new(stream).keep_alive(KeepAlive::default())
-}
-
-pub fn not_found() -> ApiError {
-    ApiError::new(
-        Code::NotFound,
-        "no such route; GET /ai/skill describes the API",
-    )
 }

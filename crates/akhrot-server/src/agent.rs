@@ -13,12 +13,13 @@ use utoipa::ToSchema;
 use akhrot_core::audit::Entry;
 use akhrot_core::catalog::{AuthType, Provider};
 use akhrot_core::unix_to_rfc3339;
-use akhrot_core::vault::{ConnectionInfo, Credentials};
+use akhrot_core::vault::ConnectionInfo;
 
-use crate::AppState;
 use crate::error::{ApiError, Code, Envelope, ErrorEnvelope, printable, success_typed};
-use crate::guard::{AccountQuery, AgentAuth, ApiPath, ApiQuery, JsonBody};
+use crate::guard::{AccountQuery, AgentAuth, ApiPath, ApiQuery, JsonBody, string_field};
 use crate::render;
+use crate::state::AppState;
+use crate::token::{AuthKind, TokenAnswer};
 
 #[utoipa::path(
     get,
@@ -100,25 +101,6 @@ pub async fn summary(State(state): State<Arc<AppState>>, AgentAuth(_): AgentAuth
 /// Non-secret values of a connection that templates may show (domain, account SID, cloud id).
 fn known_values(conn: Option<&ConnectionInfo>) -> BTreeMap<String, String> {
     conn.map(|c| c.public_fields.clone()).unwrap_or_default()
-}
-
-/// How a provider's credentials are held.
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum AuthKind {
-    Oauth2,
-    ApiKey,
-    Mtproto,
-}
-
-impl From<AuthType> for AuthKind {
-    fn from(a: AuthType) -> Self {
-        match a {
-            AuthType::Oauth2 => AuthKind::Oauth2,
-            AuthType::ApiKey => AuthKind::ApiKey,
-            AuthType::Mtproto => AuthKind::Mtproto,
-        }
-    }
 }
 
 /// One connected account of a provider.
@@ -505,13 +487,13 @@ pub async fn fetch_token(
     AgentAuth(agent): AgentAuth,
     JsonBody(req): JsonBody<FetchRequest>,
 ) -> Result<Response, ApiError> {
-    let provider = crate::guard::string_field(req.provider, "provider", 64)?
+    let provider = string_field(req.provider, "provider", 64)?
         .filter(|s| !s.is_empty())
         .ok_or_else(|| {
             ApiError::bad_request("missing field `provider`, e.g. {\"provider\":\"openai\"}")
         })?;
-    let account = crate::guard::string_field(req.account, "account", 200)?;
-    let reason = crate::guard::string_field(req.reason, "reason", 500)?;
+    let account = string_field(req.account, "account", 200)?;
+    let reason = string_field(req.reason, "reason", 500)?;
     let p = state.provider(&provider)?;
     let audit = |outcome: &str| {
         Entry::new("token", outcome)
@@ -555,80 +537,6 @@ pub async fn fetch_token(
     Ok(crate::error::success_typed(TokenAnswer::new(
         &p, &conn, &creds,
     )))
-}
-
-/// The token answer: `accessToken` and, for providers whose connection holds more than one
-/// value, the others by field name (e.g. Twilio `accountSid`, Telegram `apiId` and `apiHash`).
-#[derive(serde::Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TokenAnswer<'a> {
-    /// The access token or API key (Telegram: the session string).
-    access_token: &'a str,
-    /// `Bearer` (or the provider's own type) for OAuth, `api_key`, or `mtproto_session`.
-    token_type: &'a str,
-    #[serde(rename = "type")]
-    #[schema(value_type = AuthKind)]
-    kind: &'static str,
-    provider: &'a str,
-    account: &'a str,
-    /// When the token expires (RFC 3339), when known.
-    expires_at: Option<String>,
-    #[schema(value_type = Vec<String>)]
-    scopes: &'a [String],
-    /// The connection's other values by field name (e.g. Twilio `accountSid`, Telegram `apiId`
-    /// and `apiHash`).
-    #[serde(flatten)]
-    #[schema(ignore)]
-    extra: BTreeMap<&'a str, Value>,
-}
-
-impl<'a> TokenAnswer<'a> {
-    pub fn new(p: &'a Provider, conn: &'a ConnectionInfo, creds: &'a Credentials) -> Self {
-        let token_field = p
-            .token_field()
-            .map(|f| f.name.as_str())
-            .unwrap_or("accessToken");
-        let access_token = creds
-            .get(token_field)
-            .or_else(|| creds.get("accessToken"))
-            .map(|s| s.expose())
-            .unwrap_or_default();
-        let token_type = match p.auth {
-            AuthType::Oauth2 => match creds.get("tokenType").map(|t| t.expose()) {
-                Some(t) if !t.eq_ignore_ascii_case("bearer") && !t.is_empty() => t,
-                _ => "Bearer",
-            },
-            AuthType::ApiKey => "api_key",
-            AuthType::Mtproto => "mtproto_session",
-        };
-        let mut extra = BTreeMap::new();
-        if p.auth == AuthType::Oauth2 {
-            for (k, v) in &conn.public_fields {
-                extra.insert(k.as_str(), Value::from(v.as_str()));
-            }
-        } else {
-            for f in p.fields.iter().filter(|f| !f.token) {
-                if let Some(v) = creds.get(&f.name) {
-                    let v = v.expose();
-                    let value = match (f.name.as_str(), v.parse::<u64>()) {
-                        ("apiId", Ok(n)) => Value::from(n),
-                        _ => Value::from(v),
-                    };
-                    extra.insert(f.name.as_str(), value);
-                }
-            }
-        }
-        Self {
-            access_token,
-            token_type,
-            kind: p.auth.as_str(),
-            provider: &p.code,
-            account: &conn.account,
-            expires_at: conn.expires_at.map(unix_to_rfc3339),
-            scopes: &conn.scopes,
-            extra,
-        }
-    }
 }
 
 /// One of the calling agent's own requests waiting for the user's answer.

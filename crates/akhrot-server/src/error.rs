@@ -42,6 +42,34 @@ pub enum Code {
 }
 
 impl Code {
+    /// Every code, in the order of the enum.
+    pub const ALL: [Self; 19] = [
+        Self::Unauthorized,
+        Self::BadRequest,
+        Self::ProviderNotFound,
+        Self::IntegrationNotFound,
+        Self::ApprovalDenied,
+        Self::ApprovalTimeout,
+        Self::RateLimited,
+        Self::ForbiddenHost,
+        Self::ClientNotConfigured,
+        Self::TokenExpired,
+        Self::SessionExpired,
+        Self::SessionNotFound,
+        Self::ProviderError,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::Conflict,
+        Self::ConnectionExists,
+        Self::VaultIntegrity,
+        Self::VaultUnavailable,
+    ];
+
+    /// The code a `code` string of the envelope names, if this build knows it.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Code::Unauthorized => "UNAUTHORIZED",
@@ -256,6 +284,14 @@ pub fn success_typed<T: serde::Serialize>(data: T) -> Response {
             ApiError::new(Code::BadRequest, "the answer could not be encoded").into_response()
         }
     }
+}
+
+/// `NOT_FOUND` for a path no route serves.
+pub fn not_found() -> ApiError {
+    ApiError::new(
+        Code::NotFound,
+        "no such route; GET /ai/skill describes the API",
+    )
 }
 
 #[cfg(test)]

@@ -17,8 +17,8 @@ use subtle::ConstantTimeEq;
 
 use akhrot_core::vault::Agent;
 
-use crate::AppState;
 use crate::error::{ApiError, Code};
+use crate::state::AppState;
 
 /// Request bodies larger than this are refused.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -303,7 +303,7 @@ impl FromRequestParts<Arc<AppState>> for AdminAuth {
             {
                 return Ok(AdminAuth);
             }
-        } else if (parts.headers.contains_key(crate::ui::UI_HEADER)
+        } else if (parts.headers.contains_key(crate::ui_session::UI_HEADER)
             || parts.uri.path() == "/admin/events")
             && state.ui.check(&parts.headers)
         {

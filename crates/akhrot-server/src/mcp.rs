@@ -40,6 +40,12 @@ use zeroize::Zeroizing;
 
 use akhrot_core::paths::Paths;
 
+use rmcp::schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::error::{ApiError, Code};
+use crate::proxy_path::check_path;
+
 /// How often a waiting tool asks whether its request is pending approval.
 const POLL: Duration = Duration::from_millis(500);
 /// How often the progress notification is repeated while a prompt waits.
@@ -121,12 +127,15 @@ impl Reply {
         match &mut self.body {
             ReplyBody::Http(r) => r.chunk().await.map_err(|e| {
                 ToolError::new(
-                    "OWNER_UNREACHABLE",
+                    ToolCode::OwnerUnreachable,
                     format!("the Akhrot owner's answer broke off: {e}"),
                 )
             }),
             ReplyBody::InProcess(s) => s.next().await.transpose().map_err(|_| {
-                ToolError::new("OWNER_UNREACHABLE", "the Akhrot owner's answer broke off")
+                ToolError::new(
+                    ToolCode::OwnerUnreachable,
+                    "the Akhrot owner's answer broke off",
+                )
             }),
         }
     }
@@ -150,38 +159,82 @@ pub struct AkhrotMcp {
     http: Option<reqwest::Client>,
 }
 
+/// The code a tool error carries: the API's own error code (the `code` of the contract's
+/// envelope) wherever the API has one; the other variants are failures no API answer describes
+/// (no owner to ask, no usable answer, the client hung up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolCode {
+    /// A code of the API (`APPROVAL_DENIED`, `INTEGRATION_NOT_FOUND`, `BAD_REQUEST`…).
+    Api(Code),
+    /// A code in the owner's envelope that this build does not know (an owner of another
+    /// version), passed on as it is.
+    OtherApi(String),
+    /// `OWNER_NOT_RUNNING`: no owner runs for the data directory (`akhrot mcp`).
+    OwnerNotRunning,
+    /// `OWNER_UNREACHABLE`: the owner could not be talked to, or its answer broke off.
+    OwnerUnreachable,
+    /// `BAD_ANSWER`: the owner answered with something that is not the API's envelope.
+    BadAnswer,
+    /// `CANCELLED`: the client cancelled the request.
+    Cancelled,
+}
+
+impl ToolCode {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Api(c) => c.as_str(),
+            Self::OtherApi(s) => s,
+            Self::OwnerNotRunning => "OWNER_NOT_RUNNING",
+            Self::OwnerUnreachable => "OWNER_UNREACHABLE",
+            Self::BadAnswer => "BAD_ANSWER",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// The code an envelope's `code` string names.
+    fn from_envelope(code: &str) -> Self {
+        Code::parse(code).map_or_else(|| Self::OtherApi(code.to_owned()), Self::Api)
+    }
+}
+
 /// A failure a tool reports to the client as an MCP tool error (`isError`).
 #[derive(Debug)]
 pub struct ToolError {
-    pub code: String,
+    pub code: ToolCode,
     pub message: String,
 }
 
+impl From<ApiError> for ToolError {
+    fn from(e: ApiError) -> Self {
+        Self::new(ToolCode::Api(e.code), e.message)
+    }
+}
+
 impl ToolError {
-    fn new(code: &str, message: impl Into<String>) -> Self {
+    fn new(code: ToolCode, message: impl Into<String>) -> Self {
         Self {
-            code: code.to_owned(),
+            code,
             message: message.into(),
         }
     }
     fn no_owner(where_: &str) -> Self {
         Self::new(
-            "OWNER_NOT_RUNNING",
+            ToolCode::OwnerNotRunning,
             format!(
                 "no Akhrot owner is running for {where_}: ask the user to start it (`akhrot serve` or the Akhrot app)"
             ),
         )
     }
     fn bad_args(message: impl Into<String>) -> Self {
-        Self::new("BAD_REQUEST", message)
+        Self::new(ToolCode::Api(Code::BadRequest), message)
     }
     fn into_result(self) -> CallToolResult {
+        let code = self.code.as_str();
         let mut r = CallToolResult::error(vec![ContentBlock::text(format!(
-            "{}: {}",
-            self.code, self.message
+            "{code}: {}",
+            self.message
         ))]);
-        r.structured_content =
-            Some(json!({ "error": { "code": self.code, "message": self.message } }));
+        r.structured_content = Some(json!({ "error": { "code": code, "message": self.message } }));
         r
     }
 }
@@ -224,14 +277,20 @@ impl AkhrotMcp {
                     .extensions
                     .get::<axum::http::request::Parts>()
                     .ok_or_else(|| {
-                        ToolError::new("UNAUTHORIZED", "no agent key on this request")
+                        ToolError::new(
+                            ToolCode::Api(Code::Unauthorized),
+                            "no agent key on this request",
+                        )
                     })?;
                 let mut authorization = parts
                     .headers
                     .get(axum::http::header::AUTHORIZATION)
                     .cloned()
                     .ok_or_else(|| {
-                        ToolError::new("UNAUTHORIZED", "no agent key on this request")
+                        ToolError::new(
+                            ToolCode::Api(Code::Unauthorized),
+                            "no agent key on this request",
+                        )
                     })?;
                 authorization.set_sensitive(true);
                 // The connection the request came on: the peer lookup names its process.
@@ -241,7 +300,7 @@ impl AkhrotMcp {
                     .cloned()
                     .ok_or_else(|| {
                         ToolError::new(
-                            "OWNER_UNREACHABLE",
+                            ToolCode::OwnerUnreachable,
                             "this request came on no connection Akhrot can name",
                         )
                     })?;
@@ -352,7 +411,7 @@ impl AkhrotMcp {
         let bytes = reply.bytes().await?;
         let v: Value = serde_json::from_slice(&bytes).map_err(|_| {
             ToolError::new(
-                "BAD_ANSWER",
+                ToolCode::BadAnswer,
                 format!("the owner answered HTTP {status} with a body that is not JSON"),
             )
         })?;
@@ -364,7 +423,7 @@ impl AkhrotMcp {
             ToolError::no_owner(base)
         } else {
             ToolError::new(
-                "OWNER_UNREACHABLE",
+                ToolCode::OwnerUnreachable,
                 format!("cannot talk to the Akhrot owner at {base}: {e}"),
             )
         }
@@ -448,26 +507,29 @@ impl AkhrotMcp {
         let key = &caller;
         match name {
             "list_connections" => {
+                let NoArgs {} = parse_args(args)?;
                 self.api(key, Method::GET, "/ai/context/summary", None)
                     .await
             }
             "describe" => {
-                let provider = required(args, "provider")?;
+                let a: DescribeArgs = parse_args(args)?;
+                let provider = filled(a.provider, "provider")?;
                 let mut path = format!("/ai/context/{}", enc(&provider));
-                if let Some(s) = optional(args, "service")? {
+                if let Some(s) = a.service {
                     path.push('/');
                     path.push_str(&enc(&s));
                 }
-                if let Some(a) = optional(args, "account")? {
+                if let Some(a) = a.account {
                     path.push_str(&format!("?account={}", enc(&a)));
                 }
                 self.api(key, Method::GET, &path, None).await
             }
             "get_token" => {
-                let provider = required(args, "provider")?;
+                let a: TokenArgs = parse_args(args)?;
+                let provider = filled(a.provider, "provider")?;
                 let mut body = json!({ "provider": provider });
-                for f in ["account", "reason"] {
-                    if let Some(v) = optional(args, f)? {
+                for (f, v) in [("account", a.account), ("reason", a.reason)] {
+                    if let Some(v) = v {
                         body[f] = json!(v);
                     }
                 }
@@ -475,19 +537,14 @@ impl AkhrotMcp {
                 self.while_reporting(key, &provider, ctx, call).await
             }
             "start_connection" => {
-                let provider = required(args, "provider")?;
+                let a: StartArgs = parse_args(args)?;
+                let provider = filled(a.provider, "provider")?;
                 let mut body = json!({ "provider": provider });
-                if let Some(a) = optional(args, "account")? {
+                if let Some(a) = a.account {
                     body["account"] = json!(a);
                 }
-                match args.get("scopes") {
-                    None | Some(Value::Null) => {}
-                    Some(Value::Array(s)) if s.iter().all(Value::is_string) => {
-                        body["scopes"] = json!(s);
-                    }
-                    Some(_) => {
-                        return Err(ToolError::bad_args("`scopes` must be an array of strings"));
-                    }
+                if let Some(s) = a.scopes {
+                    body["scopes"] = json!(s);
                 }
                 // Starting a session may wait for the user's approval, like a token.
                 let call = self.api(key, Method::POST, "/oauth/sessions", Some(&body));
@@ -498,7 +555,8 @@ impl AkhrotMcp {
                 Ok(data)
             }
             "check_connection" => {
-                let id = required(args, "sessionId")?;
+                let a: CheckArgs = parse_args(args)?;
+                let id = filled(a.session_id, "sessionId")?;
                 self.api(
                     key,
                     Method::GET,
@@ -508,8 +566,9 @@ impl AkhrotMcp {
                 .await
             }
             "call_api" => {
-                let provider = required(args, "provider")?;
-                let call = self.call_api(key, &provider, args);
+                let a: CallArgs = parse_args(args)?;
+                let provider = filled(a.provider.clone(), "provider")?;
+                let call = self.call_api(key, &provider, a);
                 self.while_reporting(key, &provider, ctx, call).await
             }
             other => Err(ToolError::bad_args(format!("no tool named `{other}`"))),
@@ -520,92 +579,83 @@ impl AkhrotMcp {
         &self,
         caller: &Caller,
         provider: &str,
-        args: &Map<String, Value>,
+        args: CallArgs,
     ) -> Result<Value, ToolError> {
-        let method = required(args, "method")?.to_ascii_uppercase();
+        let method = filled(args.method, "method")?.to_ascii_uppercase();
         let method = Method::from_bytes(method.as_bytes())
             .map_err(|_| ToolError::bad_args(format!("`{method}` is not an HTTP method")))?;
-        let path = required(args, "path")?;
+        let path = filled(args.path, "path")?;
         let path = path.trim_start_matches('/');
+        // The proxy's own check, before anything is sent.
         let bare = path.split(['?', '#']).next().unwrap_or_default();
-        if bare.split('/').any(|seg| {
-            let seg = seg.to_ascii_lowercase();
-            seg == ".." || seg == "." || seg.contains("%2e") || seg.contains("%2f")
-        }) {
-            return Err(ToolError::bad_args(
-                "`path` must not contain `.` or `..` segments (or their encodings)",
-            ));
-        }
+        check_path(&format!("/{bare}"))?;
         let mut url = format!("/proxy/{}/{}", enc(provider), path);
-        match args.get("query") {
-            None | Some(Value::Null) => {}
-            Some(Value::Object(q)) => {
-                let mut pairs = Vec::new();
-                for (k, v) in q {
-                    let v = match v {
-                        Value::String(s) => s.clone(),
-                        Value::Number(_) | Value::Bool(_) => v.to_string(),
-                        _ => {
-                            return Err(ToolError::bad_args(format!(
-                                "query parameter `{k}` must be a string, number or boolean"
-                            )));
-                        }
-                    };
-                    pairs.push(format!("{}={}", enc(k), enc(&v)));
-                }
-                if !pairs.is_empty() {
-                    url.push(if url.contains('?') { '&' } else { '?' });
-                    url.push_str(&pairs.join("&"));
-                }
+        if let Some(q) = args.query {
+            let mut pairs = Vec::new();
+            for (k, v) in q {
+                let v = match v {
+                    Value::String(s) => s,
+                    Value::Number(_) | Value::Bool(_) => v.to_string(),
+                    _ => {
+                        return Err(ToolError::bad_args(format!(
+                            "query parameter `{k}` must be a string, number or boolean"
+                        )));
+                    }
+                };
+                pairs.push(format!("{}={}", enc(&k), enc(&v)));
             }
-            Some(_) => return Err(ToolError::bad_args("`query` must be an object")),
+            if !pairs.is_empty() {
+                url.push(if url.contains('?') { '&' } else { '?' });
+                url.push_str(&pairs.join("&"));
+            }
         }
         let mut req_headers = HeaderMap::new();
         let mut has_content_type = false;
-        match args.get("headers") {
-            None | Some(Value::Null) => {}
-            Some(Value::Object(h)) => {
-                for (k, v) in h {
-                    let Some(v) = v.as_str() else {
-                        return Err(ToolError::bad_args(format!(
-                            "header `{k}` must be a string"
-                        )));
-                    };
-                    let lower = k.to_ascii_lowercase();
-                    if lower == "authorization" || lower.starts_with("x-akhrot-") {
-                        return Err(ToolError::bad_args(format!(
-                            "header `{k}` is Akhrot's to set: the credential is injected for you"
-                        )));
-                    }
-                    has_content_type |= lower == "content-type";
-                    let (Ok(name), Ok(value)) = (
-                        HeaderName::from_bytes(k.as_bytes()),
-                        HeaderValue::from_str(v),
-                    ) else {
-                        return Err(ToolError::bad_args(format!(
-                            "header `{k}` is not a valid HTTP header"
-                        )));
-                    };
-                    req_headers.append(name, value);
-                }
+        for (k, v) in args.headers.unwrap_or_default() {
+            let lower = k.to_ascii_lowercase();
+            if lower == "authorization" || lower.starts_with("x-akhrot-") {
+                return Err(ToolError::bad_args(format!(
+                    "header `{k}` is Akhrot's to set: the credential is injected for you"
+                )));
             }
-            Some(_) => return Err(ToolError::bad_args("`headers` must be an object")),
+            has_content_type |= lower == "content-type";
+            let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(&v),
+            ) else {
+                return Err(ToolError::bad_args(format!(
+                    "header `{k}` is not a valid HTTP header"
+                )));
+            };
+            req_headers.append(name, value);
         }
-        for (field, header) in [
-            ("account", HeaderName::from_static("x-akhrot-account")),
-            ("service", HeaderName::from_static("x-akhrot-service")),
-            ("reason", HeaderName::from_static("x-akhrot-reason")),
+        for (field, header, v) in [
+            (
+                "account",
+                HeaderName::from_static("x-akhrot-account"),
+                args.account,
+            ),
+            (
+                "service",
+                HeaderName::from_static("x-akhrot-service"),
+                args.service,
+            ),
+            (
+                "reason",
+                HeaderName::from_static("x-akhrot-reason"),
+                args.reason,
+            ),
         ] {
-            if let Some(v) = optional(args, field)? {
+            if let Some(v) = v {
                 let value = HeaderValue::from_str(&v).map_err(|_| {
                     ToolError::bad_args(format!("`{field}` cannot be sent in an HTTP header"))
                 })?;
                 req_headers.insert(header, value);
             }
         }
-        let body = match args.get("body") {
+        let body = match args.body {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone().into_bytes()),
+            Some(Value::String(s)) => Some(s.into_bytes()),
             Some(v) => {
                 if !has_content_type {
                     req_headers.insert(
@@ -690,11 +740,16 @@ fn envelope(v: Value) -> Result<Value, ToolError> {
     if v["status"] == "success" {
         return Ok(v["data"].clone());
     }
-    let code = v["error"]["code"].as_str().unwrap_or("UNKNOWN");
     let message = v["error"]["message"]
         .as_str()
         .unwrap_or("the owner refused the request");
-    Err(ToolError::new(code, message))
+    match v["error"]["code"].as_str() {
+        Some(code) => Err(ToolError::new(ToolCode::from_envelope(code), message)),
+        None => Err(ToolError::new(
+            ToolCode::BadAnswer,
+            format!("the owner answered without an error code: {message}"),
+        )),
+    }
 }
 
 /// Akhrot's own error answer on a proxy call: its envelope, exactly.
@@ -717,109 +772,167 @@ fn own_error(headers: &Map<String, Value>, body: &[u8]) -> Option<ToolError> {
     is_ours.then(|| envelope(v).err()).flatten()
 }
 
-fn required(args: &Map<String, Value>, name: &str) -> Result<String, ToolError> {
-    optional(args, name)?
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| ToolError::bad_args(format!("missing argument `{name}`")))
+/// A tool's arguments as its typed struct; a missing or mistyped argument is a `BAD_REQUEST`.
+fn parse_args<T: serde::de::DeserializeOwned>(args: &Map<String, Value>) -> Result<T, ToolError> {
+    serde_json::from_value(Value::Object(args.clone()))
+        .map_err(|e| ToolError::bad_args(format!("bad arguments: {e}")))
 }
 
-fn optional(args: &Map<String, Value>, name: &str) -> Result<Option<String>, ToolError> {
-    match args.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ToolError::bad_args(format!("`{name}` must be a string"))),
+/// A required string argument, not empty.
+fn filled(v: String, name: &str) -> Result<String, ToolError> {
+    if v.is_empty() {
+        return Err(ToolError::bad_args(format!("missing argument `{name}`")));
     }
+    Ok(v)
 }
 
 /// Percent-encodes a path segment or query value.
 use akhrot_core::text::pct_encode as enc;
 
-fn schema(v: Value) -> Arc<JsonObject> {
-    match v {
-        Value::Object(o) => Arc::new(o),
-        _ => Arc::new(JsonObject::new()),
-    }
+const PROVIDER: &str = "Provider code, e.g. github, google, openai (list_connections shows them)";
+const ACCOUNT: &str =
+    "Which connected account, when there are several (default: the only or first one)";
+const REASON: &str = "Why you need it; shown to the user in the approval prompt";
+
+/// `list_connections` takes no arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+struct NoArgs {}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+struct DescribeArgs {
+    #[schemars(description = PROVIDER)]
+    provider: String,
+    #[schemars(description = "A service code of that provider, e.g. gmail for google")]
+    service: Option<String>,
+    #[schemars(description = ACCOUNT)]
+    account: Option<String>,
 }
 
-fn string(description: &str) -> Value {
-    json!({ "type": "string", "description": description })
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+struct TokenArgs {
+    #[schemars(description = PROVIDER)]
+    provider: String,
+    #[schemars(description = ACCOUNT)]
+    account: Option<String>,
+    #[schemars(description = REASON)]
+    reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+struct StartArgs {
+    #[schemars(description = PROVIDER)]
+    provider: String,
+    #[schemars(description = "Extra scopes beyond the catalog's defaults")]
+    scopes: Option<Vec<String>>,
+    #[schemars(description = "A label to store the connection under")]
+    account: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+struct CheckArgs {
+    #[serde(rename = "sessionId")]
+    #[schemars(description = "The sessionId start_connection returned")]
+    session_id: String,
+}
+
+// The value of a query parameter (for the schema; the value is checked when the URL is built).
+#[derive(JsonSchema)]
+#[schemars(crate = "rmcp::schemars", untagged)]
+#[allow(dead_code)]
+enum QueryValue {
+    String(String),
+    Number(f64),
+    Bool(bool),
+}
+
+// The HTTP methods `call_api` forwards (for the schema; lower case is accepted too).
+#[derive(JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+#[allow(dead_code, clippy::upper_case_acronyms)]
+enum HttpMethod {
+    GET,
+    POST,
+    PUT,
+    PATCH,
+    DELETE,
+    HEAD,
+    OPTIONS,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+struct CallArgs {
+    #[schemars(description = PROVIDER)]
+    provider: String,
+    #[schemars(description = "HTTP method", with = "HttpMethod")]
+    method: String,
+    #[schemars(description = "Path under the service's base URL, e.g. /user/repos")]
+    path: String,
+    #[schemars(
+        description = "Query parameters",
+        with = "Option<std::collections::BTreeMap<String, QueryValue>>"
+    )]
+    query: Option<Map<String, Value>>,
+    #[schemars(
+        description = "Extra request headers (not Authorization: Akhrot injects the credential)"
+    )]
+    headers: Option<std::collections::BTreeMap<String, String>>,
+    #[schemars(description = "Request body: a string is sent as is, anything else as JSON")]
+    body: Option<Value>,
+    #[schemars(description = ACCOUNT)]
+    account: Option<String>,
+    #[schemars(description = "Which of the provider's services (base URL), when it has several")]
+    service: Option<String>,
+    #[schemars(description = REASON)]
+    reason: Option<String>,
+}
+
+/// A tool's input schema, derived from its argument type.
+fn schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
+    rmcp::handler::server::common::schema_for_input::<T>().unwrap_or_else(|_| {
+        let mut empty = JsonObject::new();
+        empty.insert("type".into(), json!("object"));
+        Arc::new(empty)
+    })
 }
 
 /// The tools, with their input schemas.
 pub fn tools() -> Vec<Tool> {
-    let provider =
-        string("Provider code, e.g. github, google, openai (list_connections shows them)");
-    let account =
-        string("Which connected account, when there are several (default: the only or first one)");
-    let reason = string("Why you need it; shown to the user in the approval prompt");
     vec![
         Tool::new(
             "list_connections",
             "Which providers the user has connected (with their services and accounts) and which others are available. Start here.",
-            schema(json!({ "type": "object", "properties": {} })),
+            rmcp::handler::server::common::schema_for_empty_input(),
         ),
         Tool::new(
             "describe",
             "How to use one provider, or one of its services: base URLs, docs, scopes, how the credential goes on a request, example calls, how to connect it.",
-            schema(json!({
-                "type": "object",
-                "properties": {
-                    "provider": provider,
-                    "service": string("A service code of that provider, e.g. gmail for google"),
-                    "account": account,
-                },
-                "required": ["provider"],
-            })),
+            schema::<DescribeArgs>(),
         ),
         Tool::new(
             "get_token",
             "A fresh access token (or API key) for a connected provider; refreshed first when it has expired. The user may be asked to approve. Prefer call_api, which never shows you the credential.",
-            schema(json!({
-                "type": "object",
-                "properties": { "provider": provider, "account": account, "reason": reason },
-                "required": ["provider"],
-            })),
+            schema::<TokenArgs>(),
         ),
         Tool::new(
             "start_connection",
             "Start connecting an OAuth provider: returns the consent URL to give the user and a sessionId for check_connection. API-key providers are added by the user (`akhrot add <provider>`).",
-            schema(json!({
-                "type": "object",
-                "properties": {
-                    "provider": provider,
-                    "scopes": { "type": "array", "items": { "type": "string" }, "description": "Extra scopes beyond the catalog's defaults" },
-                    "account": string("A label to store the connection under"),
-                },
-                "required": ["provider"],
-            })),
+            schema::<StartArgs>(),
         ),
         Tool::new(
             "check_connection",
             "The state of a connection started with start_connection: pending, completed (with the account), expired or failed.",
-            schema(json!({
-                "type": "object",
-                "properties": { "sessionId": string("The sessionId start_connection returned") },
-                "required": ["sessionId"],
-            })),
+            schema::<CheckArgs>(),
         ),
         Tool::new(
             "call_api",
             "Call a connected provider's API through Akhrot's proxy: Akhrot adds the credential, you never see it. `path` is relative to the provider service's base URL (describe shows it). Returns the HTTP status, selected headers and the body as text (very large bodies are cut, with a note).",
-            schema(json!({
-                "type": "object",
-                "properties": {
-                    "provider": provider,
-                    "method": { "type": "string", "description": "HTTP method", "enum": ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] },
-                    "path": string("Path under the service's base URL, e.g. /user/repos"),
-                    "query": { "type": "object", "description": "Query parameters", "additionalProperties": { "type": ["string", "number", "boolean"] } },
-                    "headers": { "type": "object", "description": "Extra request headers (not Authorization: Akhrot injects the credential)", "additionalProperties": { "type": "string" } },
-                    "body": { "description": "Request body: a string is sent as is, anything else as JSON" },
-                    "account": account,
-                    "service": string("Which of the provider's services (base URL), when it has several"),
-                    "reason": reason,
-                },
-                "required": ["provider", "method", "path"],
-            })),
+            schema::<CallArgs>(),
         ),
     ]
 }
@@ -872,7 +985,7 @@ impl ServerHandler for AkhrotMcp {
         // withdrawn, as for any agent that hangs up.
         let outcome = tokio::select! {
             r = self.run_tool(&request.name, &args, &context) => r,
-            _ = context.ct.cancelled() => Err(ToolError::new("CANCELLED", "the client cancelled this request")),
+            _ = context.ct.cancelled() => Err(ToolError::new(ToolCode::Cancelled, "the client cancelled this request")),
         };
         let result = match outcome {
             Ok(v) => CallToolResult::structured(v),
@@ -896,7 +1009,7 @@ pub async fn serve_stdio(paths: Paths, key: String) -> std::io::Result<()> {
 /// The Streamable HTTP endpoint (`/mcp`), stateless: every POST carries its own key. The
 /// listener's hygiene layer has already checked Host and Origin, and [`require_agent`] the key.
 pub fn http_service(
-    state: &crate::AppState,
+    state: &crate::state::AppState,
     router: axum::Router,
 ) -> rmcp::transport::StreamableHttpService<
     AkhrotMcp,
@@ -929,7 +1042,7 @@ pub const MAX_REQUEST: usize = 1024 * 1024;
 
 /// `/mcp` needs a valid agent key (within its rate limit) before the MCP layer sees anything.
 pub async fn require_agent(
-    axum::extract::State(state): axum::extract::State<Arc<crate::AppState>>,
+    axum::extract::State(state): axum::extract::State<Arc<crate::state::AppState>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -978,8 +1091,8 @@ mod tests {
         let ours = br#"{"status":"error","error":{"code":"APPROVAL_DENIED","message":"no"}}"#;
         let e = own_error(&h("application/json"), ours).unwrap();
         assert_eq!(
-            (e.code.as_str(), e.message.as_str()),
-            ("APPROVAL_DENIED", "no")
+            (&e.code, e.message.as_str()),
+            (&ToolCode::Api(Code::ApprovalDenied), "no")
         );
         assert!(own_error(&h("text/plain"), ours).is_none());
         // A provider's own error shape is the provider's answer, passed back as such.
@@ -993,10 +1106,53 @@ mod tests {
     fn arguments() {
         let mut a = Map::new();
         a.insert("provider".into(), json!("github"));
-        a.insert("n".into(), json!(3));
-        assert_eq!(required(&a, "provider").unwrap(), "github");
-        assert_eq!(required(&a, "x").unwrap_err().code, "BAD_REQUEST");
-        assert_eq!(optional(&a, "n").unwrap_err().code, "BAD_REQUEST");
+        a.insert("reason".into(), json!(3));
+        let bad = ToolCode::Api(Code::BadRequest);
+        assert_eq!(parse_args::<TokenArgs>(&a).unwrap_err().code, bad);
+        a.insert("reason".into(), json!("why"));
+        let t: TokenArgs = parse_args(&a).unwrap();
+        assert_eq!(
+            (t.provider.as_str(), t.reason.as_deref()),
+            ("github", Some("why"))
+        );
+        assert_eq!(parse_args::<CheckArgs>(&a).unwrap_err().code, bad);
+        assert_eq!(filled(String::new(), "x").unwrap_err().code, bad);
         assert_eq!(enc("a b/c"), "a%20b%2Fc");
+    }
+
+    #[test]
+    fn schemas_keep_the_argument_names_and_descriptions() {
+        let tools = tools();
+        let call = tools.iter().find(|t| t.name == "call_api").unwrap();
+        let props = call.input_schema["properties"].as_object().unwrap();
+        let names: Vec<&str> = props.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "provider", "method", "path", "query", "headers", "body", "account", "service",
+                "reason"
+            ]
+        );
+        assert_eq!(
+            call.input_schema["required"],
+            json!(["provider", "method", "path"])
+        );
+        assert_eq!(props["provider"]["description"], PROVIDER);
+        let check = tools.iter().find(|t| t.name == "check_connection").unwrap();
+        assert_eq!(check.input_schema["required"], json!(["sessionId"]));
+    }
+
+    #[test]
+    fn envelope_codes_are_the_apis() {
+        let e = envelope(
+            json!({"status":"error","error":{"code":"INTEGRATION_NOT_FOUND","message":"m"}}),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ToolCode::Api(Code::IntegrationNotFound));
+        let e = envelope(json!({"status":"error","error":{"code":"NEWER_CODE","message":"m"}}))
+            .unwrap_err();
+        assert_eq!(e.code.as_str(), "NEWER_CODE");
+        let e = envelope(json!({"status":"error"})).unwrap_err();
+        assert_eq!(e.code, ToolCode::BadAnswer);
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use zeroize::Zeroize;
@@ -25,9 +25,10 @@ use akhrot_core::audit::Entry;
 use akhrot_core::catalog::{AuthType, Origin, Provider, Service};
 use akhrot_core::vault::{ConnectionInfo, Credentials};
 
-use crate::AppState;
 use crate::error::{ApiError, Code, printable};
 use crate::guard::AgentAuth;
+use crate::proxy_path::{check_path, pct_decode};
+use crate::state::AppState;
 
 /// Request bodies up to this size are kept for one retry after a refresh; larger ones stream.
 pub const RETRY_BODY_MAX: usize = 1024 * 1024;
@@ -100,80 +101,6 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
         .map(|s| s.trim().to_ascii_lowercase())
         .filter(|s| !s.is_empty())
         .collect()
-}
-
-fn pct_decode(s: &str) -> String {
-    String::from_utf8_lossy(&pct_decode_bytes(s)).into_owned()
-}
-
-fn pct_decode_bytes(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Ok(hex) = std::str::from_utf8(&b[i + 1..i + 3])
-            && let Ok(v) = u8::from_str_radix(hex, 16)
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    out
-}
-
-/// Whether a decoded segment is `.` or `..` to some upstream: as it is, with what follows a
-/// `;` (path parameters: Tomcat and Jetty read `..;x` as `..`) or a NUL (C strings) cut off,
-/// and with the dots that Unicode normalisation (NFKC) turns into `.` (full-width `．`, `․`,
-/// `﹒`).
-fn is_dot_segment(seg: &str) -> bool {
-    let cut = seg.split([';', '\0']).next().unwrap_or("");
-    let dots: String = cut
-        .chars()
-        .map(|c| match c {
-            '\u{FF0E}' | '\u{2024}' | '\u{FE52}' => '.',
-            c => c,
-        })
-        .collect();
-    dots == "." || dots == ".."
-}
-
-/// Refuses `.`/`..` segments, also percent-encoded (once or more), with backslashes, as path
-/// parameters, NUL-cut or Unicode look-alikes, and segments that decode to invalid UTF-8 (an
-/// overlong `%c0%ae` is a `.` to an upstream that decodes leniently).
-pub fn check_path(rest: &str) -> Result<(), ApiError> {
-    let refuse = || {
-        ApiError::bad_request(
-            "the proxied path may not contain `.` or `..` segments or backslashes (in any encoding); send the API path as the provider documents it",
-        )
-    };
-    for seg in rest.split('/') {
-        let mut s = seg.to_owned();
-        for _ in 0..4 {
-            if s.contains('\\') {
-                return Err(refuse());
-            }
-            if s.split('/').any(is_dot_segment) {
-                return Err(refuse());
-            }
-            let Ok(next) = String::from_utf8(pct_decode_bytes(&s)) else {
-                return Err(refuse());
-            };
-            if next == s {
-                break;
-            }
-            s = next;
-        }
-        if s.contains('%') && pct_decode(&s) != s {
-            // Encoded more than four times: nobody needs that.
-            return Err(refuse());
-        }
-    }
-    Ok(())
 }
 
 /// Letters, digits, `.`, `-`, `_`, `~` only (URL-unreserved), and not `.`/`..`.
@@ -470,6 +397,11 @@ pub async fn handle(
 /// Forwards one agent request (its URI path starting with `/proxy/{provider}`) and answers with
 /// the provider's answer, or an error in the contract's envelope. The MCP server's proxy tool can
 /// call this with a request it builds; the caller has authenticated `agent`.
+///
+/// The steps, in order: [`parse_target`] (where the call goes, checked against the catalog),
+/// [`authorize`] (pause, policy, the user's answer), [`credentials`] (fresh from the broker),
+/// [`build_upstream`] (the headers and body that travel), [`send_with_refresh`] (one retry after
+/// a refresh when an OAuth provider refuses the token) and [`pass_back`] (the answer, masked).
 pub(crate) async fn forward(
     state: &AppState,
     agent: &akhrot_core::vault::Agent,
@@ -477,9 +409,32 @@ pub(crate) async fn forward(
     req: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
-    let method = parts.method.clone();
-    if !matches!(
-        method,
+    let target = parse_target(state, &parts)?;
+    let log = authorize(state, agent, &target, peer_addr).await?;
+    let (conn, creds) = credentials(state, &target, &log).await?;
+    let upstream = build_upstream(&parts, body, &target).await?;
+    let sent = send_with_refresh(state, &target, &log, conn, creds, upstream).await?;
+    pass_back(state, &target, &log, sent)
+}
+
+/// Where a proxied call goes, from the agent's request, checked against the catalog.
+struct Target {
+    method: Method,
+    provider: Arc<Provider>,
+    account: Option<String>,
+    reason: Option<String>,
+    /// The chosen service's fixed headers (rendered when the request is built).
+    service_headers: BTreeMap<String, String>,
+    /// The connection's public values that are plain names (see [`is_plain`]).
+    public: BTreeMap<String, String>,
+    url: url::Url,
+    host: String,
+}
+
+/// The methods the proxy forwards.
+fn check_method(method: &Method) -> Result<(), ApiError> {
+    if matches!(
+        *method,
         Method::GET
             | Method::HEAD
             | Method::POST
@@ -488,13 +443,21 @@ pub(crate) async fn forward(
             | Method::DELETE
             | Method::OPTIONS
     ) {
-        let mut e = ApiError::new(
-            Code::MethodNotAllowed,
-            "the proxy forwards GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS only",
-        );
-        e.allow = Some("GET,HEAD,POST,PUT,PATCH,DELETE,OPTIONS");
-        return Err(e);
+        return Ok(());
     }
+    let mut e = ApiError::new(
+        Code::MethodNotAllowed,
+        "the proxy forwards GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS only",
+    );
+    e.allow = Some("GET,HEAD,POST,PUT,PATCH,DELETE,OPTIONS");
+    Err(e)
+}
+
+/// The provider, account, service and target URL of a proxied call; refuses what the proxy
+/// cannot carry, a malformed path, and any host the catalog does not list for the provider.
+fn parse_target(state: &AppState, parts: &Parts) -> Result<Target, ApiError> {
+    let method = parts.method.clone();
+    check_method(&method)?;
     let raw = parts.uri.path();
     let after = raw.strip_prefix("/proxy/").unwrap_or("");
     let (code, rest) = match after.find('/') {
@@ -572,61 +535,126 @@ pub(crate) async fn forward(
             ),
         ));
     }
-    let label = request_label(&method, &url);
+    let service_headers = s.headers.clone();
     let host = host_label(&url);
+    Ok(Target {
+        method,
+        provider: p,
+        account,
+        reason,
+        service_headers,
+        public,
+        url,
+        host,
+    })
+}
+
+/// Writes a granted call's audit entries (action `proxy`), with the agent and its peer.
+struct CallLog<'a> {
+    agent: &'a akhrot_core::vault::Agent,
+    provider: &'a str,
+    account: Option<&'a str>,
+    peer: Option<serde_json::Value>,
+    /// `METHOD host/path`, the opening of every entry's detail.
+    what: String,
+}
+
+impl CallLog<'_> {
+    fn record(&self, state: &AppState, outcome: &str, detail: String, conn_account: Option<&str>) {
+        state.audit.record(
+            Entry::new("proxy", outcome)
+                .agent(&self.agent.id, &self.agent.name)
+                .provider(self.provider)
+                .account(conn_account.or(self.account))
+                .detail(detail)
+                .peer(self.peer.clone()),
+        );
+    }
+}
+
+/// Pause, the agent's policy and (under `ask`) the user's answer, for this very request.
+async fn authorize<'a>(
+    state: &AppState,
+    agent: &'a akhrot_core::vault::Agent,
+    target: &'a Target,
+    peer_addr: SocketAddr,
+) -> Result<CallLog<'a>, ApiError> {
+    let label = request_label(&target.method, &target.url);
     let granted = crate::access::authorize(
         state,
         agent,
-        &p,
-        account.as_deref(),
-        reason,
+        &target.provider,
+        target.account.as_deref(),
+        target.reason.clone(),
         Some(label.clone()),
         peer_addr,
     )
     .await?;
-    let audit = |outcome: &str, detail: String, conn_account: Option<&str>| {
-        Entry::new("proxy", outcome)
-            .agent(&agent.id, &agent.name)
-            .provider(&p.code)
-            .account(conn_account.or(account.as_deref()))
-            .detail(detail)
-            .peer(granted.peer.clone())
-    };
-    let what = format!("{method} {host}{}", url.path());
-    let (conn, creds) = match state.broker.fresh_credentials(&p, account.as_deref()).await {
-        Ok(v) => v,
+    Ok(CallLog {
+        agent,
+        provider: &target.provider.code,
+        account: target.account.as_deref(),
+        peer: granted.peer,
+        what: format!("{} {}{}", target.method, target.host, target.url.path()),
+    })
+}
+
+/// The connection's credentials, refreshed first when they are about to expire.
+async fn credentials(
+    state: &AppState,
+    target: &Target,
+    log: &CallLog<'_>,
+) -> Result<(Arc<ConnectionInfo>, Credentials), ApiError> {
+    match state
+        .broker
+        .fresh_credentials(&target.provider, target.account.as_deref())
+        .await
+    {
+        Ok(v) => Ok(v),
         Err(e) => {
             let e = ApiError::from(e);
-            state
-                .audit
-                .record(audit("error", format!("{what}: {}", e.code.as_str()), None));
-            return Err(e);
+            log.record(
+                state,
+                "error",
+                format!("{}: {}", log.what, e.code.as_str()),
+                None,
+            );
+            Err(e)
         }
-    };
+    }
+}
 
-    // The agent's headers, minus what must not travel; then the service's fixed headers.
+/// What travels upstream besides the credential: the headers and the body.
+struct Upstream {
+    headers: HeaderMap,
+    payload: Payload,
+}
+
+/// The agent's headers, minus what must not travel, plus the service's fixed headers; and the
+/// body, kept when small enough to be sent twice.
+async fn build_upstream(parts: &Parts, body: Body, target: &Target) -> Result<Upstream, ApiError> {
     let listed = connection_listed(&parts.headers);
-    let mut base_headers = HeaderMap::new();
+    let mut headers = HeaderMap::new();
     for (k, v) in &parts.headers {
         if drop_request_header(k.as_str()) || listed.iter().any(|l| l == k.as_str()) {
             continue;
         }
-        base_headers.append(k.clone(), v.clone());
+        headers.append(k.clone(), v.clone());
     }
     // The answer is searched for the credential before it is passed on (see `redact`), which
     // needs it uncompressed.
-    base_headers.insert(
+    headers.insert(
         header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
     );
-    for (k, v) in &s.headers {
+    for (k, v) in &target.service_headers {
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(k.as_bytes()),
-            crate::render::fill_strict(v, &public),
-        ) && !base_headers.contains_key(&name)
+            crate::render::fill_strict(v, &target.public),
+        ) && !headers.contains_key(&name)
             && let Ok(hv) = HeaderValue::from_str(&value)
         {
-            base_headers.insert(name, hv);
+            headers.insert(name, hv);
         }
     }
     let declared = parts
@@ -635,73 +663,99 @@ pub(crate) async fn forward(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let payload = read_payload(body, declared).await?;
-    let wants_length = matches!(method, Method::POST | Method::PUT | Method::PATCH);
+    let wants_length = matches!(target.method, Method::POST | Method::PUT | Method::PATCH);
     if let Payload::Kept(b) = &payload {
         // Sent with its exact length by the client; an empty body on a method that usually has
         // one still says `Content-Length: 0` (servers may insist on a length).
-        base_headers.remove(header::CONTENT_LENGTH);
+        headers.remove(header::CONTENT_LENGTH);
         if b.is_empty() && wants_length {
-            base_headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
         }
     }
+    Ok(Upstream { headers, payload })
+}
 
-    let send = |creds: &Credentials, conn: &ConnectionInfo, body: Option<reqwest::Body>| {
-        let known = known_values(&p, conn, creds);
-        let inj = inject(&p, &known)?;
-        let mut u = url.clone();
-        if !inj.query.is_empty() {
-            let mut qp = u.query_pairs_mut();
-            for (k, v) in &inj.query {
-                qp.append_pair(k, v);
-            }
+/// Starts one upstream request with the credential injected; also gives the access token used.
+fn send_once(
+    state: &AppState,
+    target: &Target,
+    headers: &HeaderMap,
+    creds: &Credentials,
+    conn: &ConnectionInfo,
+    body: Option<reqwest::Body>,
+) -> Result<
+    (
+        impl Future<Output = reqwest::Result<reqwest::Response>> + use<>,
+        zeroize::Zeroizing<String>,
+    ),
+    ApiError,
+> {
+    let known = known_values(&target.provider, conn, creds);
+    let inj = inject(&target.provider, &known)?;
+    let mut u = target.url.clone();
+    if !inj.query.is_empty() {
+        let mut qp = u.query_pairs_mut();
+        for (k, v) in &inj.query {
+            qp.append_pair(k, v);
         }
-        let mut headers = base_headers.clone();
-        for (k, v) in inj.headers {
-            headers.insert(k, v);
-        }
-        let mut rb = state.proxy_http.request(method.clone(), u).headers(headers);
-        if let Some(body) = body {
-            rb = rb.body(body);
-        }
-        let fut = rb.send();
-        Ok::<_, ApiError>((fut, inj.token))
+    }
+    let mut headers = headers.clone();
+    for (k, v) in inj.headers {
+        headers.insert(k, v);
+    }
+    let mut rb = state
+        .proxy_http
+        .request(target.method.clone(), u)
+        .headers(headers);
+    if let Some(body) = body {
+        rb = rb.body(body);
+    }
+    Ok((rb.send(), inj.token))
+}
+
+/// `PROVIDER_ERROR` for a provider that did not answer (`None`: not in time).
+fn upstream_error(host: &str, timeout: Duration, e: Option<reqwest::Error>) -> ApiError {
+    let why = match e {
+        None => format!("did not answer within {} s", timeout.as_secs()),
+        Some(e) if e.is_connect() => "could not be reached (connection failed)".to_owned(),
+        Some(e) if e.is_timeout() => "took too long to answer".to_owned(),
+        Some(_) => "failed before answering".to_owned(),
     };
+    ApiError::new(
+        Code::ProviderError,
+        format!("{host} {why}; try again later"),
+    )
+}
+
+/// The provider's answer, with what [`pass_back`] needs to write it out.
+struct Sent {
+    resp: reqwest::Response,
+    /// The connection's account the call used.
+    conn_account: String,
+    /// Every secret that was sent, to be masked in the answer.
+    secrets: crate::redact::Secrets,
+    /// Said in the audit detail: a retry after a refresh, or why there was none.
+    note: &'static str,
+}
+
+/// Sends the request; when an OAuth provider answers 401 and the body was kept, refreshes the
+/// token and sends it once more.
+async fn send_with_refresh(
+    state: &AppState,
+    target: &Target,
+    log: &CallLog<'_>,
+    conn: Arc<ConnectionInfo>,
+    creds: Credentials,
+    upstream: Upstream,
+) -> Result<Sent, ApiError> {
+    let p = &target.provider;
+    let what = &log.what;
     let timeout = state.provider_timeout;
-    let upstream_error = |e: Option<reqwest::Error>| {
-        let why = match e {
-            None => format!("did not answer within {} s", timeout.as_secs()),
-            Some(e) if e.is_connect() => "could not be reached (connection failed)".to_owned(),
-            Some(e) if e.is_timeout() => "took too long to answer".to_owned(),
-            Some(_) => "failed before answering".to_owned(),
-        };
-        ApiError::new(
-            Code::ProviderError,
-            format!("{host} {why}; try again later"),
-        )
-    };
-    // A kept body can be sent again; an empty one is not sent as a body at all.
-    let body_of = |b: &Bytes| (!b.is_empty()).then(|| reqwest::Body::from(b.clone()));
-    // A large upload may take longer than the provider timeout: for a streamed body the clock
-    // for the answer's headers starts when the agent's body has been read to its end.
-    let (uploaded_tx, uploaded_rx) = tokio::sync::oneshot::channel::<()>();
-    let (first_body, kept) = match payload {
-        Payload::Kept(b) => {
-            let _ = uploaded_tx.send(());
-            (body_of(&b), Some(b))
-        }
-        Payload::Streamed(b) => {
-            let tail = futures_util::stream::once(async move {
-                let _ = uploaded_tx.send(());
-                None::<Result<Bytes, axum::Error>>
-            })
-            .filter_map(|x| async move { x });
-            let body = reqwest::Body::wrap_stream(b.into_data_stream().chain(tail));
-            (Some(body), None)
-        }
-    };
+    let Upstream { headers, payload } = upstream;
+    let (first_body, kept, uploaded_rx) = first_body(payload);
     let mut secrets = crate::redact::Secrets::default();
-    add_secrets(&mut secrets, &p, &conn, &creds);
-    let (fut, used) = send(&creds, &conn, first_body)?;
+    add_secrets(&mut secrets, p, &conn, &creds);
+    let (fut, used) = send_once(state, target, &headers, &creds, &conn, first_body)?;
     let first = tokio::select! {
         r = fut => Ok(r),
         () = async {
@@ -712,17 +766,13 @@ pub(crate) async fn forward(
     let mut resp = match first {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
-            let e = upstream_error(Some(e));
-            state
-                .audit
-                .record(audit("502", format!("{what} -> 502"), Some(&conn.account)));
+            let e = upstream_error(&target.host, timeout, Some(e));
+            log.record(state, "502", format!("{what} -> 502"), Some(&conn.account));
             return Err(e);
         }
         Err(_) => {
-            state
-                .audit
-                .record(audit("502", format!("{what} -> 502"), Some(&conn.account)));
-            return Err(upstream_error(None));
+            log.record(state, "502", format!("{what} -> 502"), Some(&conn.account));
+            return Err(upstream_error(&target.host, timeout, None));
         }
     };
     let mut note = "";
@@ -730,59 +780,150 @@ pub(crate) async fn forward(
         && p.auth == AuthType::Oauth2
         && let Some(kept) = &kept
     {
-        match state
-            .broker
-            .refresh_rejected(&p, Some(&conn.account), &used)
-            .await
-        {
-            Ok((conn2, creds2)) => {
-                add_secrets(&mut secrets, &p, &conn2, &creds2);
-                let (fut, _) = send(&creds2, &conn2, body_of(kept))?;
-                match tokio::time::timeout(timeout, fut).await {
-                    Ok(Ok(r)) => {
-                        resp = r;
-                        note = " (retried after a refresh)";
-                    }
-                    Ok(Err(e)) => {
-                        state.audit.record(audit(
-                            "502",
-                            format!("{what} -> 502 (retry after a refresh)"),
-                            Some(&conn.account),
-                        ));
-                        return Err(upstream_error(Some(e)));
-                    }
-                    Err(_) => {
-                        state.audit.record(audit(
-                            "502",
-                            format!("{what} -> 502 (retry after a refresh)"),
-                            Some(&conn.account),
-                        ));
-                        return Err(upstream_error(None));
-                    }
-                }
+        let retry = Retry {
+            headers: &headers,
+            conn: &conn,
+            refused: &used,
+            body: kept,
+        };
+        match retry_after_refresh(state, target, log, retry, &mut secrets).await? {
+            Ok(r) => {
+                resp = r;
+                note = " (retried after a refresh)";
             }
-            Err(e) => {
-                let e = ApiError::from(e);
-                note = if e.code == Code::TokenExpired {
-                    " (refresh refused: reconnect needed)"
-                } else {
-                    " (refresh failed)"
-                };
-            }
+            Err(why) => note = why,
         }
     }
     drop(used);
+    Ok(Sent {
+        resp,
+        conn_account: conn.account.clone(),
+        secrets,
+        note,
+    })
+}
+
+/// The body to send first, the kept copy for a retry (small bodies only), and a signal that
+/// the agent's body has been read to its end: a large upload may take longer than the provider
+/// timeout, so for a streamed body the clock for the answer's headers starts then.
+fn first_body(
+    payload: Payload,
+) -> (
+    Option<reqwest::Body>,
+    Option<Bytes>,
+    tokio::sync::oneshot::Receiver<()>,
+) {
+    let (uploaded_tx, uploaded_rx) = tokio::sync::oneshot::channel::<()>();
+    match payload {
+        Payload::Kept(b) => {
+            let _ = uploaded_tx.send(());
+            (body_of(&b), Some(b), uploaded_rx)
+        }
+        Payload::Streamed(b) => {
+            let tail = futures_util::stream::once(async move {
+                let _ = uploaded_tx.send(());
+                None::<Result<Bytes, axum::Error>>
+            })
+            .filter_map(|x| async move { x });
+            let body = reqwest::Body::wrap_stream(b.into_data_stream().chain(tail));
+            (Some(body), None, uploaded_rx)
+        }
+    }
+}
+
+/// A kept body can be sent again; an empty one is not sent as a body at all.
+fn body_of(b: &Bytes) -> Option<reqwest::Body> {
+    (!b.is_empty()).then(|| reqwest::Body::from(b.clone()))
+}
+
+/// What a retry after a refresh sends again.
+struct Retry<'a> {
+    headers: &'a HeaderMap,
+    conn: &'a ConnectionInfo,
+    /// The access token the provider refused.
+    refused: &'a str,
+    body: &'a Bytes,
+}
+
+/// After an OAuth provider's 401: refreshes the token and sends the request once more.
+/// `Ok(Ok(answer))` is the retry's answer; `Ok(Err(note))` says why there was no retry (the
+/// first answer stands); `Err` is a retry that got no answer (audited here).
+async fn retry_after_refresh(
+    state: &AppState,
+    target: &Target,
+    log: &CallLog<'_>,
+    retry: Retry<'_>,
+    secrets: &mut crate::redact::Secrets,
+) -> Result<Result<reqwest::Response, &'static str>, ApiError> {
+    let p = &target.provider;
+    let timeout = state.provider_timeout;
+    let (conn2, creds2) = match state
+        .broker
+        .refresh_rejected(p, Some(&retry.conn.account), retry.refused)
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            let e = ApiError::from(e);
+            return Ok(Err(if e.code == Code::TokenExpired {
+                " (refresh refused: reconnect needed)"
+            } else {
+                " (refresh failed)"
+            }));
+        }
+    };
+    add_secrets(secrets, p, &conn2, &creds2);
+    let (fut, _) = send_once(
+        state,
+        target,
+        retry.headers,
+        &creds2,
+        &conn2,
+        body_of(retry.body),
+    )?;
+    let failed = |e: Option<reqwest::Error>| {
+        log.record(
+            state,
+            "502",
+            format!("{} -> 502 (retry after a refresh)", log.what),
+            Some(&retry.conn.account),
+        );
+        upstream_error(&target.host, timeout, e)
+    };
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(r)) => Ok(Ok(r)),
+        Ok(Err(e)) => Err(failed(Some(e))),
+        Err(_) => Err(failed(None)),
+    }
+}
+
+/// The provider's answer as the agent gets it: hop-by-hop headers dropped, every secret that was
+/// sent masked in headers and body, sandboxed, and cut if Akhrot shuts down mid-answer.
+fn pass_back(
+    state: &AppState,
+    target: &Target,
+    log: &CallLog<'_>,
+    sent: Sent,
+) -> Result<Response, ApiError> {
+    let Sent {
+        resp,
+        conn_account,
+        secrets,
+        note,
+    } = sent;
+    let (what, host) = (&log.what, &target.host);
     let status = resp.status();
     if resp
         .headers()
         .get(header::CONTENT_ENCODING)
         .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
     {
-        state.audit.record(audit(
+        log.record(
+            state,
             "502",
             format!("{what} -> 502 (compressed answer not passed on)"),
-            Some(&conn.account),
-        ));
+            Some(&conn_account),
+        );
         return Err(ApiError::new(
             Code::ProviderError,
             format!(
@@ -792,46 +933,74 @@ pub(crate) async fn forward(
     }
     let mut masker = secrets.masker();
     drop(secrets);
-    let listed = connection_listed(resp.headers());
     let mut out = Response::builder().status(status);
     let mut masked_headers = 0;
     if let Some(h) = out.headers_mut() {
-        for (k, v) in resp.headers() {
-            if drop_response_header(k.as_str()) || listed.iter().any(|l| l == k.as_str()) {
-                continue;
-            }
-            let v = match masker.as_mut() {
-                Some(m) => m.header(v),
-                None => v.clone(),
-            };
-            h.append(k.clone(), v);
-        }
-        masked_headers = masker.as_ref().map_or(0, |m| m.masked);
-        h.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("sandbox"),
-        );
-        if let Ok(v) = HeaderValue::from_str(&host) {
-            h.insert(HeaderName::from_static("x-akhrot-upstream"), v);
-        }
+        masked_headers = answer_headers(h, resp.headers(), masker.as_mut(), host);
     }
     let masked_note = if masked_headers > 0 {
         "; the credential it echoed in a header was masked"
     } else {
         ""
     };
-    state.audit.record(audit(
+    log.record(
+        state,
         status.as_str(),
         format!("{what} -> {}{note}{masked_note}", status.as_u16()),
-        Some(&conn.account),
-    ));
+        Some(&conn_account),
+    );
     // The answer streams until the provider ends it, or until Akhrot shuts down: then it is cut
     // with an error (the agent sees a broken answer, never a silently shortened one) so that a
     // long download does not hold the shutdown open.
-    let upstream = Box::pin(masked_stream(resp.bytes_stream(), masker, p.code.clone()));
-    let closing = state.closing.subscribe();
-    let stream = futures_util::stream::unfold(
-        (upstream, closing, false),
+    let upstream = masked_stream(resp.bytes_stream(), masker, target.provider.code.clone());
+    let stream = until_shutdown(upstream, state.closing.subscribe());
+    out.body(Body::from_stream(stream)).map_err(|_| {
+        ApiError::new(
+            Code::ProviderError,
+            format!("{host} answered with headers that cannot be passed on"),
+        )
+    })
+}
+
+/// The answer's headers as passed on: hop-by-hop and connection-listed ones dropped, every
+/// secret masked, sandboxed, and marked with the upstream host. Gives how many secrets were
+/// masked in them.
+fn answer_headers(
+    h: &mut HeaderMap,
+    upstream: &HeaderMap,
+    mut masker: Option<&mut crate::redact::Masker>,
+    host: &str,
+) -> usize {
+    let listed = connection_listed(upstream);
+    for (k, v) in upstream {
+        if drop_response_header(k.as_str()) || listed.iter().any(|l| l == k.as_str()) {
+            continue;
+        }
+        let v = match masker.as_mut() {
+            Some(m) => m.header(v),
+            None => v.clone(),
+        };
+        h.append(k.clone(), v);
+    }
+    let masked = masker.as_ref().map_or(0, |m| m.masked);
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox"),
+    );
+    if let Ok(v) = HeaderValue::from_str(host) {
+        h.insert(HeaderName::from_static("x-akhrot-upstream"), v);
+    }
+    masked
+}
+
+/// The answer's body until the provider ends it, or cut with an error when Akhrot starts
+/// shutting down (`closing` turns true).
+fn until_shutdown(
+    upstream: impl futures_util::Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+    closing: tokio::sync::watch::Receiver<bool>,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    futures_util::stream::unfold(
+        (Box::pin(upstream), closing, false),
         |(mut up, mut closing, cut)| async move {
             if cut {
                 return None;
@@ -850,13 +1019,7 @@ pub(crate) async fn forward(
                 )),
             }
         },
-    );
-    out.body(Body::from_stream(stream)).map_err(|_| {
-        ApiError::new(
-            Code::ProviderError,
-            format!("{host} answered with headers that cannot be passed on"),
-        )
-    })
+    )
 }
 
 /// The secret values of a connection, and the Basic pair as sent, for [`crate::redact`].

@@ -297,6 +297,24 @@ fn fill_body(body: &str, known: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// The skill document (`GET /ai/skill`) for this instance's base URL and catalog.
+pub fn render_skill(base_url: &str, catalog: &akhrot_core::catalog::Catalog) -> String {
+    let rows: Vec<String> = catalog
+        .iter()
+        .map(|p| {
+            let kind = match p.auth {
+                akhrot_core::catalog::AuthType::Oauth2 => "OAuth Bearer",
+                akhrot_core::catalog::AuthType::ApiKey => "API Key",
+                akhrot_core::catalog::AuthType::Mtproto => "MTProto Session",
+            };
+            format!("{} {} {} {}", p.name, p.code, kind, p.description)
+        })
+        .collect();
+    include_str!("skill.md")
+        .replace("{{BASE_URL}}", base_url)
+        .replace("{{PROVIDERS}}", &rows.join("\n"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

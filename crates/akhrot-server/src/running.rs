@@ -12,7 +12,23 @@ use std::fs::File;
 
 use akhrot_core::paths::Paths;
 
-use crate::ServerInfo;
+/// What `server.json` says about a running owner.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerInfo {
+    pub pid: u32,
+    pub port: u16,
+    pub base_url: String,
+    pub started_at: String,
+    pub version: String,
+}
+
+impl ServerInfo {
+    pub fn read(paths: &Paths) -> Option<Self> {
+        let text = std::fs::read_to_string(paths.server_file()).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
 
 /// Why no live owner was found; the text says it in a sentence.
 #[derive(Debug, Clone, PartialEq, Eq)]

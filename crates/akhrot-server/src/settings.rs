@@ -14,9 +14,9 @@ use serde_json::{Value, json};
 use akhrot_core::audit::Entry;
 use akhrot_core::config::{self, Config};
 
-use crate::AppState;
 use crate::error::{ApiError, success};
 use crate::guard::{AdminAuth, JsonBody};
+use crate::state::AppState;
 
 /// Bounds the Settings page accepts (flags and the file may go beyond them).
 const TIMEOUT_SECS: std::ops::RangeInclusive<u64> = 5..=86_400;

@@ -22,7 +22,10 @@ description: Get the user's OAuth tokens and API keys (Google, GitHub, Slack, No
 fn expected() -> String {
     let base = format!("http://127.0.0.1:{}", crate::DEFAULT_PORT);
     let catalog = Catalog::builtin().unwrap();
-    format!("{FRONT_MATTER}{}", crate::render_skill(&base, &catalog))
+    format!(
+        "{FRONT_MATTER}{}",
+        crate::render::render_skill(&base, &catalog)
+    )
 }
 
 #[test]
