@@ -1,0 +1,96 @@
+//! `akhrot keys`: create, list and revoke agent keys.
+
+use anyhow::Result;
+use clap::Subcommand;
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use super::{JsonFlag, ago, print_table};
+use crate::client::{Client, enc};
+
+#[derive(Subcommand)]
+pub enum KeysCmd {
+    /// Create an agent key; the key is printed once on stdout and never stored
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Allow this provider without asking (repeatable)
+        #[arg(long, value_name = "PROVIDER")]
+        allow: Vec<String>,
+        /// Allow every provider without asking
+        #[arg(long)]
+        allow_all: bool,
+    },
+    /// List agent keys (never the keys themselves)
+    List(JsonFlag),
+    /// Revoke an agent key by name or id; it stops working at once
+    Revoke { name: String },
+}
+
+pub fn run(c: &Client, cmd: KeysCmd) -> Result<()> {
+    match cmd {
+        KeysCmd::Create {
+            name,
+            allow,
+            allow_all,
+        } => {
+            let v = c.post(
+                "/admin/keys",
+                &json!({ "name": name, "allow": allow, "allowAll": allow_all }),
+            )?;
+            let key = Zeroizing::new(v["key"].as_str().unwrap_or_default().to_owned());
+            println!("{}", key.as_str());
+            eprintln!(
+                "Created agent key `{name}`. It is shown only this once: give it to the agent as AKHROT_API_KEY."
+            );
+            Ok(())
+        }
+        KeysCmd::List(f) => {
+            let list = c.get("/admin/keys")?;
+            if f.json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = list
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| {
+                    let policies: Vec<String> = a["policies"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(p, v)| format!("{p}={}", v["mode"].as_str().unwrap_or("?")))
+                        .collect();
+                    vec![
+                        a["id"].as_str().unwrap_or("").to_owned(),
+                        a["name"].as_str().unwrap_or("").to_owned(),
+                        if a["revokedAt"].is_null() {
+                            "active"
+                        } else {
+                            "revoked"
+                        }
+                        .to_owned(),
+                        ago(a["lastUsedAt"].as_i64()),
+                        if policies.is_empty() {
+                            "ask (default)".into()
+                        } else {
+                            policies.join(" ")
+                        },
+                    ]
+                })
+                .collect();
+            if rows.is_empty() {
+                println!("No agent keys yet. Create one with `akhrot keys create --name <agent>`.");
+            } else {
+                print_table(&["ID", "NAME", "STATE", "LAST USED", "POLICIES"], &rows);
+            }
+            Ok(())
+        }
+        KeysCmd::Revoke { name } => {
+            c.delete(&format!("/admin/keys/{}", enc(&name)))?;
+            eprintln!("Revoked agent key `{name}`.");
+            Ok(())
+        }
+    }
+}
