@@ -13,6 +13,7 @@ pub mod error;
 pub mod guard;
 pub mod listener;
 pub mod mcp;
+pub mod models;
 mod oauth;
 pub mod openapi;
 mod page;

@@ -18,8 +18,9 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
-use crate::error::success;
+use crate::error::{Envelope, success, success_typed};
 use crate::guard::AdminAuth;
+use crate::models::admin::{SignedOut, UiLink};
 
 mod files {
     include!(concat!(env!("OUT_DIR"), "/ui_files.rs"));
@@ -230,6 +231,18 @@ pub async fn login(State(state): State<Arc<AppState>>, Query(q): Query<LoginQuer
     resp
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/logout",
+    tag = "admin",
+    operation_id = "logout",
+    security(("adminCredential" = [])),
+    summary = "Sign the web UI out",
+    description = "Ends this browser's web UI session.",
+    responses(
+        (status = 200, description = "Signed out.", body = Envelope<SignedOut>),
+    )
+)]
 /// Signs this browser out (the cookie's session ends at once).
 pub async fn logout(
     State(state): State<Arc<AppState>>,
@@ -237,7 +250,7 @@ pub async fn logout(
     headers: HeaderMap,
 ) -> Response {
     state.ui.end(&headers);
-    let mut resp = success(json!({ "signedOut": true }));
+    let mut resp = success_typed(SignedOut { signed_out: true });
     let expire = format!(
         "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
         state.ui.cookie_name
@@ -254,12 +267,24 @@ pub async fn session(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     success(json!({ "signedIn": state.ui.check(&headers) }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/ui-link",
+    tag = "admin",
+    operation_id = "newUiLink",
+    security(("adminCredential" = [])),
+    summary = "A web UI sign-in link",
+    description = "A fresh one-time sign-in link to the web UI (`akhrot ui`, the desktop window).",
+    responses(
+        (status = 200, description = "The link.", body = Envelope<UiLink>),
+    )
+)]
 /// A fresh one-time sign-in link (for `akhrot ui` and the desktop window).
 pub async fn new_link(State(state): State<Arc<AppState>>, _: AdminAuth) -> Response {
-    success(json!({
-        "url": login_url(&state),
-        "expiresInSecs": LINK_TTL.as_secs(),
-    }))
+    success_typed(UiLink {
+        url: login_url(&state),
+        expires_in_secs: LINK_TTL.as_secs(),
+    })
 }
 
 #[cfg(test)]

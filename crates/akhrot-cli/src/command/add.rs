@@ -9,26 +9,28 @@ use zeroize::Zeroizing;
 
 use akhrot_core::SecretString;
 
-use crate::client::{Client, enc};
+use akhrot_server::models::admin::{ConnectionAdded, ProviderField, ProviderInfo};
+
+use crate::client::{Client, enc, typed};
 
 pub fn run(c: &Client, provider: &str, account: Option<String>) -> Result<()> {
-    let p = c.get(&format!("/admin/providers/{}", enc(provider)))?;
-    let name = p["name"].as_str().unwrap_or(provider).to_owned();
-    if p["authType"] == "oauth2" {
+    let p: ProviderInfo = c.get_typed(&format!("/admin/providers/{}", enc(provider)))?;
+    let name = p.name.clone();
+    if p.auth_type == "oauth2" {
         bail!("{name} connects with OAuth, not with a pasted key: run `akhrot connect {provider}`");
     }
-    let fields: Vec<Value> = p["fields"].as_array().cloned().unwrap_or_default();
+    let fields = &p.fields;
     let mut values: BTreeMap<String, SecretString> = BTreeMap::new();
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
-        if let Some(url) = p["consoleUrl"].as_str() {
+        if let Some(url) = &p.console_url {
             eprintln!("Get the values for {name} at {url}");
         }
-        for f in &fields {
-            let fname = f["name"].as_str().unwrap_or_default();
-            let label = f["label"].as_str().unwrap_or(fname);
-            let optional = f["optional"].as_bool().unwrap_or(false);
-            if let Some(h) = f["hint"].as_str() {
+        for f in fields {
+            let fname = f.name.as_str();
+            let label = f.label.as_str();
+            let optional = f.optional;
+            if let Some(h) = &f.hint {
                 eprintln!("  {h}");
             }
             let prompt = format!(
@@ -39,7 +41,7 @@ pub fn run(c: &Client, provider: &str, account: Option<String>) -> Result<()> {
                     ""
                 }
             );
-            let v = if f["secret"].as_bool().unwrap_or(true) {
+            let v = if f.secret {
                 rpassword::prompt_password(&prompt).context("cannot read from the terminal")?
             } else {
                 eprint!("{prompt}");
@@ -58,7 +60,7 @@ pub fn run(c: &Client, provider: &str, account: Option<String>) -> Result<()> {
             .lock()
             .read_to_string(&mut input)
             .context("cannot read stdin")?;
-        values = parse_stdin_fields(&input, &fields)?;
+        values = parse_stdin_fields(&input, fields)?;
     }
     let fields_json: serde_json::Map<String, Value> = values
         .iter()
@@ -68,9 +70,9 @@ pub fn run(c: &Client, provider: &str, account: Option<String>) -> Result<()> {
     if let Some(a) = &account {
         body["account"] = json!(a);
     }
-    let v = c.post("/admin/connections", &body)?;
-    let account = v["connection"]["account"].as_str().unwrap_or("default");
-    if v["replaced"].as_bool().unwrap_or(false) {
+    let v: ConnectionAdded = typed("/admin/connections", c.post("/admin/connections", &body)?)?;
+    let account = &v.connection.account;
+    if v.replaced {
         eprintln!("Updated {name} (account `{account}`).");
     } else {
         eprintln!("Connected {name} (account `{account}`).");
@@ -79,8 +81,11 @@ pub fn run(c: &Client, provider: &str, account: Option<String>) -> Result<()> {
 }
 
 /// Stdin for `akhrot add`: the bare secret for a one-field provider, else `field=value` lines.
-fn parse_stdin_fields(input: &str, fields: &[Value]) -> Result<BTreeMap<String, SecretString>> {
-    let names: Vec<&str> = fields.iter().filter_map(|f| f["name"].as_str()).collect();
+fn parse_stdin_fields(
+    input: &str,
+    fields: &[ProviderField],
+) -> Result<BTreeMap<String, SecretString>> {
+    let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
     let mut out = BTreeMap::new();
     let trimmed = input.trim();
     if names.len() == 1 {
@@ -117,14 +122,24 @@ fn parse_stdin_fields(input: &str, fields: &[Value]) -> Result<BTreeMap<String, 
 mod tests {
     use super::*;
 
+    fn field(name: &str) -> ProviderField {
+        ProviderField {
+            name: name.into(),
+            label: name.into(),
+            secret: true,
+            optional: false,
+            hint: None,
+        }
+    }
+
     #[test]
     fn stdin_fields() {
-        let one = vec![json!({"name": "apiKey"})];
+        let one = vec![field("apiKey")];
         let v = parse_stdin_fields("sk-1\n", &one).unwrap();
         assert_eq!(v["apiKey"].expose(), "sk-1");
         let v = parse_stdin_fields("apiKey=sk-2", &one).unwrap();
         assert_eq!(v["apiKey"].expose(), "sk-2");
-        let two = vec![json!({"name": "accountSid"}), json!({"name": "authToken"})];
+        let two = vec![field("accountSid"), field("authToken")];
         let v = parse_stdin_fields("# twilio\naccountSid=AC1\nauthToken=t=x\n", &two).unwrap();
         assert_eq!(v["accountSid"].expose(), "AC1");
         assert_eq!(v["authToken"].expose(), "t=x");

@@ -2,7 +2,8 @@
 
 use anyhow::Result;
 use clap::Subcommand;
-use serde_json::{Value, json};
+
+use akhrot_server::models::admin::{AnswerApproval, Approval, ApprovalAnswered, PeerView};
 
 use super::{parse_duration, print_table};
 use crate::client::{Client, enc};
@@ -25,17 +26,17 @@ pub enum ApprovalsCmd {
 
 /// The calling processes of a prompt, as the OS named them: `exe (pid N)` each, and the
 /// reason the answer is not certain when it is not.
-fn process_text(peer: &Value) -> String {
-    let procs: Vec<String> = peer["processes"]
-        .as_array()
-        .into_iter()
-        .flatten()
+fn process_text(peer: &PeerView) -> String {
+    let procs: Vec<String> = peer
+        .processes
+        .iter()
         .map(|p| {
-            let exe = p["exe"]
-                .as_str()
-                .or_else(|| p["cmdline"][0].as_str())
+            let exe = p
+                .exe
+                .as_deref()
+                .or_else(|| p.cmdline.first().map(String::as_str))
                 .unwrap_or("?");
-            format!("{exe} (pid {})", p["pid"])
+            format!("{exe} (pid {})", p.pid)
         })
         .collect();
     let mut text = if procs.is_empty() {
@@ -43,8 +44,8 @@ fn process_text(peer: &Value) -> String {
     } else {
         procs.join(", ")
     };
-    if peer["verified"] != true {
-        match peer["note"].as_str() {
+    if !peer.verified {
+        match &peer.note {
             Some(note) => text.push_str(&format!(" [not verified: {note}]")),
             None => text.push_str(" [not verified]"),
         }
@@ -52,30 +53,31 @@ fn process_text(peer: &Value) -> String {
     text
 }
 
+fn answer(c: &Client, id: &str, answer: String) -> Result<ApprovalAnswered> {
+    c.post_typed(
+        &format!("/admin/approvals/{}", enc(id)),
+        &AnswerApproval { answer },
+    )
+}
+
 pub fn run(c: &Client, cmd: Option<ApprovalsCmd>, as_json: bool) -> Result<()> {
     match cmd {
         None => {
-            let list = c.get("/admin/approvals")?;
+            let list: Vec<Approval> = c.get_typed("/admin/approvals")?;
             if as_json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(());
             }
             let rows: Vec<Vec<String>> = list
-                .as_array()
-                .into_iter()
-                .flatten()
+                .iter()
                 .map(|p| {
-                    let process = process_text(&p["peer"]);
+                    let process = process_text(&p.peer_view().unwrap_or_default());
                     vec![
-                        p["id"].as_str().unwrap_or("").to_owned(),
-                        p["agent"].as_str().unwrap_or("").to_owned(),
-                        format!(
-                            "{} ({})",
-                            p["provider"].as_str().unwrap_or(""),
-                            p["account"].as_str().unwrap_or("")
-                        ),
-                        p["request"].as_str().unwrap_or("token").to_owned(),
-                        p["reason"].as_str().unwrap_or("-").to_owned(),
+                        p.id.clone(),
+                        p.agent.clone(),
+                        format!("{} ({})", p.provider, p.account),
+                        p.request.clone().unwrap_or_else(|| "token".to_owned()),
+                        p.reason.clone().unwrap_or_else(|| "-".to_owned()),
                         process,
                     ]
                 })
@@ -98,32 +100,23 @@ pub fn run(c: &Client, cmd: Option<ApprovalsCmd>, as_json: bool) -> Result<()> {
             duration,
             always,
         }) => {
-            let answer = match (duration, always) {
+            let how = match (duration, always) {
                 (_, true) => "always".to_owned(),
                 (Some(d), _) => format!("for:{}", parse_duration(&d)?),
                 (None, false) => "once".to_owned(),
             };
-            let v = c.post(
-                &format!("/admin/approvals/{}", enc(&id)),
-                &json!({ "answer": answer }),
-            )?;
+            let v = answer(c, &id, how)?;
             eprintln!(
                 "Allowed `{}` to use {} ({}).",
-                v["approval"]["agent"].as_str().unwrap_or("?"),
-                v["approval"]["provider"].as_str().unwrap_or("?"),
-                v["answer"].as_str().unwrap_or("once")
+                v.approval.agent, v.approval.provider, v.answer
             );
             Ok(())
         }
         Some(ApprovalsCmd::Deny { id }) => {
-            let v = c.post(
-                &format!("/admin/approvals/{}", enc(&id)),
-                &json!({ "answer": "deny" }),
-            )?;
+            let v = answer(c, &id, "deny".to_owned())?;
             eprintln!(
                 "Denied `{}` access to {}.",
-                v["approval"]["agent"].as_str().unwrap_or("?"),
-                v["approval"]["provider"].as_str().unwrap_or("?")
+                v.approval.agent, v.approval.provider
             );
             Ok(())
         }

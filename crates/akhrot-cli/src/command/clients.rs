@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use super::{JsonFlag, print_table};
-use crate::client::Client;
+use akhrot_server::models::admin::{ClientInfo, ClientSet};
+
+use crate::client::{Client, typed};
 
 #[derive(Subcommand)]
 pub enum ClientsCmd {
@@ -62,47 +64,41 @@ pub fn run(c: &Client, cmd: ClientsCmd) -> Result<()> {
                 }
                 body["clientSecret"] = json!(trimmed);
             }
-            let v = c.post("/admin/clients", &body)?;
+            let v: ClientSet = typed("/admin/clients", c.post("/admin/clients", &body)?)?;
             eprintln!(
                 "OAuth client for {provider} saved{}. Its redirect URI must be registered as:",
-                if v["hasSecret"].as_bool().unwrap_or(false) {
+                if v.has_secret {
                     " (with secret)"
                 } else {
                     " (public client, PKCE only)"
                 }
             );
-            println!("{}", v["redirectUri"].as_str().unwrap_or(""));
+            println!("{}", v.redirect_uri);
             Ok(())
         }
         ClientsCmd::List(f) => {
-            let list = c.get("/admin/clients")?;
+            let list: Vec<ClientInfo> = c.get_typed("/admin/clients")?;
             if f.json {
-                let with_ids: Vec<Value> = list
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|v| {
-                        let mut v = v.clone();
-                        v["id"] = v["provider"].clone();
-                        v
-                    })
-                    .collect();
+                let mut with_ids: Vec<Value> = Vec::with_capacity(list.len());
+                for v in &list {
+                    let mut v = serde_json::to_value(v)?;
+                    v["id"] = json!(v["provider"]);
+                    with_ids.push(v);
+                }
                 println!("{}", serde_json::to_string_pretty(&with_ids)?);
                 return Ok(());
             }
             let rows: Vec<Vec<String>> = list
-                .as_array()
                 .into_iter()
-                .flatten()
                 .map(|v| {
                     vec![
-                        v["provider"].as_str().unwrap_or("").to_owned(),
-                        if v["configured"].as_bool().unwrap_or(false) {
-                            v["clientId"].as_str().unwrap_or("").to_owned()
-                        } else {
-                            "(not set)".to_owned()
+                        v.provider,
+                        match v.client_id {
+                            Some(id) if v.configured => id,
+                            _ if v.configured => String::new(),
+                            _ => "(not set)".to_owned(),
                         },
-                        v["redirectUri"].as_str().unwrap_or("").to_owned(),
+                        v.redirect_uri,
                     ]
                 })
                 .collect();

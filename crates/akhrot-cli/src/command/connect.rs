@@ -6,7 +6,9 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use serde_json::json;
 
-use crate::client::{Client, enc};
+use akhrot_server::models::admin::{Session, SessionStatus};
+
+use crate::client::{Client, enc, typed};
 
 /// A consent page is a web page: `https://`, or `http://` on a loopback host (local IdPs, as
 /// the catalog allows). Anything else (`file:`, a custom scheme) is never handed to the opener.
@@ -34,9 +36,9 @@ pub fn run(
     if let Some(a) = account {
         body["account"] = json!(a);
     }
-    let s = c.post("/admin/sessions", &body)?;
-    let id = s["sessionId"].as_str().unwrap_or_default().to_owned();
-    let url = s["url"].as_str().unwrap_or_default().to_owned();
+    let s: Session = typed("/admin/sessions", c.post("/admin/sessions", &body)?)?;
+    let id = s.session_id;
+    let url = s.url.unwrap_or_default();
     check_consent_url(&url)?;
     let opened = !no_browser
         && std::env::var_os("AKHROT_NO_BROWSER").is_none()
@@ -52,28 +54,28 @@ pub fn run(
     let spinner = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
     let mut i = 0usize;
     loop {
-        let v = c.get(&format!("/admin/sessions/{}", enc(&id)))?;
-        match v["status"].as_str().unwrap_or("") {
-            "completed" => {
+        let v: Session = c.get_typed(&format!("/admin/sessions/{}", enc(&id)))?;
+        match v.status {
+            SessionStatus::Completed => {
                 if tty {
                     eprint!("\r\x1b[2K");
                 }
                 eprintln!(
                     "Connected {provider} as {}.",
-                    v["account"].as_str().unwrap_or("?")
+                    v.account.as_deref().unwrap_or("?")
                 );
                 return Ok(());
             }
-            "failed" => {
+            SessionStatus::Failed => {
                 if tty {
                     eprint!("\r\x1b[2K");
                 }
                 bail!(
                     "{provider} was not connected: {}",
-                    v["error"].as_str().unwrap_or("the provider refused")
+                    v.error.as_deref().unwrap_or("the provider refused")
                 );
             }
-            "expired" => {
+            SessionStatus::Expired => {
                 if tty {
                     eprint!("\r\x1b[2K");
                 }
@@ -81,7 +83,7 @@ pub fn run(
                     "the consent session expired after 10 minutes; run `akhrot connect {provider}` again"
                 );
             }
-            _ => {}
+            SessionStatus::Pending => {}
         }
         if tty {
             eprint!(

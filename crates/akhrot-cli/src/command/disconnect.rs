@@ -2,6 +2,8 @@
 
 use anyhow::Result;
 
+use akhrot_server::models::admin::ConnectionRemoved;
+
 use crate::client::{Client, enc};
 
 pub fn run(c: &Client, provider: &str, account: Option<String>) -> Result<()> {
@@ -9,11 +11,10 @@ pub fn run(c: &Client, provider: &str, account: Option<String>) -> Result<()> {
     if let Some(a) = &account {
         path.push_str(&format!("?account={}", enc(a)));
     }
-    let v = c.delete(&path)?;
+    let v: ConnectionRemoved = c.delete_typed(&path)?;
     eprintln!(
         "Disconnected {} (account `{}`).",
-        v["removed"]["provider"].as_str().unwrap_or(provider),
-        v["removed"]["account"].as_str().unwrap_or("?")
+        v.removed.provider, v.removed.account
     );
     Ok(())
 }

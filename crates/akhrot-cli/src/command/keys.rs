@@ -2,8 +2,9 @@
 
 use anyhow::Result;
 use clap::Subcommand;
-use serde_json::json;
 use zeroize::Zeroizing;
+
+use akhrot_server::models::admin::{AgentKey, CreateKey, KeyCreated};
 
 use super::{JsonFlag, ago, print_table};
 use crate::client::{Client, enc};
@@ -34,11 +35,15 @@ pub fn run(c: &Client, cmd: KeysCmd) -> Result<()> {
             allow,
             allow_all,
         } => {
-            let v = c.post(
+            let created: KeyCreated = c.post_typed(
                 "/admin/keys",
-                &json!({ "name": name, "allow": allow, "allowAll": allow_all }),
+                &CreateKey {
+                    name: name.clone(),
+                    allow,
+                    allow_all,
+                },
             )?;
-            let key = Zeroizing::new(v["key"].as_str().unwrap_or_default().to_owned());
+            let key = Zeroizing::new(created.key);
             println!("{}", key.as_str());
             eprintln!(
                 "Created agent key `{name}`. It is shown only this once: give it to the agent as AKHROT_API_KEY."
@@ -46,32 +51,29 @@ pub fn run(c: &Client, cmd: KeysCmd) -> Result<()> {
             Ok(())
         }
         KeysCmd::List(f) => {
-            let list = c.get("/admin/keys")?;
+            let list: Vec<AgentKey> = c.get_typed("/admin/keys")?;
             if f.json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(());
             }
             let rows: Vec<Vec<String>> = list
-                .as_array()
-                .into_iter()
-                .flatten()
+                .iter()
                 .map(|a| {
-                    let policies: Vec<String> = a["policies"]
-                        .as_object()
-                        .into_iter()
-                        .flatten()
-                        .map(|(p, v)| format!("{p}={}", v["mode"].as_str().unwrap_or("?")))
+                    let policies: Vec<String> = a
+                        .policies
+                        .iter()
+                        .map(|(p, v)| format!("{p}={}", v.mode))
                         .collect();
                     vec![
-                        a["id"].as_str().unwrap_or("").to_owned(),
-                        a["name"].as_str().unwrap_or("").to_owned(),
-                        if a["revokedAt"].is_null() {
+                        a.id.clone(),
+                        a.name.clone(),
+                        if a.revoked_at.is_none() {
                             "active"
                         } else {
                             "revoked"
                         }
                         .to_owned(),
-                        ago(a["lastUsedAt"].as_i64()),
+                        ago(a.last_used_at),
                         if policies.is_empty() {
                             "ask (default)".into()
                         } else {
@@ -88,7 +90,7 @@ pub fn run(c: &Client, cmd: KeysCmd) -> Result<()> {
             Ok(())
         }
         KeysCmd::Revoke { name } => {
-            c.delete(&format!("/admin/keys/{}", enc(&name)))?;
+            let _: AgentKey = c.delete_typed(&format!("/admin/keys/{}", enc(&name)))?;
             eprintln!("Revoked agent key `{name}`.");
             Ok(())
         }

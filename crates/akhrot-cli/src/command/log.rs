@@ -2,6 +2,8 @@
 
 use anyhow::Result;
 
+use akhrot_server::models::admin::AuditEntry;
+
 use super::print_table;
 use crate::client::{Client, enc};
 
@@ -19,28 +21,25 @@ pub fn run(
             q.push_str(&format!("&{k}={}", enc(&v)));
         }
     }
-    let list = c.get(&q)?;
+    let list: Vec<AuditEntry> = c.get_typed(&q)?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
     let rows: Vec<Vec<String>> = list
-        .as_array()
         .into_iter()
-        .flatten()
         .map(|e| {
-            let at = e["at"].as_i64().unwrap_or(0) / 1000;
             vec![
-                akhrot_core::unix_to_rfc3339(at),
-                e["agent"].as_str().unwrap_or("-").to_owned(),
-                e["action"].as_str().unwrap_or("").to_owned(),
-                e["outcome"].as_str().unwrap_or("").to_owned(),
-                match (e["provider"].as_str(), e["account"].as_str()) {
+                akhrot_core::unix_to_rfc3339(e.at / 1000),
+                e.agent.unwrap_or_else(|| "-".to_owned()),
+                e.action,
+                e.outcome,
+                match (e.provider, e.account) {
                     (Some(p), Some(a)) => format!("{p} ({a})"),
-                    (Some(p), None) => p.to_owned(),
+                    (Some(p), None) => p,
                     _ => "-".into(),
                 },
-                e["detail"].as_str().unwrap_or("").to_owned(),
+                e.detail.unwrap_or_default(),
             ]
         })
         .collect();

@@ -1,12 +1,18 @@
 //! `akhrot pause on|off`: deny every agent request until resumed.
 
 use anyhow::Result;
-use serde_json::json;
+
+use akhrot_server::models::admin::{Paused, SetPause};
 
 use crate::client::Client;
 
 pub fn run(c: &Client, state: &str) -> Result<()> {
-    c.post("/admin/pause", &json!({ "paused": state == "on" }))?;
+    let _: Paused = c.post_typed(
+        "/admin/pause",
+        &SetPause {
+            paused: state == "on",
+        },
+    )?;
     eprintln!(
         "{}",
         if state == "on" {

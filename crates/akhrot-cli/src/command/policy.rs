@@ -2,7 +2,8 @@
 
 use anyhow::{Result, bail};
 use clap::Subcommand;
-use serde_json::json;
+
+use akhrot_server::models::admin::{AgentKey, SetPolicy};
 
 use super::parse_duration;
 use crate::client::Client;
@@ -31,14 +32,19 @@ pub fn run(c: &Client, cmd: PolicyCmd) -> Result<()> {
         mode,
         duration,
     } = cmd;
-    let mut body = json!({ "agent": agent, "provider": provider, "mode": mode });
+    let mut body = SetPolicy {
+        agent: agent.clone(),
+        provider: provider.clone(),
+        mode: mode.clone(),
+        for_seconds: None,
+    };
     if let Some(d) = duration {
         if mode != "allow" && mode != "proxy-only" {
             bail!("--for goes with allow or proxy-only");
         }
-        body["forSeconds"] = json!(parse_duration(&d)?);
+        body.for_seconds = Some(parse_duration(&d)?);
     }
-    c.post("/admin/policies", &body)?;
+    let _: AgentKey = c.post_typed("/admin/policies", &body)?;
     eprintln!("Policy for `{agent}` on {provider}: {mode}.");
     Ok(())
 }

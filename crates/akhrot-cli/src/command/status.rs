@@ -3,72 +3,59 @@
 use anyhow::Result;
 use serde_json::{Value, json};
 
+use akhrot_server::models::admin::Status;
+
 use super::{ago, print_table};
 use crate::client::Client;
 
 pub fn run(c: &Client, as_json: bool) -> Result<()> {
-    let s = c.get("/admin/status")?;
-    let conns = s["connections"].as_array().cloned().unwrap_or_default();
+    let s: Status = c.get_typed("/admin/status")?;
     if as_json {
-        let approvals = s["pendingApprovals"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let list: Vec<Value> = conns
-            .iter()
-            .map(|c| {
-                let mut c = c.clone();
-                c["kind"] = json!("connection");
-                c
-            })
-            .chain(approvals.into_iter().map(|mut a| {
-                a["kind"] = json!("approval");
-                a
-            }))
-            .collect();
+        let mut list: Vec<Value> = Vec::new();
+        for c in &s.connections {
+            let mut c = serde_json::to_value(c)?;
+            c["kind"] = json!("connection");
+            list.push(c);
+        }
+        for a in &s.pending_approvals {
+            let mut a = serde_json::to_value(a)?;
+            a["kind"] = json!("approval");
+            list.push(a);
+        }
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
     println!(
         "Akhrot {} on {} (pid {}), vault {} ({})",
-        s["server"]["version"].as_str().unwrap_or("?"),
-        s["server"]["baseUrl"].as_str().unwrap_or("?"),
-        s["server"]["pid"],
-        s["vault"]["path"].as_str().unwrap_or("?"),
-        s["vault"]["keySource"].as_str().unwrap_or("?")
+        s.server.version, s.server.base_url, s.server.pid, s.vault.path, s.vault.key_source
     );
     println!(
         "Agent keys: {} active. Pending approvals: {}.{}",
-        s["agents"]["active"],
-        s["pendingApprovals"]
-            .as_array()
-            .map(|a| a.len())
-            .unwrap_or(0),
-        if s["paused"].as_bool().unwrap_or(false) {
-            " Agents are PAUSED."
-        } else {
-            ""
-        }
+        s.agents.active,
+        s.pending_approvals.len(),
+        if s.paused { " Agents are PAUSED." } else { "" }
     );
-    for issue in s["catalog"]["issues"].as_array().into_iter().flatten() {
-        println!("providers.d problem: {}", issue.as_str().unwrap_or(""));
+    for issue in &s.catalog.issues {
+        println!("providers.d problem: {issue}");
     }
     println!();
-    if conns.is_empty() {
+    if s.connections.is_empty() {
         println!(
             "No connections yet. Add one with `akhrot add openai` (API keys) — OAuth providers connect from the app."
         );
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = conns
+    let rows: Vec<Vec<String>> = s
+        .connections
         .iter()
         .map(|c| {
+            let c = &c.connection;
             vec![
-                c["provider"].as_str().unwrap_or("").to_owned(),
-                c["account"].as_str().unwrap_or("").to_owned(),
-                c["authType"].as_str().unwrap_or("").to_owned(),
-                c["status"].as_str().unwrap_or("").to_owned(),
-                ago(c["updatedAt"].as_i64()),
+                c.provider.clone(),
+                c.account.clone(),
+                c.auth_type.clone(),
+                c.status.clone(),
+                ago(Some(c.updated_at)),
             ]
         })
         .collect();

@@ -3,12 +3,14 @@
 use anyhow::{Result, bail};
 use serde_json::json;
 
+use akhrot_server::models::admin::UiLink;
+
 use crate::client::Client;
 
 /// Opens (or prints) a fresh one-time sign-in link to the web UI.
 pub fn run(c: &Client, no_browser: bool) -> Result<()> {
-    let v = c.post("/admin/ui-link", &json!({}))?;
-    let url = v["url"].as_str().unwrap_or_default();
+    let link: UiLink = c.post_typed("/admin/ui-link", &json!({}))?;
+    let url = link.url.as_str();
     check_ui_link(url, c.base())?;
     let opened = !no_browser
         && std::env::var_os("AKHROT_NO_BROWSER").is_none()
