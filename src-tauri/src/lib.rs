@@ -19,9 +19,7 @@ use std::time::Duration;
 use tauri::{AppHandle, Manager, RunEvent, Runtime};
 
 use akhrot_core::approvals::Event as ApprovalEvent;
-use akhrot_core::config::Config;
 use akhrot_core::paths::Paths;
-use akhrot_core::vault::Unlock;
 use akhrot_core::{SecretString, broker::CallbackOutcome};
 use akhrot_server::{AppState, Owner, OwnerOptions, StartError};
 
@@ -213,44 +211,15 @@ fn init_tracing() {
         .try_init();
 }
 
-/// The owner's options, resolved like `akhrot serve` resolves them (environment, then
-/// `config.toml`, then the defaults).
+/// The owner's options, resolved as `akhrot serve` resolves them
+/// ([`OwnerOptions::resolve`]), with the passphrase from [`passphrase`].
 fn owner_options() -> Result<OwnerOptions, String> {
     let paths = Paths::resolve(None, None).map_err(|e| e.to_string())?;
-    let config = Config::load(&paths.config_dir).map_err(|e| e.to_string())?;
-    let unlock = match passphrase() {
-        Some(p) => Unlock::Passphrase(SecretString::new(p)),
-        None => Unlock::Keyring,
+    let overrides = akhrot_server::OwnerOverrides {
+        passphrase: passphrase().map(SecretString::new),
+        ..Default::default()
     };
-    let port = match std::env::var("AKHROT_PORT") {
-        Ok(p) if !p.is_empty() => p
-            .parse()
-            .map_err(|_| format!("AKHROT_PORT `{p}` is not a port number"))?,
-        _ => config.port.unwrap_or(akhrot_server::DEFAULT_PORT),
-    };
-    Ok(OwnerOptions {
-        paths,
-        port,
-        unlock,
-        rate_limit_per_min: config
-            .rate_limit
-            .unwrap_or(akhrot_server::DEFAULT_RATE_LIMIT),
-        approval_timeout: Duration::from_secs(
-            config
-                .approval_timeout
-                .unwrap_or(akhrot_server::DEFAULT_APPROVAL_TIMEOUT_SECS),
-        ),
-        provider_timeout: Duration::from_secs(
-            config
-                .provider_timeout
-                .unwrap_or(akhrot_server::DEFAULT_PROVIDER_TIMEOUT_SECS)
-                .max(1),
-        ),
-        limits: akhrot_server::listener::ConnLimits::from_config(
-            config.max_connections,
-            config.header_timeout,
-        ),
-    })
+    OwnerOptions::resolve(paths, overrides).map_err(|e| e.to_string())
 }
 
 fn setup(app: &AppHandle, hidden: bool) {

@@ -16,6 +16,7 @@ pub mod mcp;
 pub mod models;
 mod oauth;
 pub mod openapi;
+mod owner_options;
 mod page;
 mod proxy;
 mod ratelimit;
@@ -44,6 +45,7 @@ use akhrot_core::paths::{self, Paths};
 use akhrot_core::vault::{Unlock, Vault};
 use akhrot_core::{SecretString, now_rfc3339};
 
+pub use owner_options::{OwnerOverrides, ResolveError};
 pub use ratelimit::RateLimiter;
 
 /// The port `akhrot serve` listens on unless told otherwise.

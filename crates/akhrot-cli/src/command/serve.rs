@@ -1,19 +1,13 @@
 //! `akhrot serve`: the headless vault owner (the API and no tray), until SIGTERM or SIGINT.
 
 use std::io::{IsTerminal, Write};
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
 
 use akhrot_core::SecretString;
-use akhrot_core::config::Config;
 use akhrot_core::paths::Paths;
-use akhrot_core::vault::Unlock;
-use akhrot_server::{
-    DEFAULT_APPROVAL_TIMEOUT_SECS, DEFAULT_PORT, DEFAULT_PROVIDER_TIMEOUT_SECS, DEFAULT_RATE_LIMIT,
-    Owner, OwnerOptions, listener::ConnLimits,
-};
+use akhrot_server::{Owner, OwnerOptions, OwnerOverrides};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -41,16 +35,24 @@ pub fn run(paths: Paths, args: ServeArgs) -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let unlock = match std::env::var("AKHROT_PASSPHRASE") {
-        Ok(p) if !p.is_empty() => Unlock::Passphrase(SecretString::new(p)),
-        _ if args.passphrase => {
-            let p = rpassword::prompt_password("Vault passphrase: ")
-                .context("cannot read the passphrase from the terminal")?;
-            Unlock::Passphrase(SecretString::new(p))
-        }
-        _ => Unlock::Keyring,
+    // A non-empty AKHROT_PASSPHRASE wins over the prompt (`OwnerOptions::resolve` reads it).
+    let in_env = std::env::var("AKHROT_PASSPHRASE").is_ok_and(|p| !p.is_empty());
+    let passphrase = if args.passphrase && !in_env {
+        let p = rpassword::prompt_password("Vault passphrase: ")
+            .context("cannot read the passphrase from the terminal")?;
+        Some(SecretString::new(p))
+    } else {
+        None
     };
-    let config = Config::load(&paths.config_dir)?;
+    let opts = OwnerOptions::resolve(
+        paths.clone(),
+        OwnerOverrides {
+            port: args.port,
+            rate_limit_per_min: args.rate_limit,
+            approval_timeout_secs: args.approval_timeout,
+            passphrase,
+        },
+    )?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -59,28 +61,7 @@ pub fn run(paths: Paths, args: ServeArgs) -> Result<()> {
         // Signal handlers exist before anyone can read the ready line, so an early SIGTERM is
         // a clean shutdown rather than the default (immediate death).
         let shutdown = shutdown_signal()?;
-        let owner = Owner::start(OwnerOptions {
-            paths: paths.clone(),
-            port: args.port.or(config.port).unwrap_or(DEFAULT_PORT),
-            unlock,
-            rate_limit_per_min: args
-                .rate_limit
-                .or(config.rate_limit)
-                .unwrap_or(DEFAULT_RATE_LIMIT),
-            approval_timeout: Duration::from_secs(
-                args.approval_timeout
-                    .or(config.approval_timeout)
-                    .unwrap_or(DEFAULT_APPROVAL_TIMEOUT_SECS),
-            ),
-            provider_timeout: Duration::from_secs(
-                config
-                    .provider_timeout
-                    .unwrap_or(DEFAULT_PROVIDER_TIMEOUT_SECS)
-                    .max(1),
-            ),
-            limits: ConnLimits::from_config(config.max_connections, config.header_timeout),
-        })
-        .await?;
+        let owner = Owner::start(opts).await?;
         println!(
             "akhrot: serving on {} (data dir {})",
             owner.base_url(),
