@@ -19,9 +19,7 @@ use std::time::Duration;
 use tauri::{AppHandle, Manager, RunEvent, Runtime};
 
 use akhrot_core::approvals::Event as ApprovalEvent;
-use akhrot_core::config::Config;
 use akhrot_core::paths::Paths;
-use akhrot_core::vault::Unlock;
 use akhrot_core::{SecretString, broker::CallbackOutcome};
 use akhrot_server::{AppState, Owner, OwnerOptions, StartError};
 
@@ -216,51 +214,25 @@ fn init_tracing() {
 /// Why the app could not start its owner.
 #[derive(Debug, thiserror::Error)]
 enum SetupError {
-    /// The data directory or `config.toml` could not be read.
+    /// The data directory could not be found.
     #[error(transparent)]
     Core(#[from] akhrot_core::Error),
-    #[error("AKHROT_PORT `{0}` is not a port number")]
-    BadPort(String),
+    /// `AKHROT_PORT` or `config.toml` is wrong.
+    #[error(transparent)]
+    Options(#[from] akhrot_server::ResolveError),
     #[error(transparent)]
     Start(#[from] StartError),
 }
 
-/// The owner's options, resolved like `akhrot serve` resolves them (environment, then
-/// `config.toml`, then the defaults).
+/// The owner's options, resolved as `akhrot serve` resolves them
+/// ([`OwnerOptions::resolve`]), with the passphrase from [`passphrase`].
 fn owner_options() -> Result<OwnerOptions, SetupError> {
     let paths = Paths::resolve(None, None)?;
-    let config = Config::load(&paths.config_dir)?;
-    let unlock = match passphrase() {
-        Some(p) => Unlock::Passphrase(SecretString::new(p)),
-        None => Unlock::Keyring,
+    let overrides = akhrot_server::OwnerOverrides {
+        passphrase: passphrase().map(SecretString::new),
+        ..Default::default()
     };
-    let port = match std::env::var("AKHROT_PORT") {
-        Ok(p) if !p.is_empty() => p.parse().map_err(|_| SetupError::BadPort(p))?,
-        _ => config.port.unwrap_or(akhrot_server::DEFAULT_PORT),
-    };
-    Ok(OwnerOptions {
-        paths,
-        port,
-        unlock,
-        rate_limit_per_min: config
-            .rate_limit
-            .unwrap_or(akhrot_server::DEFAULT_RATE_LIMIT),
-        approval_timeout: Duration::from_secs(
-            config
-                .approval_timeout
-                .unwrap_or(akhrot_server::DEFAULT_APPROVAL_TIMEOUT_SECS),
-        ),
-        provider_timeout: Duration::from_secs(
-            config
-                .provider_timeout
-                .unwrap_or(akhrot_server::DEFAULT_PROVIDER_TIMEOUT_SECS)
-                .max(1),
-        ),
-        limits: akhrot_server::listener::ConnLimits::from_config(
-            config.max_connections,
-            config.header_timeout,
-        ),
-    })
+    Ok(OwnerOptions::resolve(paths, overrides)?)
 }
 
 fn setup(app: &AppHandle, hidden: bool) {

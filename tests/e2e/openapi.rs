@@ -188,3 +188,93 @@ fn a_refused_write_leaves_the_connection_usable() {
         &text[..text.len().min(600)]
     );
 }
+
+/// Every admin route the owner serves (the router in `akhrot_server::routes`), by method. The
+/// document must describe each of them, and the owner must serve each operation the document
+/// describes: a route added on one side only fails here.
+const ADMIN_ROUTES: &[(&str, &str)] = &[
+    ("/admin/status", "get"),
+    ("/admin/keys", "get"),
+    ("/admin/keys", "post"),
+    ("/admin/keys/{name}", "delete"),
+    ("/admin/policies", "post"),
+    ("/admin/connections", "get"),
+    ("/admin/connections", "post"),
+    ("/admin/connections/{provider}", "delete"),
+    ("/admin/token", "post"),
+    ("/admin/providers", "get"),
+    ("/admin/providers/{code}", "get"),
+    ("/admin/clients", "get"),
+    ("/admin/clients", "post"),
+    ("/admin/sessions", "post"),
+    ("/admin/sessions/{id}", "get"),
+    ("/admin/approvals", "get"),
+    ("/admin/approvals/{id}", "post"),
+    ("/admin/pause", "post"),
+    ("/admin/audit", "get"),
+    ("/admin/events", "get"),
+    ("/admin/settings", "get"),
+    ("/admin/settings", "post"),
+    ("/admin/ui-link", "post"),
+    ("/admin/logout", "post"),
+];
+
+#[test]
+fn the_document_and_the_router_describe_the_same_admin_routes() {
+    let d = Dirs::new();
+    let s = Server::start(&d);
+    let v: Value = serde_json::from_str(&checked_in()).unwrap();
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, item) in v["paths"].as_object().unwrap() {
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if item[method].is_object() {
+                documented.push((path.clone(), method.to_owned()));
+            }
+        }
+    }
+    // Documented -> served: with no credential, a served operation answers anything but the
+    // router's fallbacks (404 "no such route", 405).
+    for (path, method) in &documented {
+        let target: String = path
+            .split('/')
+            .map(|seg| if seg.starts_with('{') { "x" } else { seg })
+            .collect::<Vec<_>>()
+            .join("/");
+        let (status, _, body) = send(&s, &method.to_ascii_uppercase(), &target, "");
+        assert_ne!(
+            status, 405,
+            "{method} {path} is documented but not served: {body}"
+        );
+        assert!(
+            !(status == 404 && body.contains("no such route")),
+            "{method} {path} is documented but not served: {body}"
+        );
+    }
+    // Served -> documented, with the admin credential's security scheme.
+    for (path, method) in ADMIN_ROUTES {
+        let op = &v["paths"][path][method];
+        assert!(
+            op.is_object(),
+            "{method} {path} is served but not documented"
+        );
+        assert_eq!(
+            op["security"][0]["adminCredential"],
+            json!([]),
+            "{method} {path}: the admin credential"
+        );
+        assert_eq!(op["tags"][0], "admin", "{method} {path}: tag");
+    }
+    let admin_documented = documented
+        .iter()
+        .filter(|(p, _)| p.starts_with("/admin/"))
+        .count();
+    assert_eq!(
+        admin_documented,
+        ADMIN_ROUTES.len(),
+        "the document has admin operations this list does not"
+    );
+    assert_eq!(
+        v["components"]["securitySchemes"]["adminCredential"]["scheme"],
+        "bearer"
+    );
+}

@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use akhrot_core::paths::Paths;
@@ -159,6 +161,22 @@ impl Client {
         self.handle(r)
     }
 
+    /// `get`, read as the answer's type (`akhrot_server::models`).
+    pub fn get_typed<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        typed(path, self.get(path)?)
+    }
+
+    /// `post` with a typed body, read as the answer's type.
+    pub fn post_typed<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        let body = serde_json::to_value(body).context("cannot encode the request")?;
+        typed(path, self.post(path, &body)?)
+    }
+
+    /// `delete`, read as the answer's type.
+    pub fn delete_typed<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        typed(path, self.delete(path)?)
+    }
+
     pub fn delete(&self, path: &str) -> Result<Value> {
         let r = self
             .agent
@@ -167,6 +185,13 @@ impl Client {
             .call();
         self.handle(r)
     }
+}
+
+/// An answer's `data` as its type; a mismatch means the owner runs another version.
+pub fn typed<T: DeserializeOwned>(path: &str, data: Value) -> Result<T> {
+    let route = path.split('?').next().unwrap_or(path);
+    serde_json::from_value(data)
+        .with_context(|| format!("the owner's answer to {route} is not in the expected shape (is it another version of Akhrot?)"))
 }
 
 /// Percent-encodes a path segment or query value.

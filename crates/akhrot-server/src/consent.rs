@@ -68,7 +68,7 @@ impl utoipa::PartialSchema for Scopes {
 impl ToSchema for Scopes {}
 
 /// Where an OAuth session stands.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionStatus {
     Pending,
@@ -78,7 +78,7 @@ pub enum SessionStatus {
 }
 
 /// An OAuth consent session.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = OAuthSession)]
 pub struct Session {

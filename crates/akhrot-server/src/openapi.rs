@@ -36,9 +36,15 @@ take; and, with an agent key, `401 UNAUTHORIZED`, `429 RATE_LIMITED` (with `Retr
 
 Not described here: `/mcp`, the Model Context Protocol server (Streamable HTTP, same agent key): \
 it speaks JSON-RPC 2.0 messages defined by the MCP specification, not resources and operations, \
-and MCP clients discover its tools with `tools/list` (they are the operations below: list \
-connections, describe, get a token, start a connection, call an API through the proxy); the admin \
-API (`/admin/…`, the user's own CLI and UI, may change); and the web UI (`/ui/…`).";
+and MCP clients discover its tools with `tools/list` (they are the agent operations below: list \
+connections, describe, get a token, start a connection, call an API through the proxy); and the web \
+UI (`/ui/…`).
+
+The admin API (`/admin/…`, tag `admin`) is the user's own: the `akhrot` command, the web UI and \
+the desktop window use it with the admin credential (`Authorization: Bearer` with the contents of \
+`admin.token` in the data directory, written by the running owner; the web UI uses its sign-in \
+cookie instead). Agent keys get `401 UNAUTHORIZED` there. It is described here so that its \
+requests and answers have one definition; agents never call it.";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -59,6 +65,30 @@ API (`/admin/…`, the user's own CLI and UI, may change); and the web UI (`/ui/
         crate::agent::own_approvals,
         proxy,
         openapi_json,
+        crate::admin::status,
+        crate::admin::list_keys,
+        crate::admin::create_key,
+        crate::admin::revoke_key,
+        crate::admin::set_policy,
+        crate::admin::list_connections,
+        crate::admin::add_connection,
+        crate::admin::remove_connection,
+        crate::admin::token,
+        crate::admin::list_providers,
+        crate::admin::get_provider,
+        crate::admin::list_clients,
+        crate::admin::set_client,
+        crate::admin::start_session,
+        crate::admin::get_session,
+        crate::admin::list_approvals,
+        crate::admin::answer_approval,
+        crate::admin::set_pause,
+        crate::admin::audit_log,
+        crate::admin::events,
+        crate::settings::get_settings,
+        crate::settings::set_settings,
+        crate::ui::new_link,
+        crate::ui::logout,
     ),
     components(schemas(Code, ErrorEnvelope)),
     modifiers(&Common),
@@ -68,6 +98,7 @@ API (`/admin/…`, the user's own CLI and UI, may change); and the web UI (`/ui/
         (name = "oauth", description = "Connecting OAuth providers."),
         (name = "proxy", description = "Calling a provider's API through Akhrot, which adds the credential: the agent never holds it."),
         (name = "meta", description = "This document."),
+        (name = "admin", description = "The user's own API (`/admin/…`): the `akhrot` command, the web UI and the desktop window use it, with the admin credential. Agent keys are refused here."),
     )
 )]
 struct ApiDoc;
@@ -127,6 +158,18 @@ impl Modify for Common {
                 .build(),
         ]);
         let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "adminCredential",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("akhrot-admin-<hex>")
+                    .description(Some(
+                        "The running owner's admin credential: the contents of `admin.token` in its data directory (the user's own `akhrot` command and window).",
+                    ))
+                    .build(),
+            ),
+        );
         components.add_security_scheme(
             "agentKey",
             SecurityScheme::Http(
@@ -243,6 +286,10 @@ impl Modify for Common {
             .flatten()
             {
                 let authed = op.security.as_ref().is_some_and(|s| !s.is_empty());
+                let admin = op
+                    .tags
+                    .as_ref()
+                    .is_some_and(|t| t.iter().any(|t| t == "admin"));
                 let responses = &mut op.responses.responses;
                 let mut add = |code: &str, r: &ApiResponse| {
                     responses
@@ -256,7 +303,14 @@ impl Modify for Common {
                     ),
                 );
                 add("405", &not_allowed);
-                if authed {
+                if authed && admin {
+                    add(
+                        "401",
+                        &error_response(
+                            "`UNAUTHORIZED`: not the running owner's admin credential (agent keys are refused here).",
+                        ),
+                    );
+                } else if authed {
                     add(
                         "401",
                         &error_response(
@@ -264,6 +318,8 @@ impl Modify for Common {
                         ),
                     );
                     add("429", &rate_limited);
+                }
+                if authed {
                     add(
                         "503",
                         &error_response(

@@ -8,49 +8,73 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::Response;
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use akhrot_core::audit::Entry;
 use akhrot_core::config::{self, Config};
 
-use crate::error::{ApiError, success};
+use crate::error::{ApiError, Envelope, ErrorEnvelope, success_typed};
 use crate::guard::{AdminAuth, JsonBody};
+use crate::models::admin::{SetSettings, Settings, VaultStatus};
 use crate::state::AppState;
 
 /// Bounds the Settings page accepts (flags and the file may go beyond them).
 const TIMEOUT_SECS: std::ops::RangeInclusive<u64> = 5..=86_400;
 const RATE_PER_MIN: std::ops::RangeInclusive<u32> = 0..=1_000_000;
 
-fn view(state: &AppState) -> Value {
+fn view(state: &AppState) -> Settings {
     let configured = Config::load(&state.config_dir).ok();
-    json!({
-        "port": state.port,
-        "configuredPort": configured.as_ref().and_then(|c| c.port),
-        "approvalTimeoutSecs": state.approvals.timeout().as_secs(),
-        "rateLimitPerMinute": state.limiter.per_minute(),
-        "paused": state.paused.load(Ordering::Relaxed),
-        "keySource": state.vault.key_source(),
-        "vaultPath": state.vault.path(),
-        "dataDir": state.vault.path().parent(),
-        "configPath": config::path(&state.config_dir),
-        "version": env!("CARGO_PKG_VERSION"),
-        "baseUrl": state.base_url,
-    })
+    Settings {
+        port: state.port,
+        configured_port: configured.as_ref().and_then(|c| c.port),
+        approval_timeout_secs: state.approvals.timeout().as_secs(),
+        rate_limit_per_minute: state.limiter.per_minute(),
+        paused: state.paused.load(Ordering::Relaxed),
+        key_source: VaultStatus::key_source_name(state.vault.key_source()).to_owned(),
+        vault_path: state.vault.path().to_string_lossy().into_owned(),
+        data_dir: state
+            .vault
+            .path()
+            .parent()
+            .map(|d| d.to_string_lossy().into_owned()),
+        config_path: config::path(&state.config_dir)
+            .to_string_lossy()
+            .into_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        base_url: state.base_url.clone(),
+        restart_required: None,
+    }
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/settings",
+    tag = "admin",
+    operation_id = "getSettings",
+    security(("adminCredential" = [])),
+    summary = "Settings",
+    description = "What this owner runs with.",
+    responses(
+        (status = 200, description = "The settings.", body = Envelope<Settings>),
+    )
+)]
 pub async fn get_settings(State(state): State<Arc<AppState>>, _: AdminAuth) -> Response {
-    success(view(&state))
+    success_typed(view(&state))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SetSettings {
-    approval_timeout_secs: Option<u64>,
-    rate_limit_per_minute: Option<u32>,
-    port: Option<u16>,
-}
-
+#[utoipa::path(
+    post,
+    path = "/admin/settings",
+    tag = "admin",
+    operation_id = "setSettings",
+    security(("adminCredential" = [])),
+    summary = "Change settings",
+    description = "Written to `config.toml`; the approval timeout and the rate limit apply at once, the port at the next start.",
+    request_body(content = SetSettings, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The settings, with `restartRequired`.", body = Envelope<Settings>),
+        (status = 400, description = "`BAD_REQUEST`: a malformed body, path or query.", body = ErrorEnvelope),
+    )
+)]
 pub async fn set_settings(
     State(state): State<Arc<AppState>>,
     _: AdminAuth,
@@ -106,6 +130,6 @@ pub async fn set_settings(
         .audit
         .record(Entry::new("settings", "changed").detail(detail));
     let mut out = view(&state);
-    out["restartRequired"] = json!(req.port.is_some_and(|p| p != state.port));
-    Ok(success(out))
+    out.restart_required = Some(req.port.is_some_and(|p| p != state.port));
+    Ok(success_typed(out))
 }

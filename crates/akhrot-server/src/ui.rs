@@ -14,8 +14,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::error::{not_found, success};
+use crate::error::{Envelope, not_found, success, success_typed};
 use crate::guard::AdminAuth;
+use crate::models::admin::{SignedOut, UiLink};
 use crate::state::AppState;
 use crate::ui_session::LINK_TTL;
 
@@ -109,6 +110,18 @@ pub async fn login(State(state): State<Arc<AppState>>, Query(q): Query<LoginQuer
     resp
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/logout",
+    tag = "admin",
+    operation_id = "logout",
+    security(("adminCredential" = [])),
+    summary = "Sign the web UI out",
+    description = "Ends this browser's web UI session.",
+    responses(
+        (status = 200, description = "Signed out.", body = Envelope<SignedOut>),
+    )
+)]
 /// Signs this browser out (the cookie's session ends at once).
 pub async fn logout(
     State(state): State<Arc<AppState>>,
@@ -116,7 +129,7 @@ pub async fn logout(
     headers: HeaderMap,
 ) -> Response {
     state.ui.end(&headers);
-    let mut resp = success(json!({ "signedOut": true }));
+    let mut resp = success_typed(SignedOut { signed_out: true });
     let expire = format!(
         "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
         state.ui.cookie_name
@@ -133,12 +146,24 @@ pub async fn session(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     success(json!({ "signedIn": state.ui.check(&headers) }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/ui-link",
+    tag = "admin",
+    operation_id = "newUiLink",
+    security(("adminCredential" = [])),
+    summary = "A web UI sign-in link",
+    description = "A fresh one-time sign-in link to the web UI (`akhrot ui`, the desktop window).",
+    responses(
+        (status = 200, description = "The link.", body = Envelope<UiLink>),
+    )
+)]
 /// A fresh one-time sign-in link (for `akhrot ui` and the desktop window).
 pub async fn new_link(State(state): State<Arc<AppState>>, _: AdminAuth) -> Response {
-    success(json!({
-        "url": login_url(&state),
-        "expiresInSecs": LINK_TTL.as_secs(),
-    }))
+    success_typed(UiLink {
+        url: login_url(&state),
+        expires_in_secs: LINK_TTL.as_secs(),
+    })
 }
 
 #[cfg(test)]
