@@ -188,7 +188,7 @@ fn akhrot_ui_opens_only_the_owners_own_loopback_link() {
             .local_addr()
             .unwrap()
             .port();
-        let squatter = Squatter::start(port, json!({ "url": bad }));
+        let squatter = Squatter::start(port, json!({ "url": bad, "expiresInSecs": 3600 }));
         let d = Dirs::new();
         let _lock = fake_live_owner(&d, port, std::process::id());
         let out = run(&d, &["ui"], &[("BROWSER", &browser)]);
@@ -209,7 +209,7 @@ fn akhrot_ui_opens_only_the_owners_own_loopback_link() {
         .unwrap()
         .port();
     let good = format!("http://127.0.0.1:{port}/ui/login?code=abc");
-    let _squatter = Squatter::start(port, json!({ "url": good }));
+    let _squatter = Squatter::start(port, json!({ "url": good, "expiresInSecs": 3600 }));
     let d = Dirs::new();
     let _lock = fake_live_owner(&d, port, std::process::id());
     let out = run(&d, &["ui"], &[("BROWSER", &browser)]);
