@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use serde::Serialize;
 
 use akhrot_core::approvals::{Answer, AskKind, Prompt};
-use akhrot_core::audit::Entry;
+use akhrot_core::audit::{Action, Entry, Outcome};
 use akhrot_core::vault::Mode;
 
 use crate::error::{ApiError, Code, printable};
@@ -86,7 +86,7 @@ pub fn answer_approval(state: &AppState, id: &str, answer: &str) -> Result<Answe
             "the approval ended before the answer arrived",
         )
     })?;
-    let entry = Entry::new("approval", &answer.as_str())
+    let entry = Entry::new(Action::Approval, Outcome::Answer(answer))
         .agent(&prompt.ask.agent_id, &prompt.ask.agent)
         .provider(&prompt.ask.provider)
         .account(Some(prompt.ask.account.as_str()).filter(|a| !a.is_empty()));
@@ -112,9 +112,10 @@ pub fn set_paused(state: &AppState, paused: bool) -> Result<bool, ApiError> {
         .vault
         .set_setting("paused", if paused { "1" } else { "0" })?;
     state.paused.store(paused, Ordering::Relaxed);
-    state
-        .audit
-        .record(Entry::new("pause", if paused { "on" } else { "off" }));
+    state.audit.record(Entry::new(
+        Action::Pause,
+        if paused { Outcome::On } else { Outcome::Off },
+    ));
     Ok(paused)
 }
 
@@ -130,7 +131,7 @@ pub fn deny_all_at_shutdown(state: &AppState) -> usize {
     let ended = state.approvals.close();
     for prompt in &ended {
         state.audit.record(
-            Entry::new("approval", "deny")
+            Entry::new(Action::Approval, Outcome::Answer(Answer::Deny))
                 .agent(&prompt.ask.agent_id, &prompt.ask.agent)
                 .provider(&prompt.ask.provider)
                 .account(Some(&prompt.ask.account))

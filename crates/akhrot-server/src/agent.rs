@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use akhrot_core::audit::Entry;
+use akhrot_core::audit::{Action, Entry, Outcome};
 use akhrot_core::catalog::{AuthType, Provider};
 use akhrot_core::unix_to_rfc3339;
 use akhrot_core::vault::ConnectionInfo;
@@ -495,8 +495,8 @@ pub async fn fetch_token(
     let account = string_field(req.account, "account", 200)?;
     let reason = string_field(req.reason, "reason", 500)?;
     let p = state.provider(&provider)?;
-    let audit = |outcome: &str| {
-        Entry::new("token", outcome)
+    let audit = |outcome: Outcome| {
+        Entry::new(Action::Token, outcome)
             .agent(&agent.id, &agent.name)
             .provider(&p.code)
             .account(account.as_deref())
@@ -518,7 +518,7 @@ pub async fn fetch_token(
             let e = ApiError::from(e);
             state
                 .audit
-                .record(audit("error").detail(e.code.as_str()).peer(peer));
+                .record(audit(Outcome::Error).detail(e.code.as_str()).peer(peer));
             return Err(e);
         }
     };
@@ -527,7 +527,7 @@ pub async fn fetch_token(
             .audit
             .record_handout(&agent.id, &agent.name, &p.code, &conn.account),
         Some(_) => state.audit.record(
-            Entry::new("token", "handed_out")
+            Entry::new(Action::Token, Outcome::HandedOut)
                 .agent(&agent.id, &agent.name)
                 .provider(&p.code)
                 .account(Some(&conn.account))
