@@ -190,25 +190,13 @@ impl Outcome {
             return o.clone();
         }
         if s.len() == 3
+            && s.bytes().all(|b| b.is_ascii_digit())
             && let Ok(n) = s.parse::<u16>()
         {
             return Outcome::Status(n);
         }
-        let answers = [
-            Answer::Deny,
-            Answer::Once,
-            Answer::UntilQuit,
-            Answer::Always,
-        ];
-        if let Some(a) = answers.into_iter().find(|a| a.as_str() == s) {
+        if let Some(a) = Answer::parse_shown(&s) {
             return Outcome::Answer(a);
-        }
-        if let Some(n) = s
-            .strip_prefix("for ")
-            .and_then(|r| r.strip_suffix('s'))
-            .and_then(|n| n.parse().ok())
-        {
-            return Outcome::Answer(Answer::For(n));
         }
         match crate::vault::Mode::parse(&s).filter(|m| m.as_str() == s) {
             Some(m) => Outcome::Policy(m),

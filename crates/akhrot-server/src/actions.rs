@@ -29,7 +29,9 @@ pub fn pending_count(state: &AppState) -> usize {
 #[serde(rename_all = "camelCase")]
 pub struct Answered {
     pub approval: Prompt,
-    pub answer: String,
+    /// Shown as `deny`, `once`, `for <n>s`, `until quit` or `always`.
+    #[serde(serialize_with = "crate::models::admin::answer_shown::serialize")]
+    pub answer: Answer,
 }
 
 /// Answers prompt `id` with `answer` (`deny`, `once`, `hour`, `quit`, `always`, or
@@ -44,6 +46,15 @@ pub fn answer_approval(state: &AppState, id: &str, answer: &str) -> Result<Answe
             printable(answer)
         ))
     })?;
+    answer_approval_with(state, id, answer)
+}
+
+/// [`answer_approval`] with an answer already parsed (the admin API's typed body).
+pub fn answer_approval_with(
+    state: &AppState,
+    id: &str,
+    answer: Answer,
+) -> Result<Answered, ApiError> {
     let pending = state
         .approvals
         .pending()
@@ -97,7 +108,7 @@ pub fn answer_approval(state: &AppState, id: &str, answer: &str) -> Result<Answe
     });
     Ok(Answered {
         approval: prompt,
-        answer: answer.as_str(),
+        answer,
     })
 }
 

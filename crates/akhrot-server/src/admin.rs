@@ -620,7 +620,7 @@ pub async fn answer_approval(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<AnswerApproval>,
 ) -> Result<Response, ApiError> {
-    let answered = actions::answer_approval(&state, &id, &req.answer)?;
+    let answered = actions::answer_approval_with(&state, &id, req.answer)?;
     Ok(success_typed(ApprovalAnswered {
         approval: answered.approval.into(),
         answer: answered.answer,

@@ -11,7 +11,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use akhrot_core::SecretString;
-use akhrot_core::approvals::{AskKind, Prompt};
+use akhrot_core::approvals::{Answer, AskKind, Prompt};
 use akhrot_core::audit::Entry;
 use akhrot_core::vault::{AgentInfo, ConnectionInfo, KeySource};
 
@@ -89,8 +89,48 @@ pub struct SetClient {
 #[serde(deny_unknown_fields)]
 pub struct AnswerApproval {
     /// `deny`, `once`, `hour`, `quit`, `always`, or `for:<seconds>`.
-    #[schema(example = "once")]
-    pub answer: String,
+    #[schema(value_type = String, example = "once")]
+    #[serde(with = "answer_request")]
+    pub answer: Answer,
+}
+
+/// An approval answer as a request names it (`deny`, `once`, `hour`, `quit`, `always`,
+/// `for:<seconds>`); an unknown one is refused without echoing it.
+pub mod answer_request {
+    use super::Answer;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(a: &Answer, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&a.request_word())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Answer, D::Error> {
+        let s = String::deserialize(d)?;
+        Answer::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(
+                "the answer is not one of deny, once, hour, quit, always, for:<seconds>",
+            )
+        })
+    }
+}
+
+/// An approval answer as shown (`deny`, `once`, `for <n>s`, `until quit`, `always`).
+pub mod answer_shown {
+    use super::Answer;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(a: &Answer, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&a.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Answer, D::Error> {
+        let s = String::deserialize(d)?;
+        Answer::parse_shown(&s).ok_or_else(|| {
+            serde::de::Error::custom(
+                "the answer is not one of deny, once, for <n>s, until quit, always",
+            )
+        })
+    }
 }
 
 /// `POST /admin/pause`.
@@ -503,7 +543,9 @@ impl From<Prompt> for Approval {
 pub struct ApprovalAnswered {
     pub approval: Approval,
     /// `deny`, `once`, `for <n>s`, `until quit` or `always`.
-    pub answer: String,
+    #[schema(value_type = String)]
+    #[serde(with = "answer_shown")]
+    pub answer: Answer,
 }
 
 /// One audit entry (`GET /admin/audit`, newest first).
