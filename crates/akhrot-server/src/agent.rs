@@ -110,7 +110,8 @@ pub struct AccountInfo {
     /// The account's label (e.g. an email address, or `default`).
     pub account: String,
     /// `connected`, or `needs_reconnect` when the provider refused the refresh token.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: akhrot_core::vault::ConnectionStatus,
     pub scopes: Vec<String>,
     /// When the access token expires (RFC 3339), when known.
     pub expires_at: Option<String>,
@@ -120,7 +121,7 @@ impl From<&ConnectionInfo> for AccountInfo {
     fn from(c: &ConnectionInfo) -> Self {
         Self {
             account: c.account.clone(),
-            status: c.status.clone(),
+            status: c.status,
             scopes: c.scopes.clone(),
             expires_at: c.expires_at.map(unix_to_rfc3339),
         }

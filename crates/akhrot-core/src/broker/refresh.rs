@@ -88,7 +88,7 @@ impl Broker {
         info: Arc<ConnectionInfo>,
         creds: Credentials,
     ) -> Result<(Arc<ConnectionInfo>, Credentials), BrokerError> {
-        if info.status == "needs_reconnect" {
+        if info.status == crate::vault::ConnectionStatus::NeedsReconnect {
             return Err(BrokerError::TokenExpired(reconnect_message(p, "")));
         }
         // An earlier refresh's answer that could not be committed comes first: its refresh
@@ -171,8 +171,10 @@ impl Broker {
                 Ok(out)
             }
             Err(OAuthError::InvalidGrant(d)) => {
-                self.vault
-                    .set_connection_status(&info.id, "needs_reconnect")?;
+                self.vault.set_connection_status(
+                    &info.id,
+                    crate::vault::ConnectionStatus::NeedsReconnect,
+                )?;
                 self.record(
                     crate::audit::Entry::new(
                         crate::audit::Action::Refresh,
@@ -260,7 +262,7 @@ fn check_usable(
     info: Arc<ConnectionInfo>,
     creds: Credentials,
 ) -> Result<(Arc<ConnectionInfo>, Credentials), BrokerError> {
-    if info.status == "needs_reconnect" {
+    if info.status == crate::vault::ConnectionStatus::NeedsReconnect {
         return Err(BrokerError::TokenExpired(reconnect_message(p, "")));
     }
     Ok((info, creds))

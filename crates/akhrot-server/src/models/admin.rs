@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use akhrot_core::SecretString;
 use akhrot_core::approvals::{Answer, AskKind, Prompt};
 use akhrot_core::audit::Entry;
-use akhrot_core::vault::{AgentInfo, ConnectionInfo, KeySource};
+use akhrot_core::vault::{AgentInfo, ConnectionInfo, ConnectionStatus, KeySource};
 
 // ---- requests ----
 
@@ -235,7 +235,9 @@ pub struct Connection {
     pub account: String,
     /// `oauth2`, `api_key`, …
     pub auth_type: String,
-    pub status: String,
+    /// `connected`, or `needs_reconnect` when the provider refused the refresh token.
+    #[schema(value_type = String)]
+    pub status: ConnectionStatus,
     pub scopes: Vec<String>,
     /// Unix seconds.
     pub expires_at: Option<i64>,
