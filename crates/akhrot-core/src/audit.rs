@@ -109,6 +109,12 @@ impl Serialize for Action {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Action {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        String::deserialize(d).map(Action::from_stored)
+    }
+}
+
 /// How an audited event ended. Stored and shown as a word ("handed_out", "denied", …), an
 /// HTTP status ("200", "502") for proxied calls, the answer for approvals ("for 3600s"), the
 /// mode for policy changes ("proxy-only").
@@ -214,6 +220,12 @@ impl std::fmt::Display for Outcome {
 impl Serialize for Outcome {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         s.serialize_str(&self.as_string())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Outcome {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        String::deserialize(d).map(Outcome::from_stored)
     }
 }
 
@@ -693,5 +705,9 @@ mod tests {
             serde_json::to_value(Entry::new(Action::Proxy, Outcome::Status(502))).unwrap()["outcome"],
             "502"
         );
+        let o: Outcome = serde_json::from_str("\"for 60s\"").unwrap();
+        assert_eq!(o, Outcome::Answer(Answer::For(60)));
+        let a: Action = serde_json::from_str("\"policy\"").unwrap();
+        assert_eq!(a, Action::Policy);
     }
 }

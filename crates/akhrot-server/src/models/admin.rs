@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use akhrot_core::SecretString;
 use akhrot_core::approvals::{Answer, AskKind, Prompt};
-use akhrot_core::audit::Entry;
+use akhrot_core::audit::{Action, Entry, Outcome};
 use akhrot_core::vault::{AgentInfo, ConnectionInfo, ConnectionStatus, KeySource};
 
 // ---- requests ----
@@ -561,8 +561,14 @@ pub struct AuditEntry {
     pub agent: Option<String>,
     pub provider: Option<String>,
     pub account: Option<String>,
-    pub action: String,
-    pub outcome: String,
+    /// `token`, `proxy`, `connect`, `disconnect`, `refresh`, `approval`, `pause`, `settings`,
+    /// `key`, `policy` or `client`.
+    #[schema(value_type = String)]
+    pub action: Action,
+    /// A word (`handed_out`, `denied`, `timeout`, …), an upstream HTTP status for `proxy`
+    /// (`200`), the answer for `approval` (`for 3600s`), the mode for `policy`.
+    #[schema(value_type = String)]
+    pub outcome: Outcome,
     pub detail: Option<String>,
     /// What the OS said about the calling process, when known.
     #[schema(value_type = Option<Object>)]
@@ -582,8 +588,8 @@ impl From<Entry> for AuditEntry {
             agent: e.agent,
             provider: e.provider,
             account: e.account,
-            action: e.action.to_string(),
-            outcome: e.outcome.to_string(),
+            action: e.action,
+            outcome: e.outcome,
             detail: e.detail,
             peer: e.peer,
             count: e.count,
