@@ -94,6 +94,32 @@ pub struct AnswerApproval {
     pub answer: Answer,
 }
 
+/// A string schema listing `words`.
+fn words_schema(words: Vec<&str>, description: &str) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(words))
+        .description(Some(description))
+        .build()
+}
+
+fn connection_status_schema() -> utoipa::openapi::Object {
+    words_schema(
+        vec![
+            ConnectionStatus::Connected.as_str(),
+            ConnectionStatus::NeedsReconnect.as_str(),
+        ],
+        "`connected`, or `needs_reconnect` when the provider refused the refresh token.",
+    )
+}
+
+fn action_schema() -> utoipa::openapi::Object {
+    words_schema(
+        Action::ALL.iter().map(Action::as_str).collect(),
+        "What the entry is about.",
+    )
+}
+
 /// An approval answer as a request names it (`deny`, `once`, `hour`, `quit`, `always`,
 /// `for:<seconds>`); an unknown one is refused without echoing it.
 pub mod answer_request {
@@ -236,7 +262,7 @@ pub struct Connection {
     /// `oauth2`, `api_key`, …
     pub auth_type: String,
     /// `connected`, or `needs_reconnect` when the provider refused the refresh token.
-    #[schema(value_type = String)]
+    #[schema(schema_with = connection_status_schema)]
     pub status: ConnectionStatus,
     pub scopes: Vec<String>,
     /// Unix seconds.
@@ -563,7 +589,7 @@ pub struct AuditEntry {
     pub account: Option<String>,
     /// `token`, `proxy`, `connect`, `disconnect`, `refresh`, `approval`, `pause`, `settings`,
     /// `key`, `policy` or `client`.
-    #[schema(value_type = String)]
+    #[schema(schema_with = action_schema)]
     pub action: Action,
     /// A word (`handed_out`, `denied`, `timeout`, …), an upstream HTTP status for `proxy`
     /// (`200`), the answer for `approval` (`for 3600s`), the mode for `policy`.
