@@ -304,7 +304,7 @@ async fn watch_core(app: AppHandle, state: Arc<AppState>) {
                 Err(RecvError::Closed) => break,
             },
             entry = audit.recv() => match entry {
-                Ok(e) if e.action == "pause" => tray::refresh(&app),
+                Ok(e) if e.action == akhrot_core::audit::Action::Pause => tray::refresh(&app),
                 Ok(_) => {}
                 Err(RecvError::Lagged(_)) => tray::refresh(&app),
                 Err(RecvError::Closed) => break,

@@ -293,6 +293,10 @@ fn fetch_error_codes() {
     );
     assert_eq!((status, code(&v)), (400, "BAD_REQUEST"));
     assert!(!v.to_string().contains("sk-err-1"));
+    // An audit filter names a known action; an unknown one says which are.
+    let (status, v) = s.get("/admin/audit?action=tokens", Some(&s.admin_token()));
+    assert_eq!((status, code(&v)), (400, "BAD_REQUEST"), "{v}");
+    assert!(v.to_string().contains("token, proxy, connect"), "{v}");
 }
 
 #[test]

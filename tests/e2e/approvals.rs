@@ -91,8 +91,24 @@ fn the_prompt_shows_the_request_and_who_is_asking_and_allow_once_completes_it() 
         &json!({"answer": "once"}),
     );
     assert_eq!(status, 401);
+    // An answer that is none of the words is refused, without echoing it, and answers nothing.
+    for bad in ["sometimes", "for:0", "for:x", "until quit", ""] {
+        let (status, v) = answer(&s, p["id"].as_str().unwrap(), bad);
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (400, Some("BAD_REQUEST")),
+            "{v}"
+        );
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("deny, once, hour, quit, always, for:<seconds>"),
+            "{msg}"
+        );
+        assert!(bad.is_empty() || !msg.contains(bad), "{msg}");
+    }
     let (status, v) = answer(&s, p["id"].as_str().unwrap(), "once");
     assert_eq!(status, 200, "{v}");
+    assert_eq!(v["data"]["answer"], "once", "{v}");
     let (status, v) = w.join().unwrap();
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["data"]["accessToken"], "sk-approve-1");

@@ -68,6 +68,36 @@ impl Answer {
         }
     }
 
+    /// The answer as a request names it, for [`Answer::parse`]: `deny`, `once`, `for:<seconds>`,
+    /// `quit`, `always`.
+    pub fn request_word(self) -> String {
+        match self {
+            Answer::Deny => "deny".into(),
+            Answer::Once => "once".into(),
+            Answer::For(s) => format!("for:{s}"),
+            Answer::UntilQuit => "quit".into(),
+            Answer::Always => "always".into(),
+        }
+    }
+
+    /// Parses the shown form, [`Answer::as_str`]: `deny`, `once`, `for <n>s`, `until quit`,
+    /// `always`.
+    pub fn parse_shown(s: &str) -> Option<Self> {
+        match s {
+            "deny" => Some(Answer::Deny),
+            "once" => Some(Answer::Once),
+            "until quit" => Some(Answer::UntilQuit),
+            "always" => Some(Answer::Always),
+            _ => s
+                .strip_prefix("for ")
+                .and_then(|r| r.strip_suffix('s'))
+                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|n| n.parse().ok())
+                .map(Answer::For),
+        }
+    }
+
+    /// The answer as shown and audited: `deny`, `once`, `for <n>s`, `until quit`, `always`.
     pub fn as_str(self) -> String {
         match self {
             Answer::Deny => "deny".into(),

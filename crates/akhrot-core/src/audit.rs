@@ -19,6 +19,216 @@ use crate::{Error, Result};
 pub const RETAIN_ENTRIES: i64 = 100_000;
 const BATCH_WAIT: Duration = Duration::from_millis(5);
 
+/// What an audit entry is about. Stored and shown as the lowercase word ("token", "proxy", …).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum Action {
+    /// A token hand-out (or its refusal).
+    #[default]
+    Token,
+    /// A call through the proxy.
+    Proxy,
+    /// A connection made (consent session, or a credential pasted by the owner).
+    Connect,
+    Disconnect,
+    Refresh,
+    /// The person's answer to an approval prompt.
+    Approval,
+    Pause,
+    Settings,
+    /// An agent key created or revoked.
+    Key,
+    Policy,
+    /// An OAuth client registered for a provider.
+    Client,
+    /// A word written by another version of Akhrot, kept as read.
+    Other(String),
+}
+
+impl Action {
+    /// Every action a filter may name.
+    pub const ALL: [Action; 11] = [
+        Action::Token,
+        Action::Proxy,
+        Action::Connect,
+        Action::Disconnect,
+        Action::Refresh,
+        Action::Approval,
+        Action::Pause,
+        Action::Settings,
+        Action::Key,
+        Action::Policy,
+        Action::Client,
+    ];
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Action::Token => "token",
+            Action::Proxy => "proxy",
+            Action::Connect => "connect",
+            Action::Disconnect => "disconnect",
+            Action::Refresh => "refresh",
+            Action::Approval => "approval",
+            Action::Pause => "pause",
+            Action::Settings => "settings",
+            Action::Key => "key",
+            Action::Policy => "policy",
+            Action::Client => "client",
+            Action::Other(s) => s,
+        }
+    }
+
+    /// Parses one of the known words (not [`Action::Other`]).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+
+    /// The known words, comma-separated (for error messages).
+    pub fn valid_words() -> String {
+        Self::ALL
+            .iter()
+            .map(Action::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Reads a stored word; an unknown one is kept as [`Action::Other`].
+    pub fn from_stored(s: String) -> Self {
+        Self::parse(&s).unwrap_or(Action::Other(s))
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Action {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Action {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        String::deserialize(d).map(Action::from_stored)
+    }
+}
+
+/// How an audited event ended. Stored and shown as a word ("handed_out", "denied", …), an
+/// HTTP status ("200", "502") for proxied calls, the answer for approvals ("for 3600s"), the
+/// mode for policy changes ("proxy-only").
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Outcome {
+    #[default]
+    HandedOut,
+    Denied,
+    Timeout,
+    Error,
+    Started,
+    Connected,
+    Replaced,
+    Conflict,
+    Failed,
+    Refreshed,
+    NeedsReconnect,
+    Removed,
+    RevokedAndRemoved,
+    Created,
+    Revoked,
+    Changed,
+    Set,
+    On,
+    Off,
+    /// The upstream's HTTP status of a proxied call.
+    Status(u16),
+    /// The person's answer to an approval prompt.
+    Answer(crate::approvals::Answer),
+    /// A policy's new mode.
+    Policy(crate::vault::Mode),
+    /// A word written by another version of Akhrot, kept as read.
+    Other(String),
+}
+
+impl Outcome {
+    const WORDS: [(Outcome, &'static str); 19] = [
+        (Outcome::HandedOut, "handed_out"),
+        (Outcome::Denied, "denied"),
+        (Outcome::Timeout, "timeout"),
+        (Outcome::Error, "error"),
+        (Outcome::Started, "started"),
+        (Outcome::Connected, "connected"),
+        (Outcome::Replaced, "replaced"),
+        (Outcome::Conflict, "conflict"),
+        (Outcome::Failed, "failed"),
+        (Outcome::Refreshed, "refreshed"),
+        (Outcome::NeedsReconnect, "needs_reconnect"),
+        (Outcome::Removed, "removed"),
+        (Outcome::RevokedAndRemoved, "revoked_and_removed"),
+        (Outcome::Created, "created"),
+        (Outcome::Revoked, "revoked"),
+        (Outcome::Changed, "changed"),
+        (Outcome::Set, "set"),
+        (Outcome::On, "on"),
+        (Outcome::Off, "off"),
+    ];
+
+    /// The word as stored and shown.
+    pub fn as_string(&self) -> String {
+        match self {
+            Outcome::Status(s) => s.to_string(),
+            Outcome::Answer(a) => a.as_str(),
+            Outcome::Policy(m) => m.as_str().to_owned(),
+            Outcome::Other(s) => s.clone(),
+            fixed => Self::WORDS
+                .iter()
+                .find(|(o, _)| o == fixed)
+                .map(|(_, w)| (*w).to_owned())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Reads a stored word: a fixed word, a three-digit status, an answer or a mode (by their
+    /// shown form); anything else is kept as [`Outcome::Other`].
+    pub fn from_stored(s: String) -> Self {
+        use crate::approvals::Answer;
+        if let Some((o, _)) = Self::WORDS.iter().find(|(_, w)| *w == s) {
+            return o.clone();
+        }
+        if s.len() == 3
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(n) = s.parse::<u16>()
+        {
+            return Outcome::Status(n);
+        }
+        if let Some(a) = Answer::parse_shown(&s) {
+            return Outcome::Answer(a);
+        }
+        match crate::vault::Mode::parse(&s).filter(|m| m.as_str() == s) {
+            Some(m) => Outcome::Policy(m),
+            None => Outcome::Other(s),
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.as_string())
+    }
+}
+
+impl Serialize for Outcome {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.as_string())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Outcome {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        String::deserialize(d).map(Outcome::from_stored)
+    }
+}
+
 /// One audit entry as stored and shown.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -30,8 +240,8 @@ pub struct Entry {
     pub agent: Option<String>,
     pub provider: Option<String>,
     pub account: Option<String>,
-    pub action: String,
-    pub outcome: String,
+    pub action: Action,
+    pub outcome: Outcome,
     pub detail: Option<String>,
     /// What the OS said about the calling process (JSON), when known.
     pub peer: Option<serde_json::Value>,
@@ -42,11 +252,11 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub fn new(action: &str, outcome: &str) -> Self {
+    pub fn new(action: Action, outcome: Outcome) -> Self {
         Self {
             at: now_ms(),
-            action: action.to_owned(),
-            outcome: outcome.to_owned(),
+            action,
+            outcome,
             count: 1,
             ..Default::default()
         }
@@ -89,7 +299,7 @@ fn now_ms() -> i64 {
 pub struct Filter {
     pub agent: Option<String>,
     pub provider: Option<String>,
-    pub action: Option<String>,
+    pub action: Option<Action>,
     /// Only entries with a smaller id (paging).
     pub before: Option<i64>,
     pub limit: usize,
@@ -176,8 +386,8 @@ impl Audit {
             return;
         }
         let same = b.entries.iter_mut().rev().take(8).find(|e| {
-            e.action == "token"
-                && e.outcome == "handed_out"
+            e.action == Action::Token
+                && e.outcome == Outcome::HandedOut
                 && e.peer.is_none()
                 && e.detail.is_none()
                 && e.agent_id.as_deref() == Some(agent_id)
@@ -192,7 +402,7 @@ impl Audit {
         }
         drop(b);
         self.record(
-            Entry::new("token", "handed_out")
+            Entry::new(Action::Token, Outcome::HandedOut)
                 .agent(agent_id, agent)
                 .provider(provider)
                 .account(Some(account)),
@@ -262,7 +472,7 @@ impl Audit {
         }
         if let Some(a) = &f.action {
             sql.push_str(" AND action = ?");
-            args.push(Box::new(a.clone()));
+            args.push(Box::new(a.as_str().to_owned()));
         }
         if let Some(b) = f.before {
             sql.push_str(" AND id < ?");
@@ -285,8 +495,8 @@ impl Audit {
                         agent: r.get(3)?,
                         provider: r.get(4)?,
                         account: r.get(5)?,
-                        action: r.get(6)?,
-                        outcome: r.get(7)?,
+                        action: Action::from_stored(r.get(6)?),
+                        outcome: Outcome::from_stored(r.get(7)?),
                         detail: r.get(8)?,
                         peer: peer.and_then(|p| serde_json::from_str(&p).ok()),
                         count: r.get(10)?,
@@ -371,8 +581,8 @@ fn coalesce(batch: Vec<Entry>) -> Vec<Entry> {
             e.agent_id.as_deref().unwrap_or(""),
             e.provider.as_deref().unwrap_or(""),
             e.account.as_deref().unwrap_or(""),
-            &e.action,
-            &e.outcome,
+            e.action.as_str(),
+            &e.outcome.as_string(),
             e.detail.as_deref().unwrap_or(""),
             &e.peer.as_ref().map(|p| p.to_string()).unwrap_or_default(),
         ]
@@ -411,8 +621,8 @@ fn write_batch(conn: &mut Connection, batch: &mut Vec<Entry>) -> rusqlite::Resul
                 e.agent,
                 e.provider,
                 e.account,
-                e.action,
-                e.outcome,
+                e.action.as_str(),
+                e.outcome.as_string(),
                 e.detail,
                 e.peer.as_ref().map(|p| p.to_string()),
                 e.count,
@@ -432,7 +642,7 @@ mod tests {
     fn identical_events_of_a_group_fold_into_one_with_a_count() {
         let e = |agent: &str, outcome: &str, at: i64| Entry {
             at,
-            ..Entry::new("token", outcome)
+            ..Entry::new(Action::Token, Outcome::from_stored(outcome.to_owned()))
                 .agent(agent, agent)
                 .provider("openai")
         };
@@ -443,12 +653,12 @@ mod tests {
             e("a", "denied", 4),
             e("a", "handed_out", 5),
         ]);
-        let summary: Vec<(&str, &str, i64, Option<i64>)> = out
+        let summary: Vec<(&str, String, i64, Option<i64>)> = out
             .iter()
             .map(|e| {
                 (
                     e.agent.as_deref().unwrap(),
-                    e.outcome.as_str(),
+                    e.outcome.as_string(),
                     e.count,
                     e.last_at,
                 )
@@ -457,10 +667,47 @@ mod tests {
         assert_eq!(
             summary,
             vec![
-                ("a", "handed_out", 3, Some(5)),
-                ("b", "handed_out", 1, None),
-                ("a", "denied", 1, None)
+                ("a", "handed_out".to_owned(), 3, Some(5)),
+                ("b", "handed_out".to_owned(), 1, None),
+                ("a", "denied".to_owned(), 1, None)
             ]
         );
+    }
+
+    #[test]
+    fn every_stored_word_reads_back_as_itself() {
+        use crate::approvals::Answer;
+        let mut all: Vec<Outcome> = Outcome::WORDS.iter().map(|(o, _)| o.clone()).collect();
+        all.extend([
+            Outcome::Status(200),
+            Outcome::Status(502),
+            Outcome::Answer(Answer::Once),
+            Outcome::Answer(Answer::For(3600)),
+            Outcome::Answer(Answer::UntilQuit),
+            Outcome::Answer(Answer::Always),
+            Outcome::Policy(crate::vault::Mode::ProxyOnly),
+            Outcome::Policy(crate::vault::Mode::Allow),
+            Outcome::Other("something new".into()),
+        ]);
+        for o in all {
+            assert_eq!(Outcome::from_stored(o.as_string()), o, "{o}");
+        }
+        // "deny" is both an answer and a mode: it reads back as the same word.
+        assert_eq!(
+            Outcome::from_stored(Outcome::Policy(crate::vault::Mode::Deny).as_string()).as_string(),
+            "deny"
+        );
+        for a in Action::ALL {
+            assert_eq!(Action::from_stored(a.to_string()), a);
+        }
+        assert_eq!(Action::parse("nope"), None);
+        assert_eq!(
+            serde_json::to_value(Entry::new(Action::Proxy, Outcome::Status(502))).unwrap()["outcome"],
+            "502"
+        );
+        let o: Outcome = serde_json::from_str("\"for 60s\"").unwrap();
+        assert_eq!(o, Outcome::Answer(Answer::For(60)));
+        let a: Action = serde_json::from_str("\"policy\"").unwrap();
+        assert_eq!(a, Action::Policy);
     }
 }

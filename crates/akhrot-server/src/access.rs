@@ -12,7 +12,7 @@
 use std::sync::atomic::Ordering;
 
 use akhrot_core::approvals::{Ask, AskError, AskKind, Outcome};
-use akhrot_core::audit::Entry;
+use akhrot_core::audit::{self, Action, Entry};
 use akhrot_core::catalog::Provider;
 use akhrot_core::now_unix;
 use akhrot_core::vault::{Agent, Mode};
@@ -97,11 +97,11 @@ struct What {
 }
 
 impl What {
-    fn action(&self) -> &'static str {
+    fn action(&self) -> Action {
         match self.kind {
-            AskKind::Token => "token",
-            AskKind::Proxy => "proxy",
-            AskKind::Connect => "connect",
+            AskKind::Token => Action::Token,
+            AskKind::Proxy => Action::Proxy,
+            AskKind::Connect => Action::Connect,
         }
     }
 
@@ -123,7 +123,7 @@ async fn decide(
     peer_addr: std::net::SocketAddr,
 ) -> Result<Granted, ApiError> {
     // Denials say why; proxied ones also say which call (method and URL, no query values).
-    let audit = |outcome: &str, why: &str| {
+    let audit = |outcome: audit::Outcome, why: &str| {
         let e = Entry::new(what.action(), outcome)
             .agent(&agent.id, &agent.name)
             .provider(&provider.code)
@@ -136,7 +136,9 @@ async fn decide(
         }
     };
     if state.paused.load(Ordering::Relaxed) {
-        state.audit.record(audit("denied", "agents are paused"));
+        state
+            .audit
+            .record(audit(audit::Outcome::Denied, "agents are paused"));
         return Err(ApiError::new(
             Code::ApprovalDenied,
             "the user has paused all agents; try again later",
@@ -151,7 +153,9 @@ async fn decide(
         // See `authorize_connect` for why a consent session is allowed under proxy-only.
         (Mode::ProxyOnly, AskKind::Proxy | AskKind::Connect) => Ok(Granted::default()),
         (Mode::ProxyOnly, AskKind::Token) => {
-            state.audit.record(audit("denied", "policy proxy-only"));
+            state
+                .audit
+                .record(audit(audit::Outcome::Denied, "policy proxy-only"));
             Err(ApiError::new(
                 Code::ApprovalDenied,
                 format!(
@@ -161,7 +165,9 @@ async fn decide(
             ))
         }
         (Mode::Deny, _) => {
-            state.audit.record(audit("denied", "policy deny"));
+            state
+                .audit
+                .record(audit(audit::Outcome::Denied, "policy deny"));
             Err(ApiError::new(
                 Code::ApprovalDenied,
                 format!(
@@ -193,7 +199,7 @@ async fn ask(
     provider: &Provider,
     what: &What,
     peer_addr: std::net::SocketAddr,
-    audit: impl Fn(&str, &str) -> Entry,
+    audit: impl Fn(audit::Outcome, &str) -> Entry,
 ) -> Result<Granted, ApiError> {
     let peer = Some(peer_json(state.port, peer_addr).await);
     let (prompt_account, scopes) = match &what.asked {
@@ -221,7 +227,7 @@ async fn ask(
         Ok(Outcome::Answered(_)) => {
             state
                 .audit
-                .record(audit("denied", "denied by the user").peer(peer));
+                .record(audit(audit::Outcome::Denied, "denied by the user").peer(peer));
             Err(ApiError::new(
                 Code::ApprovalDenied,
                 match what.kind {
@@ -239,14 +245,16 @@ async fn ask(
         Ok(Outcome::Closed) => {
             state
                 .audit
-                .record(audit("denied", "Akhrot shut down").peer(peer));
+                .record(audit(audit::Outcome::Denied, "Akhrot shut down").peer(peer));
             Err(ApiError::new(
                 Code::ApprovalDenied,
                 "Akhrot is shutting down, so nobody can answer the approval prompt; retry once it runs again",
             ))
         }
         Ok(Outcome::TimedOut) => {
-            state.audit.record(audit("timeout", "").peer(peer));
+            state
+                .audit
+                .record(audit(audit::Outcome::Timeout, "").peer(peer));
             Err(ApiError::new(
                 Code::ApprovalTimeout,
                 format!(

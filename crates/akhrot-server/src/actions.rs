@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use serde::Serialize;
 
 use akhrot_core::approvals::{Answer, AskKind, Prompt};
-use akhrot_core::audit::Entry;
+use akhrot_core::audit::{Action, Entry, Outcome};
 use akhrot_core::vault::Mode;
 
 use crate::error::{ApiError, Code, printable};
@@ -29,7 +29,9 @@ pub fn pending_count(state: &AppState) -> usize {
 #[serde(rename_all = "camelCase")]
 pub struct Answered {
     pub approval: Prompt,
-    pub answer: String,
+    /// Shown as `deny`, `once`, `for <n>s`, `until quit` or `always`.
+    #[serde(serialize_with = "crate::models::admin::answer_shown::serialize")]
+    pub answer: Answer,
 }
 
 /// Answers prompt `id` with `answer` (`deny`, `once`, `hour`, `quit`, `always`, or
@@ -44,6 +46,15 @@ pub fn answer_approval(state: &AppState, id: &str, answer: &str) -> Result<Answe
             printable(answer)
         ))
     })?;
+    answer_approval_with(state, id, answer)
+}
+
+/// [`answer_approval`] with an answer already parsed (the admin API's typed body).
+pub fn answer_approval_with(
+    state: &AppState,
+    id: &str,
+    answer: Answer,
+) -> Result<Answered, ApiError> {
     let pending = state
         .approvals
         .pending()
@@ -86,7 +97,7 @@ pub fn answer_approval(state: &AppState, id: &str, answer: &str) -> Result<Answe
             "the approval ended before the answer arrived",
         )
     })?;
-    let entry = Entry::new("approval", &answer.as_str())
+    let entry = Entry::new(Action::Approval, Outcome::Answer(answer))
         .agent(&prompt.ask.agent_id, &prompt.ask.agent)
         .provider(&prompt.ask.provider)
         .account(Some(prompt.ask.account.as_str()).filter(|a| !a.is_empty()));
@@ -97,7 +108,7 @@ pub fn answer_approval(state: &AppState, id: &str, answer: &str) -> Result<Answe
     });
     Ok(Answered {
         approval: prompt,
-        answer: answer.as_str(),
+        answer,
     })
 }
 
@@ -112,9 +123,10 @@ pub fn set_paused(state: &AppState, paused: bool) -> Result<bool, ApiError> {
         .vault
         .set_setting("paused", if paused { "1" } else { "0" })?;
     state.paused.store(paused, Ordering::Relaxed);
-    state
-        .audit
-        .record(Entry::new("pause", if paused { "on" } else { "off" }));
+    state.audit.record(Entry::new(
+        Action::Pause,
+        if paused { Outcome::On } else { Outcome::Off },
+    ));
     Ok(paused)
 }
 
@@ -130,7 +142,7 @@ pub fn deny_all_at_shutdown(state: &AppState) -> usize {
     let ended = state.approvals.close();
     for prompt in &ended {
         state.audit.record(
-            Entry::new("approval", "deny")
+            Entry::new(Action::Approval, Outcome::Answer(Answer::Deny))
                 .agent(&prompt.ask.agent_id, &prompt.ask.agent)
                 .provider(&prompt.ask.provider)
                 .account(Some(&prompt.ask.account))

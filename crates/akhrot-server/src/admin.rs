@@ -10,7 +10,7 @@ use axum::response::Response;
 
 use akhrot_core::catalog::Provider;
 
-use akhrot_core::audit::{Entry, Filter};
+use akhrot_core::audit::{Action, Entry, Filter, Outcome};
 use akhrot_core::vault::{ANY_PROVIDER, Mode};
 
 use crate::actions;
@@ -139,7 +139,7 @@ pub async fn create_key(
     tracing::info!(agent = %agent.name, "agent key created");
     state
         .audit
-        .record(Entry::new("key", "created").agent(&agent.id, &agent.name));
+        .record(Entry::new(Action::Key, Outcome::Created).agent(&agent.id, &agent.name));
     Ok(success_typed(KeyCreated {
         key: key.expose().to_owned(),
         agent: agent.into(),
@@ -172,7 +172,7 @@ pub async fn revoke_key(
     tracing::info!(agent = %agent.name, "agent key revoked");
     state
         .audit
-        .record(Entry::new("key", "revoked").agent(&agent.id, &agent.name));
+        .record(Entry::new(Action::Key, Outcome::Revoked).agent(&agent.id, &agent.name));
     Ok(success_typed(AgentKey::from(agent)))
 }
 
@@ -210,7 +210,7 @@ pub async fn set_policy(
         .vault
         .set_policy(&req.agent, &req.provider, mode, until)?;
     state.audit.record(
-        Entry::new("policy", mode.as_str())
+        Entry::new(Action::Policy, Outcome::Policy(mode))
             .agent(&agent.id, &agent.name)
             .provider(&req.provider)
             .detail(match until {
@@ -269,9 +269,16 @@ pub async fn add_connection(
     let (conn, replaced) = state.vault.put_key_connection(&p, account, req.fields)?;
     tracing::info!(provider = %conn.provider, account = %conn.account, replaced, "connection stored");
     state.audit.record(
-        Entry::new("connect", if replaced { "replaced" } else { "connected" })
-            .provider(&conn.provider)
-            .account(Some(&conn.account)),
+        Entry::new(
+            Action::Connect,
+            if replaced {
+                Outcome::Replaced
+            } else {
+                Outcome::Connected
+            },
+        )
+        .provider(&conn.provider)
+        .account(Some(&conn.account)),
     );
     Ok(success_typed(ConnectionAdded {
         connection: conn.into(),
@@ -463,7 +470,7 @@ pub async fn set_client(
     tracing::info!(provider = %p.code, "OAuth client set");
     state
         .audit
-        .record(Entry::new("client", "set").provider(&p.code));
+        .record(Entry::new(Action::Client, Outcome::Set).provider(&p.code));
     Ok(success_typed(ClientSet {
         provider: p.code.clone(),
         client_id: req.client_id.trim().to_owned(),
@@ -613,7 +620,7 @@ pub async fn answer_approval(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<AnswerApproval>,
 ) -> Result<Response, ApiError> {
-    let answered = actions::answer_approval(&state, &id, &req.answer)?;
+    let answered = actions::answer_approval_with(&state, &id, req.answer)?;
     Ok(success_typed(ApprovalAnswered {
         approval: answered.approval.into(),
         answer: answered.answer,
@@ -664,10 +671,19 @@ pub async fn audit_log(
     _: AdminAuth,
     Query(q): Query<AuditQuery>,
 ) -> Result<Response, ApiError> {
+    let action = match q.action.as_deref().filter(|a| !a.is_empty()) {
+        None => None,
+        Some(a) => Some(Action::parse(a).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unknown action `{a}`: use one of {}",
+                Action::valid_words()
+            ))
+        })?),
+    };
     let filter = Filter {
         agent: q.agent,
         provider: q.provider,
-        action: q.action,
+        action,
         before: q.before,
         limit: q.limit.unwrap_or(100),
     };

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use akhrot_core::audit::Entry;
+use akhrot_core::audit::{Action, Entry, Outcome};
 use akhrot_core::catalog::{AuthType, Provider};
 use akhrot_core::unix_to_rfc3339;
 use akhrot_core::vault::ConnectionInfo;
@@ -110,7 +110,8 @@ pub struct AccountInfo {
     /// The account's label (e.g. an email address, or `default`).
     pub account: String,
     /// `connected`, or `needs_reconnect` when the provider refused the refresh token.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: akhrot_core::vault::ConnectionStatus,
     pub scopes: Vec<String>,
     /// When the access token expires (RFC 3339), when known.
     pub expires_at: Option<String>,
@@ -120,7 +121,7 @@ impl From<&ConnectionInfo> for AccountInfo {
     fn from(c: &ConnectionInfo) -> Self {
         Self {
             account: c.account.clone(),
-            status: c.status.clone(),
+            status: c.status,
             scopes: c.scopes.clone(),
             expires_at: c.expires_at.map(unix_to_rfc3339),
         }
@@ -495,8 +496,8 @@ pub async fn fetch_token(
     let account = string_field(req.account, "account", 200)?;
     let reason = string_field(req.reason, "reason", 500)?;
     let p = state.provider(&provider)?;
-    let audit = |outcome: &str| {
-        Entry::new("token", outcome)
+    let audit = |outcome: Outcome| {
+        Entry::new(Action::Token, outcome)
             .agent(&agent.id, &agent.name)
             .provider(&p.code)
             .account(account.as_deref())
@@ -518,7 +519,7 @@ pub async fn fetch_token(
             let e = ApiError::from(e);
             state
                 .audit
-                .record(audit("error").detail(e.code.as_str()).peer(peer));
+                .record(audit(Outcome::Error).detail(e.code.as_str()).peer(peer));
             return Err(e);
         }
     };
@@ -527,7 +528,7 @@ pub async fn fetch_token(
             .audit
             .record_handout(&agent.id, &agent.name, &p.code, &conn.account),
         Some(_) => state.audit.record(
-            Entry::new("token", "handed_out")
+            Entry::new(Action::Token, Outcome::HandedOut)
                 .agent(&agent.id, &agent.name)
                 .provider(&p.code)
                 .account(Some(&conn.account))

@@ -6,7 +6,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use akhrot_core::audit::Entry;
+use akhrot_core::audit::{Action, Entry, Outcome};
 use akhrot_core::broker::{BrokerError, CallbackOutcome, CallbackParams};
 
 use crate::consent::{Session, StartSession, parse};
@@ -43,8 +43,8 @@ pub async fn start_session(
     JsonBody(req): JsonBody<StartSession>,
 ) -> Result<Response, ApiError> {
     let req = parse(req)?;
-    let audit = |outcome: &str| {
-        Entry::new("connect", outcome)
+    let audit = |outcome: Outcome| {
+        Entry::new(Action::Connect, outcome)
             .agent(&agent.id, &agent.name)
             .provider(&req.provider)
             .account(req.account.as_deref())
@@ -60,7 +60,7 @@ pub async fn start_session(
             Err(e @ BrokerError::ConnectionExists { .. }) => {
                 state
                     .audit
-                    .record(audit("conflict").detail("the label is already connected"));
+                    .record(audit(Outcome::Conflict).detail("the label is already connected"));
                 return Err(e.into());
             }
             Err(e) => return Err(e.into()),
@@ -84,13 +84,15 @@ pub async fn start_session(
         Ok(v) => v,
         Err(e) => {
             // E.g. the label was connected while the prompt waited.
-            state.audit.record(audit("failed").detail(e.to_string()));
+            state
+                .audit
+                .record(audit(Outcome::Failed).detail(e.to_string()));
             return Err(e.into());
         }
     };
     state
         .audit
-        .record(audit("started").detail(format!("session {}", view.session_id)));
+        .record(audit(Outcome::Started).detail(format!("session {}", view.session_id)));
     Ok(success_typed(Session::from(view)))
 }
 

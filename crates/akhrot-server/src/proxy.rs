@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use zeroize::Zeroize;
 
-use akhrot_core::audit::Entry;
+use akhrot_core::audit::{Action, Entry, Outcome};
 use akhrot_core::catalog::{AuthType, Origin, Provider, Service};
 use akhrot_core::vault::{ConnectionInfo, Credentials};
 
@@ -560,9 +560,15 @@ struct CallLog<'a> {
 }
 
 impl CallLog<'_> {
-    fn record(&self, state: &AppState, outcome: &str, detail: String, conn_account: Option<&str>) {
+    fn record(
+        &self,
+        state: &AppState,
+        outcome: Outcome,
+        detail: String,
+        conn_account: Option<&str>,
+    ) {
         state.audit.record(
-            Entry::new("proxy", outcome)
+            Entry::new(Action::Proxy, outcome)
                 .agent(&self.agent.id, &self.agent.name)
                 .provider(self.provider)
                 .account(conn_account.or(self.account))
@@ -615,7 +621,7 @@ async fn credentials(
             let e = ApiError::from(e);
             log.record(
                 state,
-                "error",
+                Outcome::Error,
                 format!("{}: {}", log.what, e.code.as_str()),
                 None,
             );
@@ -767,11 +773,21 @@ async fn send_with_refresh(
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             let e = upstream_error(&target.host, timeout, Some(e));
-            log.record(state, "502", format!("{what} -> 502"), Some(&conn.account));
+            log.record(
+                state,
+                Outcome::Status(502),
+                format!("{what} -> 502"),
+                Some(&conn.account),
+            );
             return Err(e);
         }
         Err(_) => {
-            log.record(state, "502", format!("{what} -> 502"), Some(&conn.account));
+            log.record(
+                state,
+                Outcome::Status(502),
+                format!("{what} -> 502"),
+                Some(&conn.account),
+            );
             return Err(upstream_error(&target.host, timeout, None));
         }
     };
@@ -884,7 +900,7 @@ async fn retry_after_refresh(
     let failed = |e: Option<reqwest::Error>| {
         log.record(
             state,
-            "502",
+            Outcome::Status(502),
             format!("{} -> 502 (retry after a refresh)", log.what),
             Some(&retry.conn.account),
         );
@@ -920,7 +936,7 @@ fn pass_back(
     {
         log.record(
             state,
-            "502",
+            Outcome::Status(502),
             format!("{what} -> 502 (compressed answer not passed on)"),
             Some(&conn_account),
         );
@@ -945,7 +961,7 @@ fn pass_back(
     };
     log.record(
         state,
-        status.as_str(),
+        Outcome::Status(status.as_u16()),
         format!("{what} -> {}{note}{masked_note}", status.as_u16()),
         Some(&conn_account),
     );

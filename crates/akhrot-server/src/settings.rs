@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::response::Response;
 
-use akhrot_core::audit::Entry;
+use akhrot_core::audit::{Action, Entry, Outcome};
 use akhrot_core::config::{self, Config};
 
 use crate::error::{ApiError, Envelope, ErrorEnvelope, success_typed};
@@ -128,7 +128,7 @@ pub async fn set_settings(
         .join(" ");
     state
         .audit
-        .record(Entry::new("settings", "changed").detail(detail));
+        .record(Entry::new(Action::Settings, Outcome::Changed).detail(detail));
     let mut out = view(&state);
     out.restart_required = Some(req.port.is_some_and(|p| p != state.port));
     Ok(success_typed(out))

@@ -3,6 +3,7 @@
 use anyhow::Result;
 use clap::Subcommand;
 
+use akhrot_core::approvals::Answer;
 use akhrot_server::models::admin::{AnswerApproval, Approval, ApprovalAnswered, PeerView};
 
 use super::{parse_duration, print_table};
@@ -53,7 +54,7 @@ fn process_text(peer: &PeerView) -> String {
     text
 }
 
-fn answer(c: &Client, id: &str, answer: String) -> Result<ApprovalAnswered> {
+fn answer(c: &Client, id: &str, answer: Answer) -> Result<ApprovalAnswered> {
     c.post_typed(
         &format!("/admin/approvals/{}", enc(id)),
         &AnswerApproval { answer },
@@ -101,19 +102,21 @@ pub fn run(c: &Client, cmd: Option<ApprovalsCmd>, as_json: bool) -> Result<()> {
             always,
         }) => {
             let how = match (duration, always) {
-                (_, true) => "always".to_owned(),
-                (Some(d), _) => format!("for:{}", parse_duration(&d)?),
-                (None, false) => "once".to_owned(),
+                (_, true) => Answer::Always,
+                (Some(d), _) => Answer::For(parse_duration(&d)?),
+                (None, false) => Answer::Once,
             };
             let v = answer(c, &id, how)?;
             eprintln!(
                 "Allowed `{}` to use {} ({}).",
-                v.approval.agent, v.approval.provider, v.answer
+                v.approval.agent,
+                v.approval.provider,
+                v.answer.as_str()
             );
             Ok(())
         }
         Some(ApprovalsCmd::Deny { id }) => {
-            let v = answer(c, &id, "deny".to_owned())?;
+            let v = answer(c, &id, Answer::Deny)?;
             eprintln!(
                 "Denied `{}` access to {}.",
                 v.approval.agent, v.approval.provider

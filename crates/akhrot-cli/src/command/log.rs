@@ -32,8 +32,8 @@ pub fn run(
             vec![
                 akhrot_core::unix_to_rfc3339(e.at / 1000),
                 e.agent.unwrap_or_else(|| "-".to_owned()),
-                e.action,
-                e.outcome,
+                e.action.to_string(),
+                e.outcome.to_string(),
                 match (e.provider, e.account) {
                     (Some(p), Some(a)) => format!("{p} ({a})"),
                     (Some(p), None) => p,

@@ -54,7 +54,7 @@ pub fn run(c: &Client, as_json: bool) -> Result<()> {
                 c.provider.clone(),
                 c.account.clone(),
                 c.auth_type.clone(),
-                c.status.clone(),
+                c.status.to_string(),
                 ago(Some(c.updated_at)),
             ]
         })

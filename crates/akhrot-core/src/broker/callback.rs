@@ -182,8 +182,9 @@ impl Broker {
             };
         };
         // The completion's audit entries name the agent that started the session.
-        let entry = |outcome: &str| {
-            let e = crate::audit::Entry::new("connect", outcome).provider(&p.code);
+        let entry = |outcome: crate::audit::Outcome| {
+            let e =
+                crate::audit::Entry::new(crate::audit::Action::Connect, outcome).provider(&p.code);
             match &owner {
                 Some(a) => e.agent(&a.id, &a.name),
                 None => e,
@@ -201,7 +202,7 @@ impl Broker {
             .await
         {
             Ok(account) => {
-                self.record(entry("connected").account(Some(&account)));
+                self.record(entry(crate::audit::Outcome::Connected).account(Some(&account)));
                 self.finish(&id, SessionState::Completed, Some(account.clone()), None);
                 CallbackOutcome::Connected {
                     provider: p.name.clone(),
@@ -209,7 +210,7 @@ impl Broker {
                 }
             }
             Err(BrokerError::ConnectionExists { account, message }) => {
-                self.record(entry("conflict").account(Some(&account)).detail(
+                self.record(entry(crate::audit::Outcome::Conflict).account(Some(&account)).detail(
                     "an agent's session would have replaced this connection; nothing was stored",
                 ));
                 self.finish_with_code(
@@ -226,7 +227,7 @@ impl Broker {
             }
             Err(e) => {
                 let reason = e.to_string();
-                self.record(entry("failed").detail(&reason));
+                self.record(entry(crate::audit::Outcome::Failed).detail(&reason));
                 self.finish(&id, SessionState::Failed, None, Some(reason.clone()));
                 CallbackOutcome::Failed {
                     provider: p.name.clone(),

@@ -88,7 +88,7 @@ impl Broker {
         info: Arc<ConnectionInfo>,
         creds: Credentials,
     ) -> Result<(Arc<ConnectionInfo>, Credentials), BrokerError> {
-        if info.status == "needs_reconnect" {
+        if info.status == crate::vault::ConnectionStatus::NeedsReconnect {
             return Err(BrokerError::TokenExpired(reconnect_message(p, "")));
         }
         // An earlier refresh's answer that could not be committed comes first: its refresh
@@ -161,20 +161,28 @@ impl Broker {
                 };
                 tracing::info!(provider = %p.code, account = %info.account, rotated = tokens.refresh_token.is_some(), "token refreshed");
                 self.record(
-                    crate::audit::Entry::new("refresh", "refreshed")
-                        .provider(&p.code)
-                        .account(Some(&info.account)),
+                    crate::audit::Entry::new(
+                        crate::audit::Action::Refresh,
+                        crate::audit::Outcome::Refreshed,
+                    )
+                    .provider(&p.code)
+                    .account(Some(&info.account)),
                 );
                 Ok(out)
             }
             Err(OAuthError::InvalidGrant(d)) => {
-                self.vault
-                    .set_connection_status(&info.id, "needs_reconnect")?;
+                self.vault.set_connection_status(
+                    &info.id,
+                    crate::vault::ConnectionStatus::NeedsReconnect,
+                )?;
                 self.record(
-                    crate::audit::Entry::new("refresh", "needs_reconnect")
-                        .provider(&p.code)
-                        .account(Some(&info.account))
-                        .detail("the provider refused the refresh token (invalid_grant)"),
+                    crate::audit::Entry::new(
+                        crate::audit::Action::Refresh,
+                        crate::audit::Outcome::NeedsReconnect,
+                    )
+                    .provider(&p.code)
+                    .account(Some(&info.account))
+                    .detail("the provider refused the refresh token (invalid_grant)"),
                 );
                 tracing::warn!(provider = %p.code, account = %info.account, "refresh token refused (invalid_grant)");
                 Err(BrokerError::TokenExpired(reconnect_message(p, &d)))
@@ -182,10 +190,13 @@ impl Broker {
             Err(e) => {
                 let err = self.oauth_error(p, e, "refresh");
                 self.record(
-                    crate::audit::Entry::new("refresh", "failed")
-                        .provider(&p.code)
-                        .account(Some(&info.account))
-                        .detail(err.to_string()),
+                    crate::audit::Entry::new(
+                        crate::audit::Action::Refresh,
+                        crate::audit::Outcome::Failed,
+                    )
+                    .provider(&p.code)
+                    .account(Some(&info.account))
+                    .detail(err.to_string()),
                 );
                 Err(err)
             }
@@ -223,11 +234,11 @@ impl Broker {
         let removed = self.vault.delete_connection(&p.code, account)?;
         self.record(
             crate::audit::Entry::new(
-                "disconnect",
+                crate::audit::Action::Disconnect,
                 if revoked {
-                    "revoked_and_removed"
+                    crate::audit::Outcome::RevokedAndRemoved
                 } else {
-                    "removed"
+                    crate::audit::Outcome::Removed
                 },
             )
             .provider(&p.code)
@@ -251,7 +262,7 @@ fn check_usable(
     info: Arc<ConnectionInfo>,
     creds: Credentials,
 ) -> Result<(Arc<ConnectionInfo>, Credentials), BrokerError> {
-    if info.status == "needs_reconnect" {
+    if info.status == crate::vault::ConnectionStatus::NeedsReconnect {
         return Err(BrokerError::TokenExpired(reconnect_message(p, "")));
     }
     Ok((info, creds))

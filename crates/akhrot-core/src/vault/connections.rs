@@ -22,6 +22,39 @@ pub(super) struct ConnRow {
     pub(super) sealed: Vec<u8>,
 }
 
+/// Whether a connection can be used. Stored and shown as `connected` / `needs_reconnect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionStatus {
+    #[default]
+    Connected,
+    /// The provider refused the refresh token: the person must connect again.
+    NeedsReconnect,
+}
+
+impl ConnectionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionStatus::Connected => "connected",
+            ConnectionStatus::NeedsReconnect => "needs_reconnect",
+        }
+    }
+
+    /// Reads a stored status; anything but `connected` is not usable as is.
+    fn from_stored(s: &str) -> Self {
+        match s {
+            "connected" => ConnectionStatus::Connected,
+            _ => ConnectionStatus::NeedsReconnect,
+        }
+    }
+}
+
+impl std::fmt::Display for ConnectionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A connection's public facts (no secret).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -30,7 +63,7 @@ pub struct ConnectionInfo {
     pub provider: String,
     pub account: String,
     pub auth_type: String,
-    pub status: String,
+    pub status: ConnectionStatus,
     pub scopes: Vec<String>,
     pub expires_at: Option<i64>,
     /// Values the catalog marks as not secret (account SID, domain, project ref, API id).
@@ -179,7 +212,7 @@ impl Vault {
             provider: provider.code.clone(),
             account: account.to_owned(),
             auth_type: provider.auth.as_str().to_owned(),
-            status: "connected".into(),
+            status: ConnectionStatus::Connected,
             scopes,
             expires_at,
             public_fields,
@@ -201,7 +234,7 @@ impl Vault {
                 info.provider,
                 info.account,
                 info.auth_type,
-                info.status,
+                info.status.as_str(),
                 scopes_json,
                 info.expires_at,
                 public_json,
@@ -241,7 +274,7 @@ impl Vault {
             None => p
                 .rows
                 .iter()
-                .find(|r| r.info.status == "connected")
+                .find(|r| r.info.status == ConnectionStatus::Connected)
                 .or(p.rows.first())
                 .cloned(),
         }
@@ -292,18 +325,18 @@ impl Vault {
     }
 
     /// Marks a connection's status (`connected`, `needs_reconnect`).
-    pub fn set_connection_status(&self, id: &str, status: &str) -> Result<()> {
+    pub fn set_connection_status(&self, id: &str, status: ConnectionStatus) -> Result<()> {
         let now = now_unix();
         self.db()
             .execute(
                 "UPDATE connections SET status = ?1, updated_at = ?2 WHERE id = ?3",
-                params![status, now, id],
+                params![status.as_str(), now, id],
             )
             .map_err(storage)?;
         let mut c = self.cache_write();
         if let Some(slot) = c.conns.iter().find(|r| r.info.id == id) {
             let mut info = (*slot.info).clone();
-            info.status = status.to_owned();
+            info.status = status;
             info.updated_at = now;
             let row = Arc::new(ConnRow {
                 info: Arc::new(info),
@@ -374,7 +407,7 @@ pub(super) fn conn_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConnRow> {
             provider: r.get(1)?,
             account: r.get(2)?,
             auth_type: r.get(3)?,
-            status: r.get(4)?,
+            status: ConnectionStatus::from_stored(&r.get::<_, String>(4)?),
             scopes: serde_json::from_str(&scopes).unwrap_or_default(),
             expires_at: r.get(6)?,
             public_fields: serde_json::from_str(&public).unwrap_or_default(),
@@ -498,22 +531,25 @@ mod tests {
         let (first, replaced) = put(&v, "acct-00", "sk-00-new");
         assert!(replaced);
         assert_eq!(key_of(&v, Some("acct-00")).1, "sk-00-new");
-        v.set_connection_status(&first.id, "needs_reconnect")
+        v.set_connection_status(&first.id, ConnectionStatus::NeedsReconnect)
             .unwrap();
         assert_eq!(key_of(&v, None).0, "acct-01");
         assert_eq!(v.list_connections().len(), 50);
-        assert_eq!(v.list_connections()[0].status, "needs_reconnect");
+        assert_eq!(
+            v.list_connections()[0].status,
+            ConnectionStatus::NeedsReconnect
+        );
         v.delete_connection("openai", Some("acct-01")).unwrap();
         assert!(v.require_connection("openai", Some("acct-01")).is_err());
         assert_eq!(key_of(&v, None).0, "acct-02");
-        let before: Vec<(String, String)> = v
+        let before: Vec<(String, ConnectionStatus)> = v
             .list_connections()
             .into_iter()
             .map(|c| (c.account, c.status))
             .collect();
         drop(v);
         let v = Vault::open(&p, pass("correct horse")).unwrap();
-        let after: Vec<(String, String)> = v
+        let after: Vec<(String, ConnectionStatus)> = v
             .list_connections()
             .into_iter()
             .map(|c| (c.account, c.status))

@@ -32,7 +32,7 @@ mod unlock;
 
 use cache::Cache;
 use connections::conn_row;
-pub use connections::{ConnectionInfo, Credentials, validate_account};
+pub use connections::{ConnectionInfo, ConnectionStatus, Credentials, validate_account};
 use keys::AgentEntry;
 pub use keys::{Agent, AgentInfo};
 use migrations::migrate;

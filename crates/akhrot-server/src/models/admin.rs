@@ -11,9 +11,9 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use akhrot_core::SecretString;
-use akhrot_core::approvals::{AskKind, Prompt};
-use akhrot_core::audit::Entry;
-use akhrot_core::vault::{AgentInfo, ConnectionInfo, KeySource};
+use akhrot_core::approvals::{Answer, AskKind, Prompt};
+use akhrot_core::audit::{Action, Entry, Outcome};
+use akhrot_core::vault::{AgentInfo, ConnectionInfo, ConnectionStatus, KeySource};
 
 // ---- requests ----
 
@@ -89,8 +89,74 @@ pub struct SetClient {
 #[serde(deny_unknown_fields)]
 pub struct AnswerApproval {
     /// `deny`, `once`, `hour`, `quit`, `always`, or `for:<seconds>`.
-    #[schema(example = "once")]
-    pub answer: String,
+    #[schema(value_type = String, example = "once")]
+    #[serde(with = "answer_request")]
+    pub answer: Answer,
+}
+
+/// A string schema listing `words`.
+fn words_schema(words: Vec<&str>, description: &str) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(words))
+        .description(Some(description))
+        .build()
+}
+
+fn connection_status_schema() -> utoipa::openapi::Object {
+    words_schema(
+        vec![
+            ConnectionStatus::Connected.as_str(),
+            ConnectionStatus::NeedsReconnect.as_str(),
+        ],
+        "`connected`, or `needs_reconnect` when the provider refused the refresh token.",
+    )
+}
+
+fn action_schema() -> utoipa::openapi::Object {
+    words_schema(
+        Action::ALL.iter().map(Action::as_str).collect(),
+        "What the entry is about.",
+    )
+}
+
+/// An approval answer as a request names it (`deny`, `once`, `hour`, `quit`, `always`,
+/// `for:<seconds>`); an unknown one is refused without echoing it.
+pub mod answer_request {
+    use super::Answer;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(a: &Answer, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&a.request_word())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Answer, D::Error> {
+        let s = String::deserialize(d)?;
+        Answer::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(
+                "the answer is not one of deny, once, hour, quit, always, for:<seconds>",
+            )
+        })
+    }
+}
+
+/// An approval answer as shown (`deny`, `once`, `for <n>s`, `until quit`, `always`).
+pub mod answer_shown {
+    use super::Answer;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(a: &Answer, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&a.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Answer, D::Error> {
+        let s = String::deserialize(d)?;
+        Answer::parse_shown(&s).ok_or_else(|| {
+            serde::de::Error::custom(
+                "the answer is not one of deny, once, for <n>s, until quit, always",
+            )
+        })
+    }
 }
 
 /// `POST /admin/pause`.
@@ -195,7 +261,9 @@ pub struct Connection {
     pub account: String,
     /// `oauth2`, `api_key`, …
     pub auth_type: String,
-    pub status: String,
+    /// `connected`, or `needs_reconnect` when the provider refused the refresh token.
+    #[schema(schema_with = connection_status_schema)]
+    pub status: ConnectionStatus,
     pub scopes: Vec<String>,
     /// Unix seconds.
     pub expires_at: Option<i64>,
@@ -503,7 +571,9 @@ impl From<Prompt> for Approval {
 pub struct ApprovalAnswered {
     pub approval: Approval,
     /// `deny`, `once`, `for <n>s`, `until quit` or `always`.
-    pub answer: String,
+    #[schema(value_type = String)]
+    #[serde(with = "answer_shown")]
+    pub answer: Answer,
 }
 
 /// One audit entry (`GET /admin/audit`, newest first).
@@ -517,8 +587,14 @@ pub struct AuditEntry {
     pub agent: Option<String>,
     pub provider: Option<String>,
     pub account: Option<String>,
-    pub action: String,
-    pub outcome: String,
+    /// `token`, `proxy`, `connect`, `disconnect`, `refresh`, `approval`, `pause`, `settings`,
+    /// `key`, `policy` or `client`.
+    #[schema(schema_with = action_schema)]
+    pub action: Action,
+    /// A word (`handed_out`, `denied`, `timeout`, …), an upstream HTTP status for `proxy`
+    /// (`200`), the answer for `approval` (`for 3600s`), the mode for `policy`.
+    #[schema(value_type = String)]
+    pub outcome: Outcome,
     pub detail: Option<String>,
     /// What the OS said about the calling process, when known.
     #[schema(value_type = Option<Object>)]
