@@ -317,7 +317,7 @@ fn quitting_denies_what_still_waits() {
         .state
         .audit
         .query(&akhrot_core::audit::Filter {
-            action: Some("approval".into()),
+            action: Some(akhrot_core::audit::Action::Approval),
             limit: 10,
             ..Default::default()
         })
@@ -325,7 +325,8 @@ fn quitting_denies_what_still_waits() {
     assert!(
         denials
             .iter()
-            .any(|e| e.outcome == "deny" && e.detail.as_deref() == Some("Akhrot shut down")),
+            .any(|e| e.outcome.to_string() == "deny"
+                && e.detail.as_deref() == Some("Akhrot shut down")),
         "the shutdown denial is audited: {denials:?}"
     );
 }
