@@ -76,8 +76,102 @@ pub enum Quirk {
     NotionBasicJson,
     /// Refresh goes to a separate endpoint.
     FigmaRefreshEndpoint,
-    /// URLs contain the tenant (`common` by default).
-    MicrosoftTenant,
+}
+
+/// What a client setting holds, and so how its value is checked and filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SettingKind {
+    /// A plain name: 1-100 letters, digits, `.`, `-`, `_` (a tenant id or domain, a region).
+    #[default]
+    Name,
+    /// Where a server lives: `https://host[:port]` (a bare host means https), or `http://` on
+    /// a loopback host. Filled in as `scheme://host[:port]`, without a trailing slash.
+    Origin,
+}
+
+/// A value the person sets with a provider's OAuth client (`akhrot clients set <code>
+/// --set name=value`, the web UI's client form). It fills `{name}` in the entry's URLs: the
+/// OAuth endpoints, the services' base URLs, and so the proxy's allow-list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Setting {
+    pub name: String,
+    pub label: String,
+    pub hint: Option<String>,
+    /// The value when the person set none. Without one, the provider cannot connect until
+    /// the setting is set.
+    pub default: Option<String>,
+    #[serde(default)]
+    pub kind: SettingKind,
+}
+
+impl Setting {
+    /// Checks a value the person gave and returns it as it is stored and filled in.
+    pub fn check(&self, value: &str) -> Result<String, String> {
+        let v = value.trim();
+        match self.kind {
+            SettingKind::Name => {
+                let ok = (1..=100).contains(&v.len())
+                    && v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+                    && v != "."
+                    && v != "..";
+                if ok {
+                    Ok(v.to_owned())
+                } else {
+                    Err(format!(
+                        "`{}` must be 1-100 letters, digits, `.`, `-` or `_`",
+                        self.name
+                    ))
+                }
+            }
+            SettingKind::Origin => check_origin(v).map_err(|e| format!("`{}`: {e}", self.name)),
+        }
+    }
+}
+
+/// `host`, `host:port`, `https://host[:port]` or `http://<loopback>[:port]`, as an origin.
+fn check_origin(v: &str) -> Result<String, String> {
+    let bad = || {
+        format!(
+            "`{}` is not a server address: give a host (`gitlab.example.com`), `https://host[:port]`, or `http://127.0.0.1:<port>` for a server on this machine",
+            crate::text::printable(v)
+        )
+    };
+    if v.is_empty() || v.len() > 300 || v.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(bad());
+    }
+    let with_scheme = if v.contains("://") {
+        v.to_owned()
+    } else {
+        format!("https://{v}")
+    };
+    let u = url::Url::parse(&with_scheme).map_err(|_| bad())?;
+    let host = u.host_str().filter(|h| !h.is_empty()).ok_or_else(bad)?;
+    if !u.username().is_empty()
+        || u.password().is_some()
+        || u.query().is_some()
+        || u.fragment().is_some()
+        || !matches!(u.path(), "" | "/")
+    {
+        return Err(format!(
+            "{}; a path, query or user name is not part of it",
+            bad()
+        ));
+    }
+    let origin = u.origin().ascii_serialization();
+    match u.scheme() {
+        "https" => Ok(origin),
+        "http" => check_url(&format!("{origin}/"))
+            .map(|_| origin)
+            .map_err(|_| {
+                format!(
+                    "`{host}` is reached over plain http://, which is accepted only for a loopback host; use https://"
+                )
+            }),
+        _ => Err(bad()),
+    }
 }
 
 /// Where the token fields sit in a non-standard token response (dotted paths).
@@ -104,6 +198,13 @@ pub struct Field {
     #[serde(default)]
     pub optional: bool,
     pub hint: Option<String>,
+    /// The value an optional field takes when none is given.
+    pub default: Option<String>,
+    /// The values a non-secret field may take, each with the text it puts into `{name}`
+    /// placeholders (Mailgun's `region`: `eu` → `api.eu.mailgun.net`). Empty: any value, put in
+    /// as it is.
+    #[serde(default)]
+    pub values: BTreeMap<String, String>,
 }
 
 /// How a credential is placed on an API request. Templates: `{accessToken}`, `{fieldName}`.
@@ -217,6 +318,9 @@ pub struct Provider {
 
     #[serde(default)]
     pub fields: Vec<Field>,
+    /// Values set with the OAuth client that fill `{name}` placeholders (see [`Setting`]).
+    #[serde(default)]
+    pub settings: Vec<Setting>,
     #[serde(default)]
     pub inject: Inject,
     #[serde(default)]
@@ -245,6 +349,129 @@ impl Provider {
 
     pub fn has_quirk(&self, q: Quirk) -> bool {
         self.quirks.contains(&q)
+    }
+
+    /// The settings' values: the person's choice (`chosen`, as stored with the OAuth client),
+    /// else the setting's default. A setting with neither is left out.
+    pub fn setting_values(&self, chosen: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        self.settings
+            .iter()
+            .filter_map(|s| {
+                chosen
+                    .get(&s.name)
+                    .or(s.default.as_ref())
+                    .map(|v| (s.name.clone(), v.clone()))
+            })
+            .collect()
+    }
+
+    /// Checks the settings the person gives with the OAuth client; returns them as stored.
+    pub fn check_settings(
+        &self,
+        given: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, String> {
+        let mut out = BTreeMap::new();
+        for (name, value) in given {
+            let Some(s) = self.settings.iter().find(|s| &s.name == name) else {
+                let known: Vec<&str> = self.settings.iter().map(|s| s.name.as_str()).collect();
+                return Err(if known.is_empty() {
+                    format!(
+                        "{} has no client settings (`{}` is not one)",
+                        self.name,
+                        crate::text::printable(name)
+                    )
+                } else {
+                    format!(
+                        "{} has no client setting `{}`; its settings are: {}",
+                        self.name,
+                        crate::text::printable(name),
+                        known.join(", ")
+                    )
+                });
+            };
+            if value.trim().is_empty() {
+                continue;
+            }
+            out.insert(name.clone(), s.check(value)?);
+        }
+        Ok(out)
+    }
+
+    /// This entry with its client settings filled into every URL that may name one: the OAuth
+    /// endpoints and the services' base and docs URLs. Other placeholders (a connection's
+    /// values, like Jira's `{cloudId}`) stay for later. An OAuth endpoint left with a
+    /// placeholder, or not a valid URL once filled, is an error saying what to set.
+    pub fn resolve(&self, chosen: &BTreeMap<String, String>) -> Result<Provider, String> {
+        if self.settings.is_empty() {
+            return Ok(self.clone());
+        }
+        let values = self.setting_values(chosen);
+        let keep = |n: &str| Ok::<_, std::convert::Infallible>(format!("{{{n}}}"));
+        let fill = |u: &str| match crate::text::fill_with(u, &values, keep) {
+            Ok(s) => s,
+            Err(never) => match never {},
+        };
+        let mut p = self.clone();
+        for u in p.oauth_urls_mut() {
+            let filled = fill(u);
+            if let Some(name) = crate::text::placeholders(&filled).first() {
+                return Err(format!(
+                    "{} needs the client setting `{name}`: set it with `akhrot clients set {} --set {name}=<value>`",
+                    self.name, self.code
+                ));
+            }
+            check_url(&filled)?;
+            *u = filled;
+        }
+        for s in &mut p.services {
+            for u in [&mut s.base_url, &mut s.docs_url].into_iter().flatten() {
+                *u = fill(u);
+            }
+        }
+        Ok(p)
+    }
+
+    /// The OAuth endpoints the provider is spoken to at (client settings may fill them).
+    fn oauth_urls_mut(&mut self) -> Vec<&mut String> {
+        [
+            &mut self.authorize_url,
+            &mut self.token_url,
+            &mut self.revoke_url,
+            &mut self.userinfo_url,
+            &mut self.resources_url,
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    /// What `{name}` placeholders in the services' base URLs, headers and credential
+    /// placement are filled with, for one connection: its public values (a field with
+    /// `values` gives the text its value stands for; an optional field left out gives its
+    /// default) and the client settings.
+    pub fn placeholder_values(
+        &self,
+        public: &BTreeMap<String, String>,
+        settings: &BTreeMap<String, String>,
+    ) -> BTreeMap<String, String> {
+        let mut out = public.clone();
+        for f in self.fields.iter().filter(|f| !f.secret) {
+            let Some(v) = public.get(&f.name).or(f.default.as_ref()) else {
+                continue;
+            };
+            let v = match f.values.get(v) {
+                Some(text) => text.clone(),
+                None if f.values.is_empty() => v.clone(),
+                // A stored value the catalog no longer lists fills nothing.
+                None => {
+                    out.remove(&f.name);
+                    continue;
+                }
+            };
+            out.insert(f.name.clone(), v);
+        }
+        out.extend(self.setting_values(settings));
+        out
     }
 
     /// Every URL in the entry, with what it is, for checks.
@@ -276,6 +503,69 @@ impl Provider {
             }
         }
         out
+    }
+
+    /// Client settings and field values: names, defaults and value lists that can work.
+    fn validate_settings(&self) -> Result<(), String> {
+        let mut seen = std::collections::BTreeSet::new();
+        for st in &self.settings {
+            if !valid_field_name(&st.name) {
+                return Err(format!(
+                    "setting name `{}` must be camelCase letters and digits",
+                    st.name
+                ));
+            }
+            if !seen.insert(st.name.as_str()) || self.fields.iter().any(|f| f.name == st.name) {
+                return Err(format!(
+                    "setting `{}` is named twice (settings and fields share one namespace)",
+                    st.name
+                ));
+            }
+            if let Some(d) = &st.default {
+                st.check(d).map_err(|e| format!("the default of {e}"))?;
+            }
+        }
+        for f in &self.fields {
+            if f.default.is_some() && !f.optional {
+                return Err(format!(
+                    "field `{}` has a default, so it must be `optional = true`",
+                    f.name
+                ));
+            }
+            if f.values.is_empty() {
+                continue;
+            }
+            if f.secret {
+                return Err(format!(
+                    "field `{}` is secret, so it cannot have `values` (they fill URLs)",
+                    f.name
+                ));
+            }
+            if let Some(d) = &f.default
+                && !f.values.contains_key(d)
+            {
+                return Err(format!(
+                    "the default `{d}` of field `{}` is not one of its values",
+                    f.name
+                ));
+            }
+            for (k, text) in &f.values {
+                let plain = |v: &str| {
+                    !v.is_empty()
+                        && v.len() <= 200
+                        && v.bytes().all(|b| {
+                            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':')
+                        })
+                };
+                if !plain(k) || !plain(text) {
+                    return Err(format!(
+                        "field `{}`: value `{k}` = `{text}` must be letters, digits, `.`, `-`, `_` or `:`",
+                        f.name
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Checks what serde cannot: required keys per auth type, URL schemes, field names.
@@ -315,8 +605,38 @@ impl Provider {
                 }
             }
         }
+        self.validate_settings()?;
+        // URLs are checked with each client setting filled (its default, else a sample).
+        let sample: BTreeMap<String, String> = self
+            .settings
+            .iter()
+            .map(|s| {
+                let v = match (&s.default, s.kind) {
+                    (Some(d), _) => d.clone(),
+                    (None, SettingKind::Origin) => "https://example.com".into(),
+                    (None, SettingKind::Name) => "sample".into(),
+                };
+                (s.name.clone(), v)
+            })
+            .collect();
+        let keep = |n: &str| Ok::<_, std::convert::Infallible>(format!("{{{n}}}"));
         for (what, url) in self.urls() {
-            check_url(url).map_err(|e| format!("{what}: {e}"))?;
+            let filled = match crate::text::fill_with(url, &sample, keep) {
+                Ok(s) => s,
+                Err(never) => match never {},
+            };
+            check_url(&filled).map_err(|e| format!("{what}: {e}"))?;
+        }
+        let mut endpoints = self.clone();
+        for u in endpoints.oauth_urls_mut() {
+            if let Some(name) = crate::text::placeholders(u)
+                .into_iter()
+                .find(|n| !sample.contains_key(n))
+            {
+                return Err(format!(
+                    "`{u}` names `{{{name}}}`, which is not one of the entry's [[settings]]; only client settings can fill an OAuth endpoint"
+                ));
+            }
         }
         for s in &self.services {
             if !valid_code(&s.code) {
@@ -620,9 +940,180 @@ mod builtin_tests {
         assert_eq!(c.len(), 37);
         for p in c.iter() {
             assert!(!p.services.is_empty(), "{} has services", p.code);
+            // With the client settings at their defaults, every URL is https.
+            let p = p.resolve(&BTreeMap::new()).expect("defaults resolve");
+            let mut mailgun = BTreeMap::new();
+            mailgun.insert("region".to_owned(), "eu".to_owned());
+            let known = p.placeholder_values(&mailgun, &BTreeMap::new());
             for (what, url) in p.urls() {
+                let url = crate::text::fill_with(url, &known, |n| Ok::<_, ()>(format!("{{{n}}}")))
+                    .unwrap();
                 assert!(url.starts_with("https://"), "{}.{what} = {url}", p.code);
             }
         }
+    }
+
+    fn provider(toml: &str) -> Result<Provider, String> {
+        let (t, _) = parse_file(toml).map_err(|(_, m)| m)?;
+        let (code, v) = t.into_iter().next().expect("one entry");
+        to_provider(&code, v, Origin::BuiltIn)
+    }
+
+    #[test]
+    fn client_settings_fill_every_endpoint_and_service() {
+        let c = Catalog::builtin().unwrap();
+        let ms = c.get("microsoft").unwrap();
+        let chosen = BTreeMap::from([("tenant".to_owned(), "contoso.onmicrosoft.com".to_owned())]);
+        let r = ms.resolve(&chosen).unwrap();
+        assert_eq!(
+            r.authorize_url.as_deref(),
+            Some("https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/authorize")
+        );
+        assert_eq!(
+            r.token_url.as_deref(),
+            Some("https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token")
+        );
+        let d = ms.resolve(&BTreeMap::new()).unwrap();
+        assert!(d.token_url.unwrap().contains("/common/"));
+
+        let gl = c.get("gitlab").unwrap();
+        let host = gl
+            .check_settings(&BTreeMap::from([(
+                "host".to_owned(),
+                "gitlab.example.com".to_owned(),
+            )]))
+            .unwrap();
+        assert_eq!(host["host"], "https://gitlab.example.com");
+        let r = gl.resolve(&host).unwrap();
+        for u in [
+            &r.authorize_url,
+            &r.token_url,
+            &r.revoke_url,
+            &r.userinfo_url,
+        ] {
+            assert!(
+                u.as_deref()
+                    .unwrap()
+                    .starts_with("https://gitlab.example.com/"),
+                "{u:?}"
+            );
+        }
+        for s in &r.services {
+            assert_eq!(
+                s.base_url.as_deref(),
+                Some("https://gitlab.example.com/api/v4")
+            );
+        }
+        assert_eq!(
+            gl.resolve(&BTreeMap::new()).unwrap().token_url.as_deref(),
+            Some("https://gitlab.com/oauth/token")
+        );
+    }
+
+    #[test]
+    fn client_settings_are_checked_by_kind() {
+        let c = Catalog::builtin().unwrap();
+        let gl = c.get("gitlab").unwrap();
+        let one = |v: &str| BTreeMap::from([("host".to_owned(), v.to_owned())]);
+        assert_eq!(
+            gl.check_settings(&one("http://127.0.0.1:8929")).unwrap()["host"],
+            "http://127.0.0.1:8929"
+        );
+        assert_eq!(
+            gl.check_settings(&one("https://git.example.com:8443/"))
+                .unwrap()["host"],
+            "https://git.example.com:8443"
+        );
+        for bad in [
+            "http://gitlab.example.com",
+            "https://gitlab.example.com/path",
+            "https://user@gitlab.example.com",
+            "https://gitlab.example.com/?q=1",
+            "ftp://gitlab.example.com",
+            "gitlab example",
+            "https://",
+        ] {
+            assert!(gl.check_settings(&one(bad)).is_err(), "{bad}");
+        }
+        let ms = c.get("microsoft").unwrap();
+        let t = |v: &str| BTreeMap::from([("tenant".to_owned(), v.to_owned())]);
+        assert!(ms.check_settings(&t("organizations")).is_ok());
+        assert!(
+            ms.check_settings(&t("72f988bf-86f1-41af-91ab-2d7cd011db47"))
+                .is_ok()
+        );
+        for bad in ["a/b", "..", "evil.example/x", "a b", "x?y=1"] {
+            assert!(ms.check_settings(&t(bad)).is_err(), "{bad}");
+        }
+        let e = ms.check_settings(&one("x")).unwrap_err();
+        assert!(
+            e.contains("no client setting `host`") && e.contains("tenant"),
+            "{e}"
+        );
+        let gh = c.get("github").unwrap();
+        assert!(
+            gh.check_settings(&t("x"))
+                .unwrap_err()
+                .contains("has no client settings")
+        );
+    }
+
+    #[test]
+    fn a_field_with_values_fills_the_text_its_value_stands_for() {
+        let c = Catalog::builtin().unwrap();
+        let mg = c.get("mailgun").unwrap();
+        let none = BTreeMap::new();
+        let eu = BTreeMap::from([("region".to_owned(), "eu".to_owned())]);
+        assert_eq!(
+            mg.placeholder_values(&none, &none)["region"],
+            "api.mailgun.net"
+        );
+        assert_eq!(
+            mg.placeholder_values(&eu, &none)["region"],
+            "api.eu.mailgun.net"
+        );
+        let gone = BTreeMap::from([("region".to_owned(), "mars".to_owned())]);
+        assert!(!mg.placeholder_values(&gone, &none).contains_key("region"));
+    }
+
+    #[test]
+    fn settings_and_values_that_cannot_work_are_refused_at_load() {
+        let base = "[providers.x]\nname = \"X\"\nauth = \"oauth2\"\n";
+        let urls = "authorize_url = \"https://x.example/a\"\ntoken_url = \"https://x.example/t\"\n";
+        // An OAuth endpoint may only name a client setting.
+        let e = provider(&format!(
+            "{base}authorize_url = \"https://{{sub}}.example/a\"\ntoken_url = \"https://x.example/t\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("not one of the entry's [[settings]]"), "{e}");
+        // A setting whose default is not valid for its kind.
+        let e = provider(&format!(
+            "{base}{urls}[[providers.x.settings]]\nname = \"host\"\nlabel = \"H\"\nkind = \"origin\"\ndefault = \"http://x.example\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("default"), "{e}");
+        // An origin setting makes a URL that starts with the placeholder valid.
+        let ok = provider(&format!(
+            "{base}authorize_url = \"{{host}}/a\"\ntoken_url = \"{{host}}/t\"\n[[providers.x.settings]]\nname = \"host\"\nlabel = \"H\"\nkind = \"origin\"\n"
+        ))
+        .unwrap();
+        let e = ok.resolve(&BTreeMap::new()).unwrap_err();
+        assert!(e.contains("needs the client setting `host`"), "{e}");
+        let key = "[providers.k]\nname = \"K\"\nauth = \"api_key\"\n[[providers.k.fields]]\nname = \"key\"\nlabel = \"Key\"\ntoken = true\n";
+        let e = provider(&format!(
+            "{key}[[providers.k.fields]]\nname = \"region\"\nlabel = \"R\"\nsecret = false\noptional = true\ndefault = \"xx\"\nvalues = {{ us = \"a.example\" }}\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("not one of its values"), "{e}");
+        let e = provider(&format!(
+            "{key}[[providers.k.fields]]\nname = \"region\"\nlabel = \"R\"\nvalues = {{ us = \"a.example\" }}\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("secret"), "{e}");
+        let e = provider(&format!(
+            "{key}[[providers.k.fields]]\nname = \"region\"\nlabel = \"R\"\nsecret = false\nvalues = {{ us = \"a.example/evil\" }}\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("must be letters"), "{e}");
     }
 }

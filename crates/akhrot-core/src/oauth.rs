@@ -30,6 +30,8 @@ pub const USER_AGENT: &str = concat!(
 pub struct ClientCreds {
     pub client_id: String,
     pub client_secret: Option<SecretString>,
+    /// The client settings the user set (`{tenant}`, `{host}`, …), filled into the URLs.
+    pub settings: std::collections::BTreeMap<String, String>,
 }
 
 /// What goes to the user's browser, and what stays with the session.
@@ -216,6 +218,7 @@ impl OAuthHttp {
         redirect_uri: &str,
         scopes: &[String],
     ) -> Result<AuthRequest, OAuthError> {
+        let p = &*with_settings(p, creds)?;
         let client = basic_client(p, creds, redirect_uri)?;
         let mut req = client.authorize_url(CsrfToken::new_random);
         let joined = scopes.join(&p.scope_separator);
@@ -252,6 +255,7 @@ impl OAuthHttp {
         code: &str,
         pkce_verifier: Option<&SecretString>,
     ) -> Result<TokenSet, OAuthError> {
+        let p = &*with_settings(p, creds)?;
         let client = basic_client(p, creds, redirect_uri)?;
         let (http, seen) = self.transport(p);
         let mut req = client.exchange_code(AuthorizationCode::new(code.to_owned()));
@@ -269,6 +273,7 @@ impl OAuthHttp {
         creds: &ClientCreds,
         refresh_token: &SecretString,
     ) -> Result<TokenSet, OAuthError> {
+        let p = &*with_settings(p, creds)?;
         let client = basic_client(p, creds, "http://127.0.0.1/oauth/callback")?;
         let (http, seen) = self.transport(p);
         let token = RefreshToken::new(refresh_token.expose().to_owned());
@@ -323,6 +328,7 @@ impl OAuthHttp {
         token: &SecretString,
         hint: &str,
     ) -> Result<(), OAuthError> {
+        let p = &*with_settings(p, creds)?;
         let Some(url) = &p.revoke_url else {
             return Ok(());
         };
@@ -359,6 +365,20 @@ impl OAuthHttp {
             )))
         }
     }
+}
+
+/// The provider with the client's settings filled into its URLs (see
+/// [`Provider::resolve`]); borrowed as it is when the entry has no settings.
+pub fn with_settings<'a>(
+    p: &'a Provider,
+    creds: &ClientCreds,
+) -> Result<std::borrow::Cow<'a, Provider>, OAuthError> {
+    if p.settings.is_empty() {
+        return Ok(std::borrow::Cow::Borrowed(p));
+    }
+    p.resolve(&creds.settings)
+        .map(std::borrow::Cow::Owned)
+        .map_err(OAuthError::Config)
 }
 
 type ConfiguredClient = oauth2::Client<

@@ -66,6 +66,51 @@ pub fn printable(s: &str) -> String {
     out
 }
 
+/// The one placeholder scanner, for catalog templates: `{name}` (ASCII letters and digits) is
+/// replaced by its known value, or by what `unknown` makes of the name; any other brace is kept
+/// as it is.
+pub fn fill_with<E>(
+    template: &str,
+    known: &std::collections::BTreeMap<String, String>,
+    mut unknown: impl FnMut(&str) -> Result<String, E>,
+) -> Result<String, E> {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        match after.find('}') {
+            Some(end)
+                if !after[..end].is_empty()
+                    && after[..end].chars().all(|c| c.is_ascii_alphanumeric()) =>
+            {
+                let name = &after[..end];
+                match known.get(name) {
+                    Some(v) => out.push_str(v),
+                    None => out.push_str(&unknown(name)?),
+                }
+                rest = &after[end + 1..];
+            }
+            _ => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The `{name}` placeholders of a template, in order (see [`fill_with`]).
+pub fn placeholders(template: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let _ = fill_with(template, &std::collections::BTreeMap::new(), |n| {
+        names.push(n.to_owned());
+        Ok::<_, ()>(String::new())
+    });
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

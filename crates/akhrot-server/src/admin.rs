@@ -1,5 +1,6 @@
 //! Admin routes: only the user's own CLI and UI hold the credential they need.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -19,9 +20,9 @@ use crate::error::{ApiError, Code, Envelope, ErrorEnvelope, printable, success_t
 use crate::guard::{AccountQuery, AdminAuth, JsonBody};
 use crate::models::admin::{
     AddConnection, AdminToken, AgentCounts, AgentKey, AnswerApproval, Approval, ApprovalAnswered,
-    AuditEntry, AuditQuery, CatalogStatus, ClientInfo, ClientSet, Connection, ConnectionAdded,
-    ConnectionRemoved, CreateKey, KeyCreated, Paused, ProviderField, ProviderInfo, ServerStatus,
-    Session, SetClient, SetPause, SetPolicy, Status, StatusConnection, VaultStatus,
+    AuditEntry, AuditQuery, CatalogStatus, ClientInfo, ClientSet, ClientSetting, Connection,
+    ConnectionAdded, ConnectionRemoved, CreateKey, KeyCreated, Paused, ProviderField, ProviderInfo,
+    ServerStatus, Session, SetClient, SetPause, SetPolicy, Status, StatusConnection, VaultStatus,
 };
 use crate::state::AppState;
 use crate::token::TokenAnswer;
@@ -416,10 +417,31 @@ fn provider_info(p: &Provider) -> ProviderInfo {
                 secret: f.secret,
                 optional: f.optional,
                 hint: f.hint.clone(),
+                default: f.default.clone(),
+                values: f.values.keys().cloned().collect(),
             })
             .collect(),
         custom: p.origin != akhrot_core::catalog::Origin::BuiltIn,
     }
+}
+
+/// A provider's client settings with the values set (`set`), for the CLI and the web UI.
+fn client_settings(p: &Provider, set: Option<&BTreeMap<String, String>>) -> Vec<ClientSetting> {
+    p.settings
+        .iter()
+        .map(|s| ClientSetting {
+            name: s.name.clone(),
+            label: s.label.clone(),
+            hint: s.hint.clone(),
+            default: s.default.clone(),
+            kind: match s.kind {
+                akhrot_core::catalog::SettingKind::Name => "name",
+                akhrot_core::catalog::SettingKind::Origin => "origin",
+            }
+            .to_owned(),
+            value: set.and_then(|m| m.get(&s.name).cloned()),
+        })
+        .collect()
 }
 
 #[utoipa::path(
@@ -461,11 +483,15 @@ pub async fn set_client(
             )));
         }
     };
+    let settings = p
+        .check_settings(&req.settings)
+        .map_err(ApiError::bad_request)?;
     state.vault.set_oauth_client(
         &p.code,
         &req.client_id,
         req.client_secret.as_ref(),
         redirect,
+        &settings,
     )?;
     tracing::info!(provider = %p.code, "OAuth client set");
     state
@@ -480,6 +506,7 @@ pub async fn set_client(
             .is_some_and(|s| !s.expose().trim().is_empty()),
         redirect_uri: state.broker.redirect_uri_for(&p),
         console_url: p.console_url.clone(),
+        settings: p.setting_values(&settings),
     }))
 }
 
@@ -514,6 +541,7 @@ pub async fn list_clients(
                 has_secret: c.map(|c| c.has_secret),
                 redirect_uri: state.broker.redirect_uri(p, c.and_then(|c| c.redirect)),
                 console_url: p.console_url.clone(),
+                settings: client_settings(p, c.map(|c| &c.settings)),
             }
         })
         .collect();

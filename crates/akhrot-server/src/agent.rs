@@ -98,9 +98,20 @@ pub async fn summary(State(state): State<Arc<AppState>>, AgentAuth(_): AgentAuth
     })
 }
 
-/// Non-secret values of a connection that templates may show (domain, account SID, cloud id).
-fn known_values(conn: Option<&ConnectionInfo>) -> BTreeMap<String, String> {
-    conn.map(|c| c.public_fields.clone()).unwrap_or_default()
+/// Non-secret values that templates may show: a connection's (domain, account SID, cloud id,
+/// Mailgun's region host) and the OAuth client's settings (Microsoft's tenant, GitLab's server).
+fn known_values(
+    state: &AppState,
+    p: &Provider,
+    conn: Option<&ConnectionInfo>,
+) -> BTreeMap<String, String> {
+    let public = conn.map(|c| c.public_fields.clone()).unwrap_or_default();
+    let settings = if p.settings.is_empty() {
+        BTreeMap::new()
+    } else {
+        state.vault.client_settings(&p.code).unwrap_or_default()
+    };
+    p.placeholder_values(&public, &settings)
 }
 
 /// One connected account of a provider.
@@ -284,7 +295,7 @@ pub async fn provider_context(
         .filter(|c| c.provider == p.code)
         .collect();
     let chosen = state.vault.find_connection(&p.code, account);
-    let known = known_values(chosen.as_ref());
+    let known = known_values(&state, &p, chosen.as_ref());
     let services = p
         .services
         .iter()
@@ -405,7 +416,7 @@ pub async fn service_context(
     })?;
     let account = q.account()?;
     let chosen = state.vault.find_connection(&p.code, account);
-    let known = known_values(chosen.as_ref());
+    let known = known_values(&state, &p, chosen.as_ref());
     let mut headers: BTreeMap<String, String> = p
         .inject
         .effective_headers()

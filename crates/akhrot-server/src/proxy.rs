@@ -503,6 +503,14 @@ fn parse_target(state: &AppState, parts: &Parts) -> Result<Target, ApiError> {
     // move the request to another host or path.
     let public: BTreeMap<String, String> =
         public.into_iter().filter(|(_, v)| is_plain(v)).collect();
+    // The client's settings (GitLab's server, Microsoft's tenant) were checked when set, and
+    // move the base URLs and so the allow-list with them.
+    let settings = if p.settings.is_empty() {
+        BTreeMap::new()
+    } else {
+        state.vault.client_settings(&p.code)?
+    };
+    let public = p.placeholder_values(&public, &settings);
     let s = choose_service(&p, service.as_deref(), &public)?;
     check_path(rest)?;
     let base = s

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use akhrot_core::catalog::{Example, Provider, Service};
+use akhrot_core::text::fill_with;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -31,40 +32,6 @@ pub fn fill(template: &str, known: &BTreeMap<String, String>) -> String {
 /// that are sent, not shown).
 pub fn fill_strict(template: &str, known: &BTreeMap<String, String>) -> Result<String, String> {
     fill_with(template, known, |name| Err(name.to_owned()))
-}
-
-/// The one placeholder scanner: `{name}` (ASCII letters and digits) is replaced by its known
-/// value, or by what `unknown` makes of the name; any other brace is kept as it is.
-fn fill_with<E>(
-    template: &str,
-    known: &BTreeMap<String, String>,
-    unknown: impl Fn(&str) -> Result<String, E>,
-) -> Result<String, E> {
-    let mut out = String::with_capacity(template.len() + 16);
-    let mut rest = template;
-    while let Some(start) = rest.find('{') {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 1..];
-        match after.find('}') {
-            Some(end)
-                if !after[..end].is_empty()
-                    && after[..end].chars().all(|c| c.is_ascii_alphanumeric()) =>
-            {
-                let name = &after[..end];
-                match known.get(name) {
-                    Some(v) => out.push_str(v),
-                    None => out.push_str(&unknown(name)?),
-                }
-                rest = &after[end + 1..];
-            }
-            _ => {
-                out.push('{');
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
 }
 
 fn single_quote(s: &str) -> String {

@@ -16,7 +16,11 @@ use crate::client::{Client, typed};
 pub enum ClientsCmd {
     /// Store a provider's OAuth client; the secret is read from stdin, never from arguments
     #[command(
-        after_help = "Example:\n  printf %s \"$SECRET\" | akhrot clients set github --client-id Iv1.abc --client-secret-stdin"
+        after_help = "Examples:\n  printf %s \"$SECRET\" | akhrot clients set github --client-id Iv1.abc --client-secret-stdin\n  \
+                      akhrot clients set microsoft --client-id 0f1e… --tenant contoso.onmicrosoft.com\n  \
+                      akhrot clients set gitlab --client-id abc… --host gitlab.example.com\n\n\
+                      Settings replace the ones set before; a setting left out takes its default.\n\
+                      `akhrot clients list` shows each provider's settings."
     )]
     Set {
         provider: String,
@@ -29,6 +33,17 @@ pub enum ClientsCmd {
         /// akhrot:// deep link [default: the catalog's choice for the provider]
         #[arg(long, value_parser = ["loopback", "deep-link"])]
         redirect: Option<String>,
+        /// Microsoft: the tenant the app is registered in (`common`, `organizations`,
+        /// `consumers`, a tenant id or domain) [default: common]
+        #[arg(long, value_name = "TENANT")]
+        tenant: Option<String>,
+        /// A self-hosted server (GitLab): `gitlab.example.com` or `https://host:port`
+        /// [default: the provider's public service]
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
+        /// Any client setting the provider has, as NAME=VALUE (repeatable)
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        settings: Vec<String>,
     },
     /// List OAuth providers, whether a client is set, and the redirect URI to register
     List(JsonFlag),
@@ -41,8 +56,26 @@ pub fn run(c: &Client, cmd: ClientsCmd) -> Result<()> {
             client_id,
             client_secret_stdin,
             redirect,
+            tenant,
+            host,
+            settings,
         } => {
             let mut body = json!({ "provider": provider, "clientId": client_id });
+            let mut map = serde_json::Map::new();
+            for s in &settings {
+                let Some((k, v)) = s.split_once('=') else {
+                    bail!("--set takes NAME=VALUE, e.g. --set tenant=organizations");
+                };
+                map.insert(k.trim().to_owned(), json!(v.trim()));
+            }
+            for (k, v) in [("tenant", tenant), ("host", host)] {
+                if let Some(v) = v {
+                    map.insert(k.to_owned(), json!(v));
+                }
+            }
+            if !map.is_empty() {
+                body["settings"] = Value::Object(map);
+            }
             if let Some(r) = redirect {
                 body["redirect"] = json!(r.replace('-', "_"));
             }
@@ -74,6 +107,9 @@ pub fn run(c: &Client, cmd: ClientsCmd) -> Result<()> {
                 }
             );
             println!("{}", v.redirect_uri);
+            for (k, val) in &v.settings {
+                eprintln!("  {k} = {val}");
+            }
             Ok(())
         }
         ClientsCmd::List(f) => {
@@ -99,10 +135,21 @@ pub fn run(c: &Client, cmd: ClientsCmd) -> Result<()> {
                             _ => "(not set)".to_owned(),
                         },
                         v.redirect_uri,
+                        v.settings
+                            .iter()
+                            .map(|s| {
+                                let value = s.value.as_deref().or(s.default.as_deref());
+                                format!("{}={}", s.name, value.unwrap_or("(not set)"))
+                            })
+                            .collect::<Vec<_>>()
+                            .join(" "),
                     ]
                 })
                 .collect();
-            print_table(&["PROVIDER", "CLIENT ID", "REDIRECT URI"], &rows);
+            print_table(
+                &["PROVIDER", "CLIENT ID", "REDIRECT URI", "SETTINGS"],
+                &rows,
+            );
             Ok(())
         }
     }

@@ -278,6 +278,10 @@ impl Broker {
         new_only: bool,
     ) -> Result<String, BrokerError> {
         let creds = self.client_for(p)?;
+        // The client's settings (tenant, server) fill the identity and resources URLs too.
+        let resolved =
+            oauth::with_settings(p, &creds).map_err(|e| self.oauth_error(p, e, "exchange"))?;
+        let p: &Provider = &resolved;
         let tokens = self
             .http
             .exchange_code(p, &creds, redirect_uri, code, verifier)

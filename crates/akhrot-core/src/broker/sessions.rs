@@ -167,6 +167,9 @@ impl Broker {
     ) -> Result<SessionView, BrokerError> {
         let (p, label) = self.check_session(owner, provider, account_label)?;
         let creds = self.client_for(&p)?;
+        // A client setting the provider's URLs need (a tenant, a server) is part of the client.
+        oauth::with_settings(&p, &creds)
+            .map_err(|e| BrokerError::ClientNotConfigured(e.to_string()))?;
         let redirect_uri = self.redirect_uri_for(&p);
         let scopes = oauth::merge_scopes(&p.scopes, extra_scopes);
         let req = self
@@ -252,7 +255,13 @@ mod tests {
             .unwrap(),
         );
         vault
-            .set_oauth_client("github", "cid", Some(&SecretString::from("sec")), None)
+            .set_oauth_client(
+                "github",
+                "cid",
+                Some(&SecretString::from("sec")),
+                None,
+                &Default::default(),
+            )
             .unwrap();
         Broker::new(
             vault,

@@ -465,6 +465,14 @@ fn validate_fields(
                 f.name
             )));
         }
+        if !f.values.is_empty() && !f.values.contains_key(v) {
+            let allowed: Vec<&str> = f.values.keys().map(String::as_str).collect();
+            return Err(Error::BadRequest(format!(
+                "`{}` must be one of: {}",
+                f.name,
+                allowed.join(", ")
+            )));
+        }
         if f.name == "apiId" && v.parse::<u64>().is_err() {
             return Err(Error::BadRequest(
                 "`apiId` must be the integer API ID from my.telegram.org".into(),

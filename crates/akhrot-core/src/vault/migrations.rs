@@ -74,6 +74,9 @@ const MIGRATIONS: &[&str] = &[
         SELECT agent_id, provider, mode, until FROM policies;
     DROP TABLE policies;
     ALTER TABLE policies_v5 RENAME TO policies;",
+    // 6: an OAuth client's settings (`{tenant}`, `{host}`, …): JSON sealed to its row, so a
+    // changed row cannot send tokens to another server.
+    "ALTER TABLE oauth_clients ADD COLUMN settings BLOB;",
 ];
 
 pub(super) fn migrate(conn: &Connection) -> Result<()> {

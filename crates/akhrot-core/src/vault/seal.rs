@@ -26,6 +26,14 @@ pub(super) fn client_binding(provider: &str) -> Binding<'_> {
     }
 }
 
+pub(super) fn client_settings_binding(provider: &str) -> Binding<'_> {
+    Binding {
+        table: "oauth_clients",
+        row: provider,
+        purpose: "client-settings",
+    }
+}
+
 pub(super) fn conn_binding(id: &str) -> Binding<'_> {
     Binding {
         table: "connections",

@@ -82,6 +82,10 @@ pub struct SetClient {
     /// `loopback` or `deep_link`; absent: the catalog's choice.
     #[serde(default)]
     pub redirect: Option<String>,
+    /// The provider's client settings (`tenant` for Microsoft, `host` for GitLab), by name;
+    /// a setting left out takes its default. They replace the ones set before.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
 }
 
 /// `POST /admin/approvals/{id}`.
@@ -389,6 +393,27 @@ pub struct ProviderField {
     pub secret: bool,
     pub optional: bool,
     pub hint: Option<String>,
+    /// What an optional field left empty means.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    /// The values the field may take (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+/// A client setting of an OAuth provider, and its value.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientSetting {
+    pub name: String,
+    pub label: String,
+    pub hint: Option<String>,
+    /// The value when none is set.
+    pub default: Option<String>,
+    /// `name` (a plain name) or `origin` (a server address).
+    pub kind: String,
+    /// The value set with the client, if any.
+    pub value: Option<String>,
 }
 
 /// `GET /admin/clients`: an OAuth provider and the app set for it, if any.
@@ -403,6 +428,9 @@ pub struct ClientInfo {
     /// The redirect URI to register with the provider.
     pub redirect_uri: String,
     pub console_url: Option<String>,
+    /// The provider's client settings (empty for most providers).
+    #[serde(default)]
+    pub settings: Vec<ClientSetting>,
 }
 
 /// `POST /admin/clients`: what was stored, and the redirect URI to register.
@@ -414,6 +442,9 @@ pub struct ClientSet {
     pub has_secret: bool,
     pub redirect_uri: String,
     pub console_url: Option<String>,
+    /// The settings in force (the ones set, and the defaults of the rest).
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
 }
 
 /// `POST /admin/pause`.
