@@ -283,6 +283,14 @@ function openClientDialog(p) {
       onchange: () => { uri.textContent = value === 'deep_link' ? DEEP_LINK : loopbackUri; },
     }),
     h('span', null, h('span', { class: 'radio-label' }, label), h('span', { class: 'hint' }, hint)));
+  // Client settings (Microsoft's tenant, GitLab's server): empty means the default.
+  const settings = (c.settings || []).map((st) => ({
+    st,
+    input: h('input', {
+      name: `setting-${st.name}`, autocomplete: 'off', spellcheck: 'false', value: st.value || '',
+      placeholder: st.default || '', 'data-testid': `setting-${st.name}`,
+    }),
+  }));
   const save = h('button', { type: 'submit', class: 'btn btn-primary', 'data-testid': 'client-save' }, 'Save client');
   const cancel = h('button', { type: 'button', class: 'btn' }, 'Cancel');
   const consoleUrl = c.consoleUrl || p.consoleUrl;
@@ -310,6 +318,8 @@ function openClientDialog(p) {
       field('Client secret', secret, c.hasSecret
         ? 'A secret is stored. Saving replaces it: enter it again to keep it, or leave empty for a public client (PKCE only).'
         : 'Leave empty for a public client (PKCE only).'),
+      settings.map(({ st, input }) => field(st.label, input,
+        [st.hint, st.default ? `Empty: ${st.default}.` : null].filter(Boolean).join(' '))),
       err,
     ],
     actions: [cancel, save],
@@ -319,6 +329,9 @@ function openClientDialog(p) {
       const redirect = d.form.querySelector('input[name="redirect"]:checked');
       const body = { provider: p.code, clientId: clientId.value.trim(), redirect: redirect ? redirect.value : 'loopback' };
       if (secret.value.trim()) body.clientSecret = secret.value.trim();
+      const chosen = {};
+      for (const { st, input } of settings) if (input.value.trim()) chosen[st.name] = input.value.trim();
+      if (settings.length) body.settings = chosen;
       if (!body.clientId) {
         err.show('Enter the client ID.');
         clientId.focus();
@@ -345,10 +358,14 @@ function openAddDialog(p, account) {
   const err = formError();
   const inputs = (p.fields || []).map((f) => ({
     f,
-    input: h('input', {
-      name: f.name, type: f.secret ? 'password' : 'text', required: !f.optional,
-      autocomplete: f.secret ? 'new-password' : 'off', spellcheck: 'false', 'data-testid': `field-${f.name}`,
-    }),
+    // A field with a list of values (Mailgun's region) is a choice, its default chosen.
+    input: (f.values || []).length
+      ? h('select', { name: f.name, 'data-testid': `field-${f.name}` },
+        f.values.map((v) => h('option', { value: v, selected: v === f.default }, v)))
+      : h('input', {
+        name: f.name, type: f.secret ? 'password' : 'text', required: !f.optional,
+        autocomplete: f.secret ? 'new-password' : 'off', spellcheck: 'false', 'data-testid': `field-${f.name}`,
+      }),
   }));
   const accountInput = h('input', { name: 'account', placeholder: 'default', autocomplete: 'off', spellcheck: 'false', value: account || '', 'data-testid': 'field-account' });
   const save = h('button', { type: 'submit', class: 'btn btn-primary', 'data-testid': 'add-save' }, 'Save');
