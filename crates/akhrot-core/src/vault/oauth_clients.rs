@@ -109,7 +109,8 @@ impl Vault {
 
     /// The OAuth app for a provider, if the user set one.
     pub fn oauth_client(&self, provider: &str) -> Result<Option<crate::oauth::ClientCreds>> {
-        let row: Option<(String, Option<Vec<u8>>, Option<Vec<u8>>)> = self
+        type Sealed = Option<Vec<u8>>;
+        let row: Option<(String, Sealed, Sealed)> = self
             .db()
             .query_row(
                 "SELECT client_id, secret, settings FROM oauth_clients WHERE provider = ?1",
