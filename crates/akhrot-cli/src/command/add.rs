@@ -33,14 +33,13 @@ pub fn run(c: &Client, provider: &str, account: Option<String>) -> Result<()> {
             if let Some(h) = &f.hint {
                 eprintln!("  {h}");
             }
-            let prompt = format!(
-                "{label}{}: ",
-                if optional {
-                    " (optional, Enter to skip)"
-                } else {
-                    ""
-                }
-            );
+            let prompt = match (&f.default, f.values.is_empty()) {
+                (Some(d), false) => format!("{label} ({}; Enter for {d}): ", f.values.join(", ")),
+                (None, false) => format!("{label} ({}): ", f.values.join(", ")),
+                (Some(d), true) => format!("{label} (Enter for {d}): "),
+                (None, true) if optional => format!("{label} (optional, Enter to skip): "),
+                (None, true) => format!("{label}: "),
+            };
             let v = if f.secret {
                 rpassword::prompt_password(&prompt).context("cannot read from the terminal")?
             } else {
@@ -129,6 +128,8 @@ mod tests {
             secret: true,
             optional: false,
             hint: None,
+            default: None,
+            values: Vec::new(),
         }
     }
 
