@@ -421,6 +421,7 @@ fn provider_info(p: &Provider) -> ProviderInfo {
                 values: f.values.keys().cloned().collect(),
             })
             .collect(),
+        sources: p.sources.clone(),
         custom: p.origin != akhrot_core::catalog::Origin::BuiltIn,
     }
 }

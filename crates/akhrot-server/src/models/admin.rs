@@ -381,6 +381,9 @@ pub struct ProviderInfo {
     pub scopes: Vec<String>,
     pub docs_url: Option<String>,
     pub fields: Vec<ProviderField>,
+    /// The provider documentation pages the catalog entry was checked against.
+    #[serde(default)]
+    pub sources: Vec<String>,
     /// From `providers.d`, not built in.
     pub custom: bool,
 }
