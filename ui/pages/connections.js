@@ -306,6 +306,10 @@ function openClientDialog(p) {
           : `Create an OAuth app with ${p.name}.`),
         h('li', null, 'Register this exact redirect URI with it.'),
         h('li', null, 'Paste the app’s client ID (and secret) below.')),
+      (p.sources || []).length
+        ? h('p', { class: 'hint', 'data-testid': 'provider-sources' }, 'Akhrot’s settings for this provider follow: ',
+          p.sources.map((u, i) => [i ? ', ' : '', extLink(u, new URL(u).hostname + new URL(u).pathname)]))
+        : null,
       h('fieldset', { class: 'field' },
         h('legend', null, 'Redirect'),
         radio('loopback', 'Loopback (this machine)', 'The provider sends you back to Akhrot on 127.0.0.1. Works for most providers.'),
@@ -318,10 +322,6 @@ function openClientDialog(p) {
       field('Client secret', secret, c.hasSecret
         ? 'A secret is stored. Saving replaces it: enter it again to keep it, or leave empty for a public client (PKCE only).'
         : 'Leave empty for a public client (PKCE only).'),
-      (p.sources || []).length
-        ? h('p', { class: 'hint', 'data-testid': 'provider-sources' }, 'Akhrot’s settings for this provider follow: ',
-          p.sources.map((u, i) => [i ? ', ' : '', extLink(u, new URL(u).hostname + new URL(u).pathname)]))
-        : null,
       settings.map(({ st, input }) => field(st.label, input,
         [st.hint, st.default ? `Empty: ${st.default}.` : null].filter(Boolean).join(' '))),
       err,
