@@ -104,7 +104,13 @@ fn a_single_tenant_microsoft_app_connects_once_its_tenant_is_set() {
     let (status, page) = consent_at_standin(&s, &url);
     assert!((400..500).contains(&status), "{status} {page}");
     assert!(page.contains("AADSTS50194"), "{page}");
-    assert_eq!(s.oauth_session(&key, &id)["status"], "failed");
+    assert!(
+        page.contains("--tenant"),
+        "the page says how to fix it: {page}"
+    );
+    let v = s.oauth_session(&key, &id);
+    assert_eq!(v["status"], "failed");
+    assert!(v["error"].as_str().unwrap().contains("--tenant"), "{v}");
 
     // A tenant that is not a plain name is refused before it is stored.
     for bad in ["../evil", "evil.example/x", "a b"] {

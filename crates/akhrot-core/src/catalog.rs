@@ -311,6 +311,10 @@ pub struct Provider {
     pub redirect: Redirect,
     #[serde(default)]
     pub quirks: Vec<Quirk>,
+    /// What to tell the person when the provider's error names a known cause: an error code
+    /// or text it contains → the hint (Microsoft's `AADSTS50194` → set the tenant).
+    #[serde(default)]
+    pub error_hints: BTreeMap<String, String>,
     #[serde(default)]
     pub authorize_params: BTreeMap<String, String>,
     #[serde(default)]
@@ -472,6 +476,18 @@ impl Provider {
         }
         out.extend(self.setting_values(settings));
         out
+    }
+
+    /// `reason` with the entry's hint for the first error code it contains, if any.
+    pub fn with_error_hint(&self, reason: String) -> String {
+        match self
+            .error_hints
+            .iter()
+            .find(|(code, _)| reason.contains(code.as_str()))
+        {
+            Some((_, hint)) => format!("{reason}. {hint}"),
+            None => reason,
+        }
     }
 
     /// Every URL in the entry, with what it is, for checks.

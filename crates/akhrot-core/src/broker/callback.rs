@@ -155,11 +155,11 @@ impl Broker {
                 .as_deref()
                 .map(crate::clean_text)
                 .unwrap_or_default();
-            let reason = if desc.is_empty() {
+            let reason = p.with_error_hint(if desc.is_empty() {
                 crate::clean_text(err)
             } else {
                 format!("{}: {desc}", crate::clean_text(err))
-            };
+            });
             self.finish(&id, SessionState::Failed, None, Some(reason.clone()));
             return if err == "access_denied" {
                 CallbackOutcome::Denied {
@@ -226,7 +226,7 @@ impl Broker {
                 }
             }
             Err(e) => {
-                let reason = e.to_string();
+                let reason = p.with_error_hint(e.to_string());
                 self.record(entry(crate::audit::Outcome::Failed).detail(&reason));
                 self.finish(&id, SessionState::Failed, None, Some(reason.clone()));
                 CallbackOutcome::Failed {
