@@ -413,3 +413,72 @@ fn refresh_false_never_refreshes_and_keeps_no_refresh_token() {
         ("nr-at", "access_token")
     );
 }
+
+/// Slack (https://docs.slack.dev/reference/methods/auth.revoke): the access token goes as an
+/// `Authorization` header, and a refusal is `ok: false` with HTTP 200, which is not a revocation.
+#[test]
+fn slack_revokes_with_the_token_as_bearer_and_ok_false_is_not_revoked() {
+    let st = StandIn::start(|r| match r.path.as_str() {
+        "/api/oauth.v2.access" => {
+            let n = if r.body.contains("code=c2") { 2 } else { 1 };
+            (
+                200,
+                "application/json",
+                format!(
+                    r#"{{"ok":true,"app_id":"A1","authed_user":{{"id":"U{n}","scope":"chat:write","access_token":"xoxp-{n}","token_type":"user"}},"team":{{"id":"T{n}","name":"Team {n}"}}}}"#
+                ),
+            )
+        }
+        "/api/auth.test" => (200, "application/json", r#"{"ok":true}"#.into()),
+        "/api/auth.revoke" if r.header("authorization") == Some("Bearer xoxp-1") => (
+            200,
+            "application/json",
+            r#"{"ok":true,"revoked":true}"#.into(),
+        ),
+        "/api/auth.revoke" => (
+            200,
+            "application/json",
+            r#"{"ok":false,"error":"invalid_auth"}"#.into(),
+        ),
+        _ => (404, "text/plain", "no".into()),
+    });
+    let d = Dirs::new();
+    let (s, key) = serve(
+        &d,
+        "slack",
+        &format!(
+            "[providers.slack]\nauthorize_url = \"{}\"\ntoken_url = \"{}\"\nuserinfo_url = \"{}\"\nrevoke_url = \"{}\"\n",
+            st.url("/oauth/v2/authorize"),
+            st.url("/api/oauth.v2.access"),
+            st.url("/api/auth.test"),
+            st.url("/api/auth.revoke"),
+        ),
+    );
+    assert_eq!(connect(&s, &key, "slack", "c1"), "Team 1");
+    assert_eq!(connect(&s, &key, "slack", "c2"), "Team 2");
+    let remove = |account: &str| {
+        let (status, v) = s.request(
+            "DELETE",
+            &format!(
+                "/admin/connections/slack?account={}",
+                account.replace(' ', "%20")
+            ),
+            Some(&s.admin_token()),
+            None,
+        );
+        assert_eq!(status, 200, "{v}");
+        v["data"]["revokedAtProvider"].clone()
+    };
+    assert_eq!(remove("Team 1"), true);
+    assert_eq!(
+        remove("Team 2"),
+        false,
+        "ok:false with HTTP 200 is a refusal"
+    );
+    let reqs = st.requests_to("/api/auth.revoke");
+    assert_eq!(reqs[0].header("authorization"), Some("Bearer xoxp-1"));
+    assert!(
+        reqs.iter().all(|r| r.body.is_empty()),
+        "no client credentials, no body"
+    );
+}
