@@ -38,7 +38,8 @@ impl Broker {
         if p.auth != AuthType::Oauth2 {
             return Ok((info, creds));
         }
-        if !needs_refresh(&info) {
+        // A provider Akhrot does not refresh (`refresh = false`): its token is good until it expires.
+        if !needs_refresh(&info) || (!p.refresh && info.expires_at.is_none_or(|t| t > now_unix())) {
             return check_usable(p, info, creds);
         }
         let seen_expiry = info.expires_at;
