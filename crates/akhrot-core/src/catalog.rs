@@ -50,6 +50,32 @@ pub enum TokenRequest {
     Json,
 }
 
+/// The shape of the request that revokes a token at `revoke_url`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokeRequest {
+    /// RFC 7009: a form body `token` + `token_type_hint`, the client authenticated per
+    /// `token_auth`.
+    #[default]
+    Form,
+    /// A JSON body `{"token": …}`, the client authenticated per `token_auth` (Notion).
+    Json,
+    /// The token itself as `Authorization: Bearer`, no body and no client credentials
+    /// (Dropbox, Linear, Slack).
+    Bearer,
+}
+
+/// Which of a connection's tokens the revocation request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokeToken {
+    /// The refresh token when the connection holds one (revoking the grant), else the access
+    /// token.
+    RefreshToken,
+    /// The access token.
+    AccessToken,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Redirect {
@@ -72,10 +98,6 @@ pub enum Quirk {
     JiraAccessibleResources,
     /// Tokens must be validated at start and hourly.
     TwitchValidate,
-    /// Token endpoint takes HTTP Basic auth and a JSON body.
-    NotionBasicJson,
-    /// Refresh goes to a separate endpoint.
-    FigmaRefreshEndpoint,
 }
 
 /// What a client setting holds, and so how its value is checked and filled in.
@@ -290,6 +312,18 @@ pub struct Provider {
     pub token_url: Option<String>,
     pub revoke_url: Option<String>,
     pub userinfo_url: Option<String>,
+    /// Where refresh_token grants go, when not to `token_url` (Figma).
+    pub refresh_url: Option<String>,
+    /// The shape of the revocation request at `revoke_url`.
+    #[serde(default)]
+    pub revoke_request: RevokeRequest,
+    /// Which token is revoked; by default the refresh token (else the access token) for
+    /// `form`, the access token for `json` and `bearer`.
+    pub revoke_token: Option<RevokeToken>,
+    /// When set, the identity request to `userinfo_url` is a POST with this JSON body (a
+    /// GraphQL query, say); `account_field` then names a dotted path such as
+    /// `data.viewer.email`.
+    pub userinfo_body: Option<String>,
     pub account_field: Option<String>,
     /// Fetched with the new token after the exchange (quirk `jira_accessible_resources`).
     pub resources_url: Option<String>,
@@ -440,6 +474,7 @@ impl Provider {
         [
             &mut self.authorize_url,
             &mut self.token_url,
+            &mut self.refresh_url,
             &mut self.revoke_url,
             &mut self.userinfo_url,
             &mut self.resources_url,
@@ -490,6 +525,19 @@ impl Provider {
         }
     }
 
+    /// Which token the revocation request carries (see [`Provider::revoke_token`]'s field).
+    pub fn revoke_token_kind(&self) -> RevokeToken {
+        self.revoke_token.unwrap_or(match self.revoke_request {
+            RevokeRequest::Form => RevokeToken::RefreshToken,
+            RevokeRequest::Json | RevokeRequest::Bearer => RevokeToken::AccessToken,
+        })
+    }
+
+    /// Where refresh_token grants go: `refresh_url`, else `token_url`.
+    pub fn refresh_endpoint(&self) -> Option<&str> {
+        self.refresh_url.as_deref().or(self.token_url.as_deref())
+    }
+
     /// Every URL in the entry, with what it is, for checks.
     pub fn urls(&self) -> Vec<(String, &str)> {
         let mut out = Vec::new();
@@ -500,6 +548,7 @@ impl Provider {
             ("token_url", &self.token_url),
             ("revoke_url", &self.revoke_url),
             ("userinfo_url", &self.userinfo_url),
+            ("refresh_url", &self.refresh_url),
             ("resources_url", &self.resources_url),
         ];
         for (k, v) in top {
@@ -653,6 +702,20 @@ impl Provider {
                     "`{u}` names `{{{name}}}`, which is not one of the entry's [[settings]]; only client settings can fill an OAuth endpoint"
                 ));
             }
+        }
+        if self.revoke_request == RevokeRequest::Bearer
+            && self.revoke_token == Some(RevokeToken::RefreshToken)
+        {
+            return Err(
+                "revoke_request = \"bearer\" sends the access token; revoke_token = \"refresh_token\" cannot apply".into(),
+            );
+        }
+        if let Some(body) = &self.userinfo_body {
+            if self.userinfo_url.is_none() {
+                return Err("userinfo_body needs a userinfo_url to POST it to".into());
+            }
+            serde_json::from_str::<serde_json::Value>(body)
+                .map_err(|e| format!("userinfo_body is not JSON: {e}"))?;
         }
         for s in &self.services {
             if !valid_code(&s.code) {
@@ -867,7 +930,35 @@ fn parse_file(text: &str) -> Result<(toml::Table, ()), (usize, String)> {
     Ok((providers, ()))
 }
 
+/// Quirk names that were removed because catalog fields now say the same, with what replaces
+/// each.
+const REMOVED_QUIRKS: &[(&str, &str)] = &[
+    (
+        "notion_basic_json",
+        "token_auth = \"client_secret_basic\", token_request = \"json\" and revoke_request = \"json\"",
+    ),
+    (
+        "figma_refresh_endpoint",
+        "refresh_url = \"https://api.figma.com/v1/oauth/refresh\"",
+    ),
+];
+
+fn removed_quirk(value: &toml::Value) -> Option<String> {
+    let quirks = value.get("quirks")?.as_array()?;
+    quirks.iter().filter_map(toml::Value::as_str).find_map(|q| {
+        REMOVED_QUIRKS
+            .iter()
+            .find(|(name, _)| *name == q)
+            .map(|(name, instead)| {
+                format!("quirk `{name}` was removed; the catalog says it with {instead}")
+            })
+    })
+}
+
 fn to_provider(code: &str, value: toml::Value, origin: Origin) -> Result<Provider, String> {
+    if let Some(m) = removed_quirk(&value) {
+        return Err(m);
+    }
     let mut p: Provider = value
         .try_into()
         .map_err(|e: toml::de::Error| e.message().trim().to_string())?;
@@ -1131,5 +1222,117 @@ mod builtin_tests {
         ))
         .unwrap_err();
         assert!(e.contains("must be letters"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod revoke_and_refresh_tests {
+    use super::*;
+
+    fn overlay(text: &str) -> Catalog {
+        let mut c = Catalog::builtin().expect("built-in catalog loads");
+        c.overlay_text(Path::new("test.toml"), text);
+        c
+    }
+
+    const MINIMAL: &str = "[providers.x]\nname = \"X\"\nauth = \"oauth2\"\nauthorize_url = \"https://x.example/a\"\ntoken_url = \"https://x.example/t\"\n";
+
+    #[test]
+    fn an_unknown_revoke_request_is_refused_by_name() {
+        let c = overlay(&format!("{MINIMAL}revoke_request = \"header\"\n"));
+        assert!(c.get("x").is_none());
+        let m = &c.issues[0].message;
+        assert!(
+            m.contains("header")
+                && m.contains("form")
+                && m.contains("json")
+                && m.contains("bearer"),
+            "{m}"
+        );
+        let c = overlay(&format!("{MINIMAL}revoke_token = \"id_token\"\n"));
+        assert!(c.get("x").is_none(), "{:?}", c.issues);
+    }
+
+    #[test]
+    fn removed_quirks_are_refused_with_what_replaces_them() {
+        for (quirk, replacement) in [
+            ("notion_basic_json", "revoke_request = \"json\""),
+            ("figma_refresh_endpoint", "refresh_url"),
+        ] {
+            let c = overlay(&format!("{MINIMAL}quirks = [\"{quirk}\"]\n"));
+            assert!(c.get("x").is_none());
+            let m = &c.issues[0].message;
+            assert!(m.contains(quirk) && m.contains(replacement), "{m}");
+            // Over a built-in entry too.
+            let c = overlay(&format!("[providers.notion]\nquirks = [\"{quirk}\"]\n"));
+            assert_eq!(c.issues.len(), 1, "{quirk}");
+            assert!(c.get("notion").unwrap().quirks.is_empty());
+        }
+    }
+
+    #[test]
+    fn revoke_shapes_refresh_url_and_userinfo_body_load_and_check() {
+        let c = overlay(&format!(
+            "{MINIMAL}refresh_url = \"https://x.example/r\"\nrevoke_url = \"https://x.example/v\"\nrevoke_request = \"bearer\"\n\
+             userinfo_url = \"https://x.example/graphql\"\nuserinfo_body = '{{\"query\":\"{{ viewer {{ id }} }}\"}}'\n"
+        ));
+        assert!(c.issues.is_empty(), "{:?}", c.issues);
+        let x = c.get("x").unwrap();
+        assert_eq!(x.refresh_endpoint(), Some("https://x.example/r"));
+        assert!(x.urls().iter().any(|(k, _)| k == "refresh_url"));
+        assert_eq!(x.revoke_token_kind(), RevokeToken::AccessToken);
+
+        let c = overlay(&format!("{MINIMAL}refresh_url = \"http://x.example/r\"\n"));
+        assert!(
+            c.issues[0].message.contains("refresh_url"),
+            "{:?}",
+            c.issues
+        );
+        let c = overlay(&format!(
+            "{MINIMAL}revoke_request = \"bearer\"\nrevoke_token = \"refresh_token\"\n"
+        ));
+        assert!(c.issues[0].message.contains("bearer"), "{:?}", c.issues);
+        let c = overlay(&format!(
+            "{MINIMAL}userinfo_url = \"https://x.example/u\"\nuserinfo_body = \"{{ viewer }}\"\n"
+        ));
+        assert!(c.issues[0].message.contains("not JSON"), "{:?}", c.issues);
+        let c = overlay(&format!("{MINIMAL}userinfo_body = \"{{}}\"\n"));
+        assert!(
+            c.issues[0].message.contains("userinfo_url"),
+            "{:?}",
+            c.issues
+        );
+    }
+
+    #[test]
+    fn builtin_entries_say_their_revoke_shapes_and_refresh_endpoints() {
+        let c = Catalog::builtin().unwrap();
+        let get = |code: &str| c.get(code).unwrap().clone();
+        let notion = get("notion");
+        assert_eq!(notion.token_auth, TokenAuth::ClientSecretBasic);
+        assert_eq!(notion.token_request, TokenRequest::Json);
+        assert_eq!(notion.revoke_request, RevokeRequest::Json);
+        for code in ["dropbox", "linear", "slack"] {
+            assert_eq!(get(code).revoke_request, RevokeRequest::Bearer, "{code}");
+        }
+        assert_eq!(get("twitch").revoke_token_kind(), RevokeToken::AccessToken);
+        assert_eq!(get("google").revoke_token_kind(), RevokeToken::RefreshToken);
+        assert_eq!(
+            get("figma").refresh_endpoint(),
+            Some("https://api.figma.com/v1/oauth/refresh")
+        );
+        assert_eq!(
+            get("google").refresh_endpoint(),
+            Some("https://oauth2.googleapis.com/token")
+        );
+        let linear = get("linear");
+        assert_eq!(linear.account_field.as_deref(), Some("data.viewer.email"));
+        assert!(linear.userinfo_body.as_deref().unwrap().contains("viewer"));
+        // No built-in OAuth entry turns refreshing off: GitHub-App user tokens rotate.
+        assert!(
+            c.iter()
+                .filter(|p| p.auth == AuthType::Oauth2)
+                .all(|p| p.refresh)
+        );
     }
 }

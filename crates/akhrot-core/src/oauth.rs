@@ -16,7 +16,7 @@ use oauth2::{
 use serde_json::{Map, Value};
 
 use crate::SecretString;
-use crate::catalog::{Provider, Quirk, TokenAuth, TokenRequest};
+use crate::catalog::{Provider, Quirk, RevokeRequest, TokenAuth, TokenRequest};
 
 /// The User-Agent of every request to a provider (Reddit requires a descriptive one).
 pub const USER_AGENT: &str = concat!(
@@ -125,8 +125,7 @@ impl OAuthHttp {
             .client
             .request(parts.method, parts.uri.to_string())
             .header(reqwest::header::ACCEPT, "application/json");
-        let json_body =
-            p.token_request == TokenRequest::Json || p.has_quirk(Quirk::NotionBasicJson);
+        let json_body = p.token_request == TokenRequest::Json;
         for (name, value) in &parts.headers {
             if json_body && name == reqwest::header::CONTENT_TYPE {
                 continue;
@@ -266,7 +265,8 @@ impl OAuthHttp {
         finish(result, &seen)
     }
 
-    /// Refreshes with a refresh token.
+    /// Refreshes with a refresh token, at the catalog's `refresh_url` when it names one (Figma)
+    /// and at `token_url` otherwise.
     pub async fn refresh(
         &self,
         p: &Provider,
@@ -274,7 +274,10 @@ impl OAuthHttp {
         refresh_token: &SecretString,
     ) -> Result<TokenSet, OAuthError> {
         let p = &*with_settings(p, creds)?;
-        let client = basic_client(p, creds, "http://127.0.0.1/oauth/callback")?;
+        let url = p
+            .refresh_endpoint()
+            .ok_or_else(|| OAuthError::Config(format!("{} has no token_url", p.code)))?;
+        let client = client_with_token_url(p, creds, "http://127.0.0.1/oauth/callback", url)?;
         let (http, seen) = self.transport(p);
         let token = RefreshToken::new(refresh_token.expose().to_owned());
         let result = client
@@ -284,15 +287,23 @@ impl OAuthHttp {
         finish(result, &seen)
     }
 
-    /// GET a JSON document with the access token (userinfo, accessible resources).
+    /// GET a JSON document with the access token (userinfo, accessible resources); with
+    /// `post_body`, POST that JSON instead (the catalog's `userinfo_body`, e.g. a GraphQL query).
     pub async fn get_json(
         &self,
         url: &str,
         access_token: &SecretString,
+        post_body: Option<&str>,
     ) -> Result<Value, OAuthError> {
-        let resp = self
-            .client
-            .get(url)
+        let rb = match post_body {
+            Some(body) => self
+                .client
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_owned()),
+            None => self.client.get(url),
+        };
+        let resp = rb
             .bearer_auth(access_token.expose())
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
@@ -320,7 +331,9 @@ impl OAuthHttp {
         })
     }
 
-    /// Revokes a token at the provider (RFC 7009). Best effort: the caller deletes locally anyway.
+    /// Revokes a token at the provider, in the shape the catalog's `revoke_request` names: an
+    /// RFC 7009 form, a JSON body, or the token itself as Bearer. `hint` is the token's kind
+    /// (`access_token` or `refresh_token`). Best effort: the caller deletes locally anyway.
     pub async fn revoke(
         &self,
         p: &Provider,
@@ -332,36 +345,74 @@ impl OAuthHttp {
         let Some(url) = &p.revoke_url else {
             return Ok(());
         };
-        let mut form = vec![
-            ("token", token.expose().to_owned()),
-            ("token_type_hint", hint.to_owned()),
-        ];
-        let mut rb = self.client.post(url);
-        match (p.token_auth, &creds.client_secret) {
-            (TokenAuth::ClientSecretBasic, Some(secret)) => {
-                rb = rb.basic_auth(&creds.client_id, Some(secret.expose()));
-            }
-            (_, secret) => {
-                form.push(("client_id", creds.client_id.clone()));
-                if let Some(s) = secret {
-                    form.push(("client_secret", s.expose().to_owned()));
+        let mut rb = self
+            .client
+            .post(url)
+            .header(reqwest::header::ACCEPT, "application/json");
+        // Client authentication per `token_auth`: HTTP Basic, or the client in the body.
+        let basic = match (p.token_auth, &creds.client_secret) {
+            (TokenAuth::ClientSecretBasic, Some(secret)) => Some(secret),
+            _ => None,
+        };
+        let mut fields: Vec<(&str, String)> = Vec::new();
+        if p.revoke_request != RevokeRequest::Bearer {
+            match basic {
+                Some(secret) => rb = rb.basic_auth(&creds.client_id, Some(secret.expose())),
+                None => {
+                    fields.push(("client_id", creds.client_id.clone()));
+                    if let Some(s) = creds
+                        .client_secret
+                        .as_ref()
+                        .filter(|_| p.token_auth != TokenAuth::None)
+                    {
+                        fields.push(("client_secret", s.expose().to_owned()));
+                    }
                 }
             }
         }
-        let resp = rb.form(&form).send().await.map_err(|e| {
+        rb = match p.revoke_request {
+            RevokeRequest::Form => {
+                fields.push(("token", token.expose().to_owned()));
+                fields.push(("token_type_hint", hint.to_owned()));
+                rb.form(&fields)
+            }
+            RevokeRequest::Json => {
+                fields.push(("token", token.expose().to_owned()));
+                let map: Map<String, Value> = fields
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), Value::String(v)))
+                    .collect();
+                rb.json(&map)
+            }
+            RevokeRequest::Bearer => rb.bearer_auth(token.expose()),
+        };
+        let resp = rb.send().await.map_err(|e| {
             OAuthError::Transient(format!(
                 "cannot reach {}: {}",
                 host_of(url),
                 without_url(&e)
             ))
         })?;
-        if resp.status().is_success() {
+        let status = resp.status();
+        // Quirk slack_ok_false: `auth.revoke` reports a refusal as `ok: false` with HTTP 200.
+        let refused_with_200 = status.is_success()
+            && p.has_quirk(Quirk::SlackOkFalse)
+            && resp
+                .json::<Value>()
+                .await
+                .is_ok_and(|v| v.get("ok") == Some(&Value::Bool(false)));
+        if status.is_success() && !refused_with_200 {
             Ok(())
+        } else if refused_with_200 {
+            Err(OAuthError::Transient(format!(
+                "{} refused the revocation (ok: false)",
+                host_of(url)
+            )))
         } else {
             Err(OAuthError::Transient(format!(
                 "{} answered HTTP {} to the revocation",
                 host_of(url),
-                resp.status().as_u16()
+                status.as_u16()
             )))
         }
     }
@@ -399,14 +450,25 @@ fn basic_client(
     creds: &ClientCreds,
     redirect_uri: &str,
 ) -> Result<ConfiguredClient, OAuthError> {
-    let auth = p
-        .authorize_url
-        .as_deref()
-        .ok_or_else(|| OAuthError::Config(format!("{} has no authorize_url", p.code)))?;
     let token = p
         .token_url
         .as_deref()
         .ok_or_else(|| OAuthError::Config(format!("{} has no token_url", p.code)))?;
+    client_with_token_url(p, creds, redirect_uri, token)
+}
+
+/// The `oauth2` client for a provider, its token requests going to `token` (the catalog's
+/// `token_url`, or `refresh_url` for refreshes).
+fn client_with_token_url(
+    p: &Provider,
+    creds: &ClientCreds,
+    redirect_uri: &str,
+    token: &str,
+) -> Result<ConfiguredClient, OAuthError> {
+    let auth = p
+        .authorize_url
+        .as_deref()
+        .ok_or_else(|| OAuthError::Config(format!("{} has no authorize_url", p.code)))?;
     let bad = |what: &str, e: &dyn std::fmt::Display| {
         OAuthError::Config(format!("{} {what}: {e}", p.code))
     };
@@ -416,7 +478,7 @@ fn basic_client(
         .set_redirect_uri(
             RedirectUrl::new(redirect_uri.to_owned()).map_err(|e| bad("redirect URI", &e))?,
         );
-    let basic = p.token_auth == TokenAuth::ClientSecretBasic || p.has_quirk(Quirk::NotionBasicJson);
+    let basic = p.token_auth == TokenAuth::ClientSecretBasic;
     client = client.set_auth_type(if basic {
         oauth2::AuthType::BasicAuth
     } else {
@@ -660,15 +722,6 @@ pub fn account_name(p: &Provider, token_extra: &Value, userinfo: Option<&Value>)
             _ => None,
         }
     };
-    if let Some(field) = &p.account_field {
-        let found = match field.strip_prefix("token.") {
-            Some(path) => lookup(token_extra, path),
-            None => userinfo.and_then(|u| lookup(u, field)),
-        };
-        if let Some(name) = found.and_then(pick) {
-            return Some(name);
-        }
-    }
     let common = [
         "email",
         "login",
@@ -678,7 +731,28 @@ pub fn account_name(p: &Provider, token_extra: &Value, userinfo: Option<&Value>)
         "sub",
         "id",
     ];
-    for doc in userinfo.into_iter().chain(std::iter::once(token_extra)) {
+    let mut docs: Vec<&Value> = Vec::new();
+    if let Some(field) = &p.account_field {
+        let (doc, path) = match field.strip_prefix("token.") {
+            Some(path) => (Some(token_extra), path),
+            None => (userinfo, field.as_str()),
+        };
+        if let Some(doc) = doc {
+            if let Some(name) = lookup(doc, path).and_then(pick) {
+                return Some(name);
+            }
+            // The field is missing (a user without an email, say): the object that should
+            // have held it (`data.viewer` for `data.viewer.email`) is searched next.
+            if let Some((parent, _)) = path.rsplit_once('.')
+                && let Some(obj) = lookup(doc, parent)
+            {
+                docs.push(obj);
+            }
+        }
+    }
+    docs.extend(userinfo);
+    docs.push(token_extra);
+    for doc in docs {
         for f in common {
             if let Some(name) = doc.get(f).and_then(pick) {
                 return Some(name);
@@ -767,5 +841,26 @@ mod tests {
             merge_scopes(&d, &["email".into(), " repo ".into()]),
             vec!["openid", "email", "repo"]
         );
+    }
+}
+
+#[cfg(test)]
+mod account_tests {
+    use super::*;
+    use crate::catalog::Catalog;
+
+    #[test]
+    fn linear_accounts_are_named_from_the_graphql_viewer() {
+        let c = Catalog::builtin().unwrap();
+        let linear = c.get("linear").unwrap();
+        let none = serde_json::json!({"token_type": "Bearer", "scope": "read write"});
+        let v = serde_json::json!({"data": {"viewer": {"id": "u-1", "name": "Ada", "email": "ada@example.test"}}});
+        assert_eq!(
+            account_name(linear, &none, Some(&v)).as_deref(),
+            Some("ada@example.test")
+        );
+        // Without an email, the viewer's other identity fields name it.
+        let v = serde_json::json!({"data": {"viewer": {"id": "u-2", "name": "Bo"}}});
+        assert_eq!(account_name(linear, &none, Some(&v)).as_deref(), Some("Bo"));
     }
 }

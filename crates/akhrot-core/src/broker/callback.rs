@@ -282,13 +282,22 @@ impl Broker {
         let resolved =
             oauth::with_settings(p, &creds).map_err(|e| self.oauth_error(p, e, "exchange"))?;
         let p: &Provider = &resolved;
-        let tokens = self
+        let mut tokens = self
             .http
             .exchange_code(p, &creds, redirect_uri, code, verifier)
             .await
             .map_err(|e| self.oauth_error(p, e, "exchange"))?;
+        if !p.refresh {
+            // The catalog's `refresh = false`: Akhrot never refreshes this provider's tokens,
+            // so a refresh token in the answer is not kept.
+            tokens.refresh_token = None;
+        }
         let userinfo = match &p.userinfo_url {
-            Some(u) => match self.http.get_json(u, &tokens.access_token).await {
+            Some(u) => match self
+                .http
+                .get_json(u, &tokens.access_token, p.userinfo_body.as_deref())
+                .await
+            {
                 Ok(v) => Some(v),
                 Err(e) => {
                     tracing::warn!(provider = %p.code, error = %e, "could not read the account's identity");
@@ -304,7 +313,7 @@ impl Broker {
             // Quirk: Atlassian APIs are addressed by cloud id, known only after the exchange.
             let v = self
                 .http
-                .get_json(resources, &tokens.access_token)
+                .get_json(resources, &tokens.access_token, None)
                 .await
                 .map_err(|e| self.oauth_error(p, e, "exchange"))?;
             if let Some(id) = oauth::lookup(&v, "0.id").and_then(|v| v.as_str()) {

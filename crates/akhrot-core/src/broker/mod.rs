@@ -158,7 +158,8 @@ impl Broker {
         let Ok(client) = self.client_for(p) else {
             return;
         };
-        let (token, hint) = match &t.refresh_token {
+        let by_access = p.revoke_token_kind() == crate::catalog::RevokeToken::AccessToken;
+        let (token, hint) = match t.refresh_token.as_ref().filter(|_| !by_access) {
             Some(r) => (r, "refresh_token"),
             None => (&t.access_token, "access_token"),
         };

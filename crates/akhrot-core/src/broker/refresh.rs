@@ -6,7 +6,7 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 use super::{Broker, BrokerError, REFRESH_MARGIN_SECS, reconnect_message};
-use crate::catalog::{AuthType, Provider};
+use crate::catalog::{AuthType, Provider, RevokeToken};
 use crate::oauth::{OAuthError, TokenSet};
 use crate::vault::{ConnectionInfo, Credentials};
 use crate::{SecretString, now_unix};
@@ -38,7 +38,8 @@ impl Broker {
         if p.auth != AuthType::Oauth2 {
             return Ok((info, creds));
         }
-        if !needs_refresh(&info) {
+        // A provider Akhrot does not refresh (`refresh = false`): its token is good until it expires.
+        if !needs_refresh(&info) || (!p.refresh && info.expires_at.is_none_or(|t| t > now_unix())) {
             return check_usable(p, info, creds);
         }
         let seen_expiry = info.expires_at;
@@ -126,6 +127,12 @@ impl Broker {
                 }
             }
         };
+        if !p.refresh {
+            return Err(BrokerError::TokenExpired(format!(
+                "the {} token expired; Akhrot does not refresh {} tokens (the catalog says `refresh = false`), so the user must reconnect it: `akhrot connect {}` with `--account`, or Connections in the Akhrot window",
+                p.name, p.name, p.code
+            )));
+        }
         let Some(refresh_token) = creds.get("refreshToken").cloned() else {
             return Err(BrokerError::TokenExpired(format!(
                 "the {} token expired and {} gave no refresh token to renew it; the user must reconnect it: `akhrot connect {}` with `--account`, or Connections in the Akhrot window",
@@ -212,12 +219,23 @@ impl Broker {
     ) -> Result<(ConnectionInfo, bool), BrokerError> {
         let p = self.provider(provider)?;
         let mut revoked = false;
-        if p.auth == AuthType::Oauth2
-            && p.revoke_url.is_some()
-            && let Ok((_, creds)) = self.vault.open_connection(&p.code, account)
+        let by_access = p.revoke_token_kind() == RevokeToken::AccessToken;
+        let creds = if p.auth == AuthType::Oauth2 && p.revoke_url.is_some() {
+            // A revocation by access token needs one the provider still accepts: refreshed
+            // first when it has expired (best effort; else the stored one is tried).
+            let fresh = if by_access {
+                self.fresh_credentials(&p, account).await.ok()
+            } else {
+                None
+            };
+            fresh.or_else(|| self.vault.open_connection(&p.code, account).ok())
+        } else {
+            None
+        };
+        if let Some((_, creds)) = creds
             && let Ok(Some(client)) = self.vault.oauth_client(&p.code)
         {
-            let (token, hint) = match creds.get("refreshToken") {
+            let (token, hint) = match creds.get("refreshToken").filter(|_| !by_access) {
                 Some(r) => (r.clone(), "refresh_token"),
                 None => (
                     creds.get("accessToken").cloned().unwrap_or_default(),
