@@ -84,21 +84,7 @@ pub enum Redirect {
     DeepLink,
 }
 
-/// Provider behaviour that data alone cannot describe; each is handled in code by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Quirk {
-    /// Send `Accept: application/json`; errors arrive with HTTP 200.
-    GithubAcceptJson,
-    /// Errors arrive as `ok: false` with HTTP 200.
-    SlackOkFalse,
-    /// A descriptive User-Agent is required.
-    RedditUserAgent,
-    /// After the exchange, fetch the cloud id from `accessible-resources`.
-    JiraAccessibleResources,
-    /// Tokens must be validated at start and hourly.
-    TwitchValidate,
-}
+pub use crate::quirks::Quirk;
 
 /// What a client setting holds, and so how its value is checked and filled in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -941,6 +927,18 @@ const REMOVED_QUIRKS: &[(&str, &str)] = &[
         "figma_refresh_endpoint",
         "refresh_url = \"https://api.figma.com/v1/oauth/refresh\"",
     ),
+    (
+        "microsoft_tenant",
+        "a client setting: `{tenant}` in the URLs and a [[settings]] entry named `tenant`",
+    ),
+    (
+        "github_accept_json",
+        "nothing: every token request asks for JSON, and an HTTP 200 answer with an `error` and no token is an error for every provider",
+    ),
+    (
+        "reddit_user_agent",
+        "the quirk `reddit_installed_app` (an empty-password Basic login for clients without a secret); every request already has a descriptive User-Agent",
+    ),
 ];
 
 fn removed_quirk(value: &toml::Value) -> Option<String> {
@@ -1258,6 +1256,9 @@ mod revoke_and_refresh_tests {
         for (quirk, replacement) in [
             ("notion_basic_json", "revoke_request = \"json\""),
             ("figma_refresh_endpoint", "refresh_url"),
+            ("microsoft_tenant", "client setting"),
+            ("github_accept_json", "every provider"),
+            ("reddit_user_agent", "reddit_installed_app"),
         ] {
             let c = overlay(&format!("{MINIMAL}quirks = [\"{quirk}\"]\n"));
             assert!(c.get("x").is_none());

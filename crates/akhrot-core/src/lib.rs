@@ -23,6 +23,7 @@ pub mod keystore;
 pub mod oauth;
 pub mod paths;
 pub mod peer;
+pub mod quirks;
 pub mod secret;
 pub mod text;
 pub mod vault;

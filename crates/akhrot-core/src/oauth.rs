@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 
 use crate::SecretString;
 use crate::catalog::{Provider, Quirk, RevokeRequest, TokenAuth, TokenRequest};
+use crate::quirks;
 
 /// The User-Agent of every request to a provider (Reddit requires a descriptive one).
 pub const USER_AGENT: &str = concat!(
@@ -394,13 +395,13 @@ impl OAuthHttp {
             ))
         })?;
         let status = resp.status();
-        // Quirk slack_ok_false: `auth.revoke` reports a refusal as `ok: false` with HTTP 200.
+        // Slack's `auth.revoke` reports a refusal as `ok: false` with HTTP 200.
         let refused_with_200 = status.is_success()
             && p.has_quirk(Quirk::SlackOkFalse)
             && resp
                 .json::<Value>()
                 .await
-                .is_ok_and(|v| v.get("ok") == Some(&Value::Bool(false)));
+                .is_ok_and(|v| quirks::refused_with_200(p, &v));
         if status.is_success() && !refused_with_200 {
             Ok(())
         } else if refused_with_200 {
@@ -488,9 +489,7 @@ fn client_with_token_url(
         Some(secret) if p.token_auth != TokenAuth::None => {
             client = client.set_client_secret(ClientSecret::new(secret.expose().to_owned()));
         }
-        // Quirk reddit_user_agent: Reddit's "installed apps" have no secret and still
-        // authenticate with HTTP Basic, the client id as user and an empty password.
-        None if p.has_quirk(Quirk::RedditUserAgent) => {
+        None if quirks::empty_secret_basic(p) => {
             client = client.set_client_secret(ClientSecret::new(String::new()));
         }
         _ => {}
@@ -604,15 +603,15 @@ fn normalise(p: &Provider, status: u16, bytes: &[u8]) -> (u16, Option<Value>) {
             .then_some(Value::Object(map))
     });
     let mut status = status;
+    if status == 200
+        && value
+            .as_ref()
+            .is_some_and(|v| quirks::refused_with_200(p, v))
+    {
+        status = 400;
+    }
     if let Some(Value::Object(map)) = value.as_mut() {
-        // Quirk slack_ok_false: `{"ok": false, "error": "..."}` with HTTP 200.
-        if p.has_quirk(Quirk::SlackOkFalse)
-            && map.get("ok") == Some(&Value::Bool(false))
-            && status == 200
-        {
-            status = 400;
-        }
-        // Quirk github_accept_json (and any provider doing the same): errors with HTTP 200.
+        // Errors with HTTP 200 (GitHub, and any provider doing the same).
         if status == 200 && map.contains_key("error") && !map.contains_key("access_token") {
             status = 400;
         }

@@ -1,11 +1,9 @@
 //! Completing a consent session: the provider's answer at the loopback callback or through
 //! the deep link, the code exchange, and storing the new connection.
 
-use std::collections::BTreeMap;
-
 use super::sessions::{SessionState, connection_exists, state_key};
 use super::{Broker, BrokerError, DEEP_LINK_REDIRECT, token_values};
-use crate::catalog::{Provider, Quirk};
+use crate::catalog::Provider;
 use crate::oauth;
 use crate::{SecretString, now_unix};
 
@@ -306,23 +304,10 @@ impl Broker {
             },
             None => None,
         };
-        let mut public = BTreeMap::new();
-        if p.has_quirk(Quirk::JiraAccessibleResources)
-            && let Some(resources) = &p.resources_url
-        {
-            // Quirk: Atlassian APIs are addressed by cloud id, known only after the exchange.
-            let v = self
-                .http
-                .get_json(resources, &tokens.access_token, None)
-                .await
-                .map_err(|e| self.oauth_error(p, e, "exchange"))?;
-            if let Some(id) = oauth::lookup(&v, "0.id").and_then(|v| v.as_str()) {
-                public.insert("cloudId".to_owned(), id.to_owned());
-            }
-            if let Some(url) = oauth::lookup(&v, "0.url").and_then(|v| v.as_str()) {
-                public.insert("siteUrl".to_owned(), url.to_owned());
-            }
-        }
+        // Quirk jira_accessible_resources: values the services' URLs need, read once now.
+        let public = crate::quirks::after_exchange(p, &self.http, &tokens.access_token)
+            .await
+            .map_err(|e| self.oauth_error(p, e, "exchange"))?;
         let named = |a: &str| crate::vault::validate_account(&crate::clean_text(a)).ok();
         let identity = oauth::account_name(p, &tokens.extra, userinfo.as_ref())
             .as_deref()
