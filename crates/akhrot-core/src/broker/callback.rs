@@ -283,6 +283,24 @@ impl Broker {
             .exchange_code(p, &creds, redirect_uri, code, verifier)
             .await
             .map_err(|e| self.oauth_error(p, e, "exchange"))?;
+        // A provider that requires validation (catalog `validate`) sees each new token
+        // validated before it is stored; a refused one fails the connect.
+        let validated = match &p.validate {
+            Some(v) => match self.http.validate_token(v, &tokens.access_token).await {
+                oauth::Validation::Valid(doc) => Some(doc),
+                oauth::Validation::Refused => {
+                    return Err(BrokerError::ProviderError(format!(
+                        "{} refused the new token at its validation endpoint (HTTP 401); nothing was stored, start a new session",
+                        p.name
+                    )));
+                }
+                oauth::Validation::Failed(e) => {
+                    tracing::warn!(provider = %p.code, error = %e, "could not validate the new token; it is validated again later");
+                    None
+                }
+            },
+            None => None,
+        };
         let userinfo = match &p.userinfo_url {
             Some(u) => match self.http.get_json(u, &tokens.access_token).await {
                 Ok(v) => Some(v),
@@ -291,7 +309,8 @@ impl Broker {
                     None
                 }
             },
-            None => None,
+            // Without a userinfo endpoint, the validation answer is the identity document.
+            None => validated,
         };
         let mut public = BTreeMap::new();
         if p.has_quirk(Quirk::JiraAccessibleResources)
