@@ -99,8 +99,20 @@ pub async fn summary(State(state): State<Arc<AppState>>, AgentAuth(_): AgentAuth
 }
 
 /// Non-secret values of a connection that templates may show (domain, account SID, cloud id).
-fn known_values(conn: Option<&ConnectionInfo>) -> BTreeMap<String, String> {
-    conn.map(|c| c.public_fields.clone()).unwrap_or_default()
+/// The values examples are filled with: the connection's public values, and for an OAuth
+/// provider the OAuth client's `clientId` (public; Twitch's Helix wants it on every call).
+fn known_values(
+    state: &AppState,
+    p: &Provider,
+    conn: Option<&ConnectionInfo>,
+) -> BTreeMap<String, String> {
+    let mut known = conn.map(|c| c.public_fields.clone()).unwrap_or_default();
+    if p.auth == AuthType::Oauth2
+        && let Ok(Some(client)) = state.vault.oauth_client_info(&p.code)
+    {
+        known.insert("clientId".into(), client.client_id);
+    }
+    known
 }
 
 /// One connected account of a provider.
@@ -284,7 +296,7 @@ pub async fn provider_context(
         .filter(|c| c.provider == p.code)
         .collect();
     let chosen = state.vault.find_connection(&p.code, account);
-    let known = known_values(chosen.as_ref());
+    let known = known_values(&state, &p, chosen.as_ref());
     let services = p
         .services
         .iter()
@@ -405,14 +417,18 @@ pub async fn service_context(
     })?;
     let account = q.account()?;
     let chosen = state.vault.find_connection(&p.code, account);
-    let known = known_values(chosen.as_ref());
+    let known = known_values(&state, &p, chosen.as_ref());
     let mut headers: BTreeMap<String, String> = p
         .inject
         .effective_headers()
         .iter()
         .map(|(k, v)| (k.clone(), render::fill(v, &known)))
         .collect();
-    headers.extend(s.headers.clone());
+    headers.extend(
+        s.headers
+            .iter()
+            .map(|(k, v)| (k.clone(), render::fill(v, &known))),
+    );
     let proxied = p.auth != AuthType::Mtproto && p.inject.digest.is_none() && s.base_url.is_some();
     let multi = render::has_several_bases(&p);
     let out = ServiceContext {
