@@ -350,7 +350,12 @@ impl Provider {
             if v.every == 0 {
                 return Err("validate.every must be at least 1 (seconds)".into());
             }
-            if v.scheme.is_empty() || !v.scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            if v.scheme.is_empty()
+                || !v
+                    .scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
                 return Err(format!(
                     "validate.scheme `{}` must be one word of letters, digits or `-` (e.g. \"Bearer\", \"OAuth\")",
                     v.scheme
@@ -650,8 +655,15 @@ mod tests {
     fn validate_table_parses_with_defaults_and_refuses_mistakes() {
         let p = twitch_like("[providers.t.validate]\nurl = \"https://t.example/v\"\n").unwrap();
         let v = p.validate.as_ref().unwrap();
-        assert_eq!((v.url.as_str(), v.every, v.scheme.as_str()), ("https://t.example/v", 3600, "Bearer"));
-        assert!(p.urls().iter().any(|(k, u)| k == "validate.url" && *u == "https://t.example/v"));
+        assert_eq!(
+            (v.url.as_str(), v.every, v.scheme.as_str()),
+            ("https://t.example/v", 3600, "Bearer")
+        );
+        assert!(
+            p.urls()
+                .iter()
+                .any(|(k, u)| k == "validate.url" && *u == "https://t.example/v")
+        );
         let p = twitch_like(
             "[providers.t.validate]\nurl = \"http://127.0.0.1:9/v\"\nevery = 1\nscheme = \"OAuth\"\n",
         )
@@ -660,11 +672,26 @@ mod tests {
         assert!(twitch_like("").unwrap().validate.is_none());
         for (bad, says) in [
             ("[providers.t.validate]\nevery = 5\n", "url"),
-            ("[providers.t.validate]\nurl = \"http://t.example/v\"\n", "validate.url"),
-            ("[providers.t.validate]\nurl = \"https://t.example/v\"\nevery = 0\n", "every"),
-            ("[providers.t.validate]\nurl = \"https://t.example/v\"\nevery = -1\n", "u64"),
-            ("[providers.t.validate]\nurl = \"https://t.example/v\"\nscheme = \"OAuth x\"\n", "scheme"),
-            ("[providers.t.validate]\nurl = \"https://t.example/v\"\nprefix = \"OAuth\"\n", "prefix"),
+            (
+                "[providers.t.validate]\nurl = \"http://t.example/v\"\n",
+                "validate.url",
+            ),
+            (
+                "[providers.t.validate]\nurl = \"https://t.example/v\"\nevery = 0\n",
+                "every",
+            ),
+            (
+                "[providers.t.validate]\nurl = \"https://t.example/v\"\nevery = -1\n",
+                "u64",
+            ),
+            (
+                "[providers.t.validate]\nurl = \"https://t.example/v\"\nscheme = \"OAuth x\"\n",
+                "scheme",
+            ),
+            (
+                "[providers.t.validate]\nurl = \"https://t.example/v\"\nprefix = \"OAuth\"\n",
+                "prefix",
+            ),
         ] {
             let e = twitch_like(bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
@@ -678,7 +705,10 @@ mod tests {
         let v = t.validate.as_ref().unwrap();
         assert_eq!(v.url, "https://id.twitch.tv/oauth2/validate");
         assert_eq!((v.every, v.scheme.as_str()), (3600, "OAuth"));
-        assert!(t.userinfo_url.is_none(), "the validate answer is the identity document");
+        assert!(
+            t.userinfo_url.is_none(),
+            "the validate answer is the identity document"
+        );
         assert_eq!(t.account_field.as_deref(), Some("login"));
         let mut c = c.clone();
         c.overlay_text(
@@ -687,7 +717,11 @@ mod tests {
         );
         assert!(c.issues.is_empty(), "{:?}", c.issues);
         let v = c.get("twitch").unwrap().validate.clone().unwrap();
-        assert_eq!((v.every, v.scheme.as_str()), (1, "OAuth"), "merged key by key");
+        assert_eq!(
+            (v.every, v.scheme.as_str()),
+            (1, "OAuth"),
+            "merged key by key"
+        );
     }
 
     #[test]

@@ -334,9 +334,7 @@ impl OAuthHttp {
         let value = reqwest::header::HeaderValue::from_str(&auth);
         auth.zeroize();
         let Ok(mut value) = value else {
-            return Validation::Failed(
-                "the stored token cannot be sent in an HTTP header".into(),
-            );
+            return Validation::Failed("the stored token cannot be sent in an HTTP header".into());
         };
         value.set_sensitive(true);
         let sent = self

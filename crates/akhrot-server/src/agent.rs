@@ -121,7 +121,7 @@ fn known_values(
 pub struct AccountInfo {
     /// The account's label (e.g. an email address, or `default`).
     pub account: String,
-    /// `connected`, or `needs_reconnect` when the provider refused the refresh token.
+    /// `connected`, or `needs_reconnect` when the provider refused the refresh token (or, for a provider that validates tokens, the access token).
     #[schema(value_type = String)]
     pub status: akhrot_core::vault::ConnectionStatus,
     pub scopes: Vec<String>,

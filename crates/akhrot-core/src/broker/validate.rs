@@ -111,10 +111,7 @@ impl Broker {
     /// Validates every connection of every provider with `validate`: at once, then each one
     /// `every` seconds after its last validation; a failed one is tried again at the next
     /// round. Returns when `closing` turns true (or its sender goes away).
-    pub async fn run_validation(
-        self: Arc<Self>,
-        mut closing: tokio::sync::watch::Receiver<bool>,
-    ) {
+    pub async fn run_validation(self: Arc<Self>, mut closing: tokio::sync::watch::Receiver<bool>) {
         let providers: Vec<Arc<Provider>> = self
             .catalog
             .iter()
