@@ -129,9 +129,9 @@ impl Broker {
         let mut last: HashMap<String, Instant> = HashMap::new();
         loop {
             let round = Instant::now();
-            let due: Vec<(Arc<Provider>, ConnectionInfo)> = self
-                .vault
-                .list_connections()
+            let conns = self.vault.list_connections();
+            last.retain(|id, _| conns.iter().any(|c| &c.id == id));
+            let due: Vec<(Arc<Provider>, ConnectionInfo)> = conns
                 .into_iter()
                 .filter_map(|c| {
                     let p = providers.iter().find(|p| p.code == c.provider)?;
@@ -143,13 +143,6 @@ impl Broker {
                         .then(|| (p.clone(), c))
                 })
                 .collect();
-            let ids: Vec<String> = self
-                .vault
-                .list_connections()
-                .into_iter()
-                .map(|c| c.id)
-                .collect();
-            last.retain(|id, _| ids.contains(id));
             for (p, c) in due {
                 let outcome = tokio::select! {
                     o = self.validate_connection(&p, &c.account) => o,
