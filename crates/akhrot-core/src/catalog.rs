@@ -193,6 +193,29 @@ pub struct TokenPaths {
     pub token_type: Option<String>,
 }
 
+/// A token validation endpoint the provider requires apps to call (Twitch's `/oauth2/validate`):
+/// the broker calls it with each new token, at start for every stored connection, and every
+/// `every` seconds after; a `401` answer marks the connection `needs_reconnect`. When the entry
+/// has no `userinfo_url`, the answer also names the account of a new connection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Validate {
+    pub url: String,
+    /// Seconds between validations of one connection.
+    #[serde(default = "hourly")]
+    pub every: u64,
+    /// The `Authorization` scheme the endpoint documents (`Authorization: <scheme> <token>`).
+    #[serde(default = "bearer")]
+    pub scheme: String,
+}
+
+fn hourly() -> u64 {
+    3600
+}
+fn bearer() -> String {
+    "Bearer".into()
+}
+
 /// One value an API-key or MTProto connection holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -339,6 +362,7 @@ pub struct Provider {
     pub authorize_params: BTreeMap<String, String>,
     #[serde(default)]
     pub token_paths: TokenPaths,
+    pub validate: Option<Validate>,
 
     #[serde(default)]
     pub fields: Vec<Field>,
@@ -457,13 +481,15 @@ impl Provider {
 
     /// The OAuth endpoints the provider is spoken to at (client settings may fill them).
     fn oauth_urls_mut(&mut self) -> Vec<&mut String> {
+        let validate = self.validate.as_mut().map(|v| &mut v.url);
         [
-            &mut self.authorize_url,
-            &mut self.token_url,
-            &mut self.refresh_url,
-            &mut self.revoke_url,
-            &mut self.userinfo_url,
-            &mut self.resources_url,
+            self.authorize_url.as_mut(),
+            self.token_url.as_mut(),
+            self.refresh_url.as_mut(),
+            self.revoke_url.as_mut(),
+            self.userinfo_url.as_mut(),
+            self.resources_url.as_mut(),
+            validate,
         ]
         .into_iter()
         .flatten()
@@ -541,6 +567,9 @@ impl Provider {
             if let Some(v) = v {
                 out.push((k.to_string(), v.as_str()));
             }
+        }
+        if let Some(v) = &self.validate {
+            out.push(("validate.url".into(), v.url.as_str()));
         }
         for s in &self.sources {
             out.push(("sources".into(), s.as_str()));
@@ -620,7 +649,7 @@ impl Provider {
     }
 
     /// Checks what serde cannot: required keys per auth type, URL schemes, field names.
-    fn validate(&self) -> Result<(), String> {
+    fn check_entry(&self) -> Result<(), String> {
         if !valid_code(&self.code) {
             return Err(format!(
                 "provider code `{}` must be 1-64 lowercase letters, digits, `-` or `_`",
@@ -702,6 +731,25 @@ impl Provider {
             }
             serde_json::from_str::<serde_json::Value>(body)
                 .map_err(|e| format!("userinfo_body is not JSON: {e}"))?;
+        }
+        if let Some(v) = &self.validate {
+            if self.auth != AuthType::Oauth2 {
+                return Err("validate is for oauth2 providers only".into());
+            }
+            if v.every == 0 {
+                return Err("validate.every must be at least 1 (seconds)".into());
+            }
+            if v.scheme.is_empty()
+                || !v
+                    .scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
+                return Err(format!(
+                    "validate.scheme `{}` must be one word of letters, digits or `-` (e.g. \"Bearer\", \"OAuth\")",
+                    v.scheme
+                ));
+            }
         }
         for s in &self.services {
             if !valid_code(&s.code) {
@@ -962,7 +1010,7 @@ fn to_provider(code: &str, value: toml::Value, origin: Origin) -> Result<Provide
         .map_err(|e: toml::de::Error| e.message().trim().to_string())?;
     p.code = code.to_owned();
     p.origin = origin;
-    p.validate()?;
+    p.check_entry()?;
     Ok(p)
 }
 
@@ -1022,6 +1070,87 @@ mod tests {
         assert!(check_url("http://127.0.0.1.evil.example/a").is_err());
         assert!(check_url("ftp://x").is_err());
         assert!(check_url("https://").is_err());
+    }
+
+    fn twitch_like(validate: &str) -> Result<Provider, String> {
+        let text = format!(
+            "[providers.t]\nname = \"T\"\nauth = \"oauth2\"\nauthorize_url = \"https://t.example/a\"\ntoken_url = \"https://t.example/t\"\n{validate}"
+        );
+        let (mut table, _) = parse_file(&text).map_err(|(_, m)| m)?;
+        to_provider("t", table.remove("t").unwrap(), Origin::BuiltIn)
+    }
+
+    #[test]
+    fn validate_table_parses_with_defaults_and_refuses_mistakes() {
+        let p = twitch_like("[providers.t.validate]\nurl = \"https://t.example/v\"\n").unwrap();
+        let v = p.validate.as_ref().unwrap();
+        assert_eq!(
+            (v.url.as_str(), v.every, v.scheme.as_str()),
+            ("https://t.example/v", 3600, "Bearer")
+        );
+        assert!(
+            p.urls()
+                .iter()
+                .any(|(k, u)| k == "validate.url" && *u == "https://t.example/v")
+        );
+        let p = twitch_like(
+            "[providers.t.validate]\nurl = \"http://127.0.0.1:9/v\"\nevery = 1\nscheme = \"OAuth\"\n",
+        )
+        .unwrap();
+        assert_eq!(p.validate.as_ref().unwrap().every, 1);
+        assert!(twitch_like("").unwrap().validate.is_none());
+        for (bad, says) in [
+            ("[providers.t.validate]\nevery = 5\n", "url"),
+            (
+                "[providers.t.validate]\nurl = \"http://t.example/v\"\n",
+                "validate.url",
+            ),
+            (
+                "[providers.t.validate]\nurl = \"https://t.example/v\"\nevery = 0\n",
+                "every",
+            ),
+            (
+                "[providers.t.validate]\nurl = \"https://t.example/v\"\nevery = -1\n",
+                "u64",
+            ),
+            (
+                "[providers.t.validate]\nurl = \"https://t.example/v\"\nscheme = \"OAuth x\"\n",
+                "scheme",
+            ),
+            (
+                "[providers.t.validate]\nurl = \"https://t.example/v\"\nprefix = \"OAuth\"\n",
+                "prefix",
+            ),
+        ] {
+            let e = twitch_like(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn twitch_validates_with_the_documented_prefix_and_names_accounts_from_it() {
+        let c = Catalog::builtin().unwrap();
+        let t = c.get("twitch").unwrap();
+        let v = t.validate.as_ref().unwrap();
+        assert_eq!(v.url, "https://id.twitch.tv/oauth2/validate");
+        assert_eq!((v.every, v.scheme.as_str()), (3600, "OAuth"));
+        assert!(
+            t.userinfo_url.is_none(),
+            "the validate answer is the identity document"
+        );
+        assert_eq!(t.account_field.as_deref(), Some("login"));
+        let mut c = c.clone();
+        c.overlay_text(
+            Path::new("50-twitch.toml"),
+            "[providers.twitch.validate]\nevery = 1\n",
+        );
+        assert!(c.issues.is_empty(), "{:?}", c.issues);
+        let v = c.get("twitch").unwrap().validate.clone().unwrap();
+        assert_eq!(
+            (v.every, v.scheme.as_str()),
+            (1, "OAuth"),
+            "merged key by key"
+        );
     }
 
     #[test]

@@ -14,9 +14,10 @@ use oauth2::{
     PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl,
 };
 use serde_json::{Map, Value};
+use zeroize::Zeroize;
 
 use crate::SecretString;
-use crate::catalog::{Provider, Quirk, RevokeRequest, TokenAuth, TokenRequest};
+use crate::catalog::{Provider, Quirk, RevokeRequest, TokenAuth, TokenRequest, Validate};
 use crate::quirks;
 
 /// The User-Agent of every request to a provider (Reddit requires a descriptive one).
@@ -83,6 +84,17 @@ impl std::fmt::Display for OAuthError {
 }
 
 impl std::error::Error for OAuthError {}
+
+/// What a provider's token validation endpoint (catalog `validate`) said about a token.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Validation {
+    /// HTTP 2xx: the token is good; the answer, e.g. for naming the account.
+    Valid(Value),
+    /// HTTP 401: the provider refused the token.
+    Refused,
+    /// Anything else (5xx, 429, timeout, network, not JSON): nothing is known; try again later.
+    Failed(String),
+}
 
 /// What the last provider answer looked like (status and normalised JSON body).
 #[derive(Debug, Default, Clone)]
@@ -330,6 +342,55 @@ impl OAuthHttp {
                 host_of(url)
             ))
         })
+    }
+
+    /// Asks the provider's validation endpoint about an access token, with the `Authorization`
+    /// scheme the catalog names (Twitch documents `OAuth <token>`).
+    pub async fn validate_token(&self, v: &Validate, access_token: &SecretString) -> Validation {
+        let mut auth = format!("{} {}", v.scheme, access_token.expose());
+        let value = reqwest::header::HeaderValue::from_str(&auth);
+        auth.zeroize();
+        let Ok(mut value) = value else {
+            return Validation::Failed("the stored token cannot be sent in an HTTP header".into());
+        };
+        value.set_sensitive(true);
+        let sent = self
+            .client
+            .get(&v.url)
+            .header(reqwest::header::AUTHORIZATION, value)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) if e.is_timeout() => {
+                return Validation::Failed(format!("{} did not answer in time", host_of(&v.url)));
+            }
+            Err(e) => {
+                return Validation::Failed(format!(
+                    "cannot reach {}: {}",
+                    host_of(&v.url),
+                    without_url(&e)
+                ));
+            }
+        };
+        let status = resp.status().as_u16();
+        if status == 401 {
+            return Validation::Refused;
+        }
+        if !(200..300).contains(&status) {
+            return Validation::Failed(format!("{} answered HTTP {status}", host_of(&v.url)));
+        }
+        match resp.json::<Value>().await {
+            Ok(mut doc) => {
+                strip_secrets(&mut doc);
+                Validation::Valid(doc)
+            }
+            Err(_) => Validation::Failed(format!(
+                "{} answered with something other than JSON",
+                host_of(&v.url)
+            )),
+        }
     }
 
     /// Revokes a token at the provider, in the shape the catalog's `revoke_request` names: an

@@ -99,7 +99,8 @@ pub async fn summary(State(state): State<Arc<AppState>>, AgentAuth(_): AgentAuth
 }
 
 /// Non-secret values that templates may show: a connection's (domain, account SID, cloud id,
-/// Mailgun's region host) and the OAuth client's settings (Microsoft's tenant, GitLab's server).
+/// Mailgun's region host), the OAuth client's settings (Microsoft's tenant, GitLab's server) and,
+/// for an OAuth provider, the client's `clientId` (public; Twitch's Helix wants it on every call).
 fn known_values(
     state: &AppState,
     p: &Provider,
@@ -111,7 +112,13 @@ fn known_values(
     } else {
         state.vault.client_settings(&p.code).unwrap_or_default()
     };
-    p.placeholder_values(&public, &settings)
+    let mut known = p.placeholder_values(&public, &settings);
+    if p.auth == AuthType::Oauth2
+        && let Ok(Some(client)) = state.vault.oauth_client_info(&p.code)
+    {
+        known.insert("clientId".into(), client.client_id);
+    }
+    known
 }
 
 /// One connected account of a provider.
@@ -120,7 +127,7 @@ fn known_values(
 pub struct AccountInfo {
     /// The account's label (e.g. an email address, or `default`).
     pub account: String,
-    /// `connected`, or `needs_reconnect` when the provider refused the refresh token.
+    /// `connected`, or `needs_reconnect` when the provider refused the refresh token (or, for a provider that validates tokens, the access token).
     #[schema(value_type = String)]
     pub status: akhrot_core::vault::ConnectionStatus,
     pub scopes: Vec<String>,
@@ -423,7 +430,11 @@ pub async fn service_context(
         .iter()
         .map(|(k, v)| (k.clone(), render::fill(v, &known)))
         .collect();
-    headers.extend(s.headers.clone());
+    headers.extend(
+        s.headers
+            .iter()
+            .map(|(k, v)| (k.clone(), render::fill(v, &known))),
+    );
     let proxied = p.auth != AuthType::Mtproto && p.inject.digest.is_none() && s.base_url.is_some();
     let multi = render::has_several_bases(&p);
     let out = ServiceContext {

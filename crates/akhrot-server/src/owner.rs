@@ -196,6 +196,14 @@ impl Owner {
                 }
             }
         });
+        // Providers that require it (catalog `validate`) have their tokens validated at start
+        // and every `every` seconds, until shutdown.
+        let validation = tokio::spawn(
+            self.state
+                .broker
+                .clone()
+                .run_validation(self.state.closing.subscribe()),
+        );
         let app = router(self.state.clone());
         let state = self.state.clone();
         tokio::spawn(async move {
@@ -212,6 +220,7 @@ impl Owner {
             self.state.closing.subscribe(),
         )
         .await;
+        validation.abort();
         self.state.audit.close();
         flusher.abort();
         if let Err(e) = self.state.vault.flush_last_used() {

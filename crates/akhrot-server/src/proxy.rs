@@ -423,10 +423,8 @@ struct Target {
     provider: Arc<Provider>,
     account: Option<String>,
     reason: Option<String>,
-    /// The chosen service's fixed headers (rendered when the request is built).
-    service_headers: BTreeMap<String, String>,
-    /// The connection's public values that are plain names (see [`is_plain`]).
-    public: BTreeMap<String, String>,
+    /// The chosen service's fixed headers, rendered.
+    service_headers: Vec<(HeaderName, HeaderValue)>,
     url: url::Url,
     host: String,
 }
@@ -543,7 +541,7 @@ fn parse_target(state: &AppState, parts: &Parts) -> Result<Target, ApiError> {
             ),
         ));
     }
-    let service_headers = s.headers.clone();
+    let service_headers = service_headers(state, &p, s, &public)?;
     let host = host_label(&url);
     Ok(Target {
         method,
@@ -551,10 +549,61 @@ fn parse_target(state: &AppState, parts: &Parts) -> Result<Target, ApiError> {
         account,
         reason,
         service_headers,
-        public,
         url,
         host,
     })
+}
+
+/// A service's fixed headers (Twitch's `Client-Id = "{clientId}"`), filled from the
+/// connection's public values and, for an OAuth provider, the OAuth client's `clientId`. A
+/// header that cannot be filled refuses the call (`BAD_REQUEST`) rather than going out
+/// without it: the provider would refuse the call anyway, with a less helpful answer.
+fn service_headers(
+    state: &AppState,
+    p: &Provider,
+    s: &Service,
+    public: &BTreeMap<String, String>,
+) -> Result<Vec<(HeaderName, HeaderValue)>, ApiError> {
+    if s.headers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut known = public.clone();
+    if p.auth == AuthType::Oauth2
+        && let Ok(Some(client)) = state.vault.oauth_client_info(&p.code)
+    {
+        known.insert("clientId".into(), client.client_id);
+    }
+    let mut out = Vec::new();
+    for (k, v) in &s.headers {
+        let value = crate::render::fill_strict(v, &known).map_err(|name| {
+            ApiError::bad_request(format!(
+                "the {} service `{}` sends the header `{k}`, which needs the value `{name}`; {}",
+                p.name,
+                s.code,
+                if p.auth == AuthType::Oauth2 && name == "clientId" {
+                    format!(
+                        "it is the OAuth client's id: set it with `akhrot clients set {} --client-id <ID> --client-secret-stdin`",
+                        p.code
+                    )
+                } else {
+                    format!(
+                        "the connection has no such value; the user can re-add it with `akhrot add {}`",
+                        p.code
+                    )
+                }
+            ))
+        })?;
+        let bad = || {
+            ApiError::bad_request(format!(
+                "the {} service `{}` header `{k}` does not make a valid HTTP header",
+                p.name, s.code
+            ))
+        };
+        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| bad())?;
+        let value = HeaderValue::from_str(&value).map_err(|_| bad())?;
+        out.push((name, value));
+    }
+    Ok(out)
 }
 
 /// Writes a granted call's audit entries (action `proxy`), with the agent and its peer.
@@ -661,14 +710,9 @@ async fn build_upstream(parts: &Parts, body: Body, target: &Target) -> Result<Up
         header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
     );
-    for (k, v) in &target.service_headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(k.as_bytes()),
-            crate::render::fill_strict(v, &target.public),
-        ) && !headers.contains_key(&name)
-            && let Ok(hv) = HeaderValue::from_str(&value)
-        {
-            headers.insert(name, hv);
+    for (name, value) in &target.service_headers {
+        if !headers.contains_key(name) {
+            headers.insert(name.clone(), value.clone());
         }
     }
     let declared = parts
@@ -1119,6 +1163,34 @@ fn masked_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A service header that cannot be filled refuses the call, so no built-in one may name a
+    /// value a connection cannot have: an OAuth provider's `clientId`, or a public field.
+    #[test]
+    fn every_builtin_service_header_can_be_filled() {
+        let c = akhrot_core::catalog::Catalog::builtin().unwrap();
+        for p in c.iter() {
+            let mut known: BTreeMap<String, String> = p
+                .fields
+                .iter()
+                .filter(|f| !f.secret)
+                .map(|f| (f.name.clone(), "x".to_owned()))
+                .collect();
+            if p.auth == AuthType::Oauth2 {
+                known.insert("clientId".into(), "x".into());
+            }
+            for s in &p.services {
+                for (k, v) in &s.headers {
+                    assert!(
+                        crate::render::fill_strict(v, &known).is_ok(),
+                        "{}.{} header {k} = {v}",
+                        p.code,
+                        s.code
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn traversal_is_refused_in_every_spelling() {

@@ -290,6 +290,24 @@ impl Broker {
             // so a refresh token in the answer is not kept.
             tokens.refresh_token = None;
         }
+        // A provider that requires validation (catalog `validate`) sees each new token
+        // validated before it is stored; a refused one fails the connect.
+        let validated = match &p.validate {
+            Some(v) => match self.http.validate_token(v, &tokens.access_token).await {
+                oauth::Validation::Valid(doc) => Some(doc),
+                oauth::Validation::Refused => {
+                    return Err(BrokerError::ProviderError(format!(
+                        "{} refused the new token at its validation endpoint (HTTP 401); nothing was stored, start a new session",
+                        p.name
+                    )));
+                }
+                oauth::Validation::Failed(e) => {
+                    tracing::warn!(provider = %p.code, error = %e, "could not validate the new token; it is validated again later");
+                    None
+                }
+            },
+            None => None,
+        };
         let userinfo = match &p.userinfo_url {
             Some(u) => match self
                 .http
@@ -302,7 +320,8 @@ impl Broker {
                     None
                 }
             },
-            None => None,
+            // Without a userinfo endpoint, the validation answer is the identity document.
+            None => validated,
         };
         // Quirk jira_accessible_resources: values the services' URLs need, read once now.
         let public = crate::quirks::after_exchange(p, &self.http, &tokens.access_token)

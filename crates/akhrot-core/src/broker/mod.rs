@@ -7,8 +7,9 @@
 //!
 //! `sessions` starts consent sessions and checks what they would refuse, `callback`
 //! completes them (loopback callback or deep link) and stores the new connection, `refresh`
-//! hands out fresh credentials and disconnects; this file holds the broker itself and what
-//! they share (token storage, the OAuth client, error wording).
+//! hands out fresh credentials and disconnects, `validate` checks tokens at the validation
+//! endpoint of providers that require it (catalog `validate`); this file holds the broker
+//! itself and what they share (token storage, the OAuth client, error wording).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -21,11 +22,13 @@ use crate::{Error, SecretString};
 mod callback;
 mod refresh;
 mod sessions;
+mod validate;
 
 pub use callback::{CallbackOutcome, CallbackParams};
 use refresh::Uncommitted;
 use sessions::Sessions;
 pub use sessions::{SessionState, SessionView};
+pub use validate::ValidateOutcome;
 
 /// The redirect URI for providers that use the desktop app's deep link.
 pub const DEEP_LINK_REDIRECT: &str = "akhrot://oauth/callback";

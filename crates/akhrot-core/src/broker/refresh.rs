@@ -18,7 +18,7 @@ pub(super) struct Uncommitted {
 }
 
 impl Broker {
-    fn refresh_lock(&self, conn_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+    pub(super) fn refresh_lock(&self, conn_id: &str) -> Arc<tokio::sync::Mutex<()>> {
         self.refresh_locks
             .lock()
             .unwrap_or_else(|p| p.into_inner())

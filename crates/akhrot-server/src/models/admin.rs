@@ -113,7 +113,7 @@ fn connection_status_schema() -> utoipa::openapi::Object {
             ConnectionStatus::Connected.as_str(),
             ConnectionStatus::NeedsReconnect.as_str(),
         ],
-        "`connected`, or `needs_reconnect` when the provider refused the refresh token.",
+        "`connected`, or `needs_reconnect` when the provider refused the refresh token (or, for a provider that validates tokens, the access token).",
     )
 }
 
@@ -265,7 +265,7 @@ pub struct Connection {
     pub account: String,
     /// `oauth2`, `api_key`, …
     pub auth_type: String,
-    /// `connected`, or `needs_reconnect` when the provider refused the refresh token.
+    /// `connected`, or `needs_reconnect` when the provider refused the refresh token (or, for a provider that validates tokens, the access token).
     #[schema(schema_with = connection_status_schema)]
     pub status: ConnectionStatus,
     pub scopes: Vec<String>,
