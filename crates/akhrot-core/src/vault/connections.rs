@@ -465,14 +465,30 @@ fn validate_fields(
                 f.name
             )));
         }
-        if f.name == "apiId" && v.parse::<u64>().is_err() {
+        if f.name == "apiId" && !v.parse::<i32>().is_ok_and(|n| n > 0) {
             return Err(Error::BadRequest(
-                "`apiId` must be the integer API ID from my.telegram.org".into(),
+                "`apiId` must be the positive integer API ID from my.telegram.org".into(),
             ));
         }
         out.insert(f.name.clone(), SecretString::from(v));
     }
+    if provider.auth == AuthType::Mtproto {
+        check_telegram_session(provider, &out)?;
+    }
     Ok(out)
+}
+
+/// An MTProto connection's session must parse as a Telethon or GramJS StringSession, so that
+/// the token answer can give it in both formats. The value is stored as given.
+fn check_telegram_session(provider: &Provider, values: &Credentials) -> Result<()> {
+    let Some(field) = provider.token_field() else {
+        return Ok(());
+    };
+    if let Some(session) = values.get(&field.name) {
+        crate::telegram::StringSession::parse(session.expose())
+            .map_err(|e| Error::BadRequest(format!("`{}`: {e}", field.name)))?;
+    }
+    Ok(())
 }
 
 fn field_list(p: &Provider) -> String {
