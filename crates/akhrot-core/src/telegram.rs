@@ -38,7 +38,9 @@
 //! GramJS also loads Telethon's layout: a string of 352 characters is read as Telethon IPv4, and
 //! a length field above 100 as Telethon IPv6 (the 16 address bytes). Node's base64 decoder takes
 //! both alphabets. Telethon does not load GramJS's layout: a GramJS session is never 352
-//! characters long for an IPv4 address, so Telethon reads it as IPv6 and gets garbage.
+//! characters long for an IPv4 address, so Telethon unpacks it as IPv6, which fails
+//! (`struct.error`) or, for a 14-character address such as `149.154.167.51`, gives a wrong
+//! address, port and key.
 //!
 //! What this module accepts: either layout, either base64 alphabet, with or without padding; a
 //! data center 1-5 (Telegram's production and test DCs); an IPv4 or IPv6 address (GramJS's text
@@ -152,7 +154,8 @@ pub enum SessionError {
 }
 
 impl StringSession {
-    /// Builds a session from its parts (the auth key must be 256 bytes, not all zeros).
+    /// Builds a session from its parts (the auth key must be 256 bytes, not all zeros; another
+    /// length is refused as [`SessionError::Length`]).
     pub fn new(
         dc_id: u8,
         server_address: IpAddr,
