@@ -63,7 +63,7 @@ pub struct TokenAnswer<'a> {
         skip_serializing_if = "Option::is_none",
         serialize_with = "expose_secret"
     )]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String, required = false)]
     session_telethon: Option<SecretString>,
     /// Telegram: the session as a GramJS `StringSession` string (standard base64, the server
     /// address as text). Loads with GramJS (`new StringSession(s)`).
@@ -71,7 +71,7 @@ pub struct TokenAnswer<'a> {
         skip_serializing_if = "Option::is_none",
         serialize_with = "expose_secret"
     )]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String, required = false)]
     session_gramjs: Option<SecretString>,
     /// The connection's other values by field name (e.g. Twilio `accountSid`, Telegram `apiId`
     /// and `apiHash`).
