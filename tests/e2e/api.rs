@@ -216,14 +216,21 @@ fn token_fetch_for_api_key_and_telegram_providers() {
     assert_eq!(v["data"]["accessToken"], "tw-tok");
     assert_eq!(v["data"]["accountSid"], "AC42");
 
+    let session = telethon_session();
     s.add(
         "telegram",
         None,
-        json!({"apiId": "123456", "apiHash": "0123abcd", "session": "1BVtsOK-session"}),
+        json!({"apiId": "123456", "apiHash": "0123abcd", "session": session}),
     );
     let (_, v) = fetch(&s, &key, json!({"provider": "telegram"}));
     let t = &v["data"];
-    assert_eq!(t["accessToken"], "1BVtsOK-session");
+    assert_eq!(t["accessToken"], json!(session));
+    assert_eq!(
+        t["sessionTelethon"],
+        json!(session),
+        "already Telethon's format"
+    );
+    assert!(t["sessionGramjs"].as_str().unwrap().starts_with('1'));
     assert_eq!(t["apiId"], 123456, "apiId is an integer");
     assert_eq!(t["apiHash"], "0123abcd");
     assert_eq!(t["type"], "mtproto");

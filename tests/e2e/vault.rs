@@ -84,7 +84,7 @@ fn no_plaintext_secret_at_rest_while_running_and_after_stop() {
     let openai = openai_key();
     let twilio_token = random_hex(32);
     let tg_hash = random_hex(32);
-    let tg_session = format!("1BVtsOK{}", random_hex(300));
+    let tg_session = telethon_session();
     s.add("openai", None, json!({ "apiKey": openai }));
     s.add(
         "twilio",

@@ -7,7 +7,7 @@
 //! The harness in modules: `server` ([`Server`], [`Opts`], [`Dirs`]), [`secrets`] (the
 //! plaintext-secret scanner every server and data dir goes through), `cli` (running `akhrot`),
 //! `http` (client, envelope, query parameters), `vault` (a vault's files and keyring entry),
-//! `standin` (stand-in provider APIs), `oidc` (a real authorization server), `browser` (a scripted
+//! `standin` (stand-in provider APIs), `telegram` (StringSessions), `oidc` (a real authorization server), `browser` (a scripted
 //! person, a fake `xdg-open`) and `oauth` (OAuth sessions end to end).
 //! Everything is re-exported here, so a test needs only `use akhrot_e2e::*;`.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
@@ -20,6 +20,7 @@ mod oidc;
 pub mod secrets;
 mod server;
 mod standin;
+mod telegram;
 mod vault;
 
 pub use browser::{Browser, FakeBrowser};
@@ -29,4 +30,5 @@ pub use oauth::OauthEnv;
 pub use oidc::Oidc;
 pub use server::{Dirs, Opts, Server, ServerLog};
 pub use standin::{Answer, INJECT_X_API_KEY, Seen, StandIn, api_key_provider, write_provider_file};
+pub use telegram::{random_auth_key, telethon_session};
 pub use vault::{contains, keyring_entry, vault_bytes, vault_id};

@@ -8,6 +8,7 @@
 //! - [`agent_key`]: the `akhrot_<id>_<secret>` key format.
 //! - [`paths`]: data and config directories, owner files, private file modes.
 //! - [`child`]: the environment of programs Akhrot starts (no `AKHROT_*` secret), the browser.
+//! - [`telegram`]: Telegram StringSessions (Telethon's and GramJS's formats), parsed and written.
 //! - [`text`]: small shared helpers (random hex, percent-encoding, cleaning text from outside).
 
 pub mod agent_key;
@@ -25,6 +26,7 @@ pub mod paths;
 pub mod peer;
 pub mod quirks;
 pub mod secret;
+pub mod telegram;
 pub mod text;
 pub mod vault;
 

@@ -256,7 +256,7 @@ pub async fn list_connections(State(state): State<Arc<AppState>>, _: AdminAuth) 
     request_body(content = AddConnection, content_type = "application/json"),
     responses(
         (status = 200, description = "The connection.", body = Envelope<ConnectionAdded>),
-        (status = 400, description = "`BAD_REQUEST`: a malformed body, path or query.", body = ErrorEnvelope),
+        (status = 400, description = "`BAD_REQUEST`: a malformed body, path or query, a missing or unknown field, or a value the provider's format refuses (Telegram: a `session` that is not a Telethon or GramJS StringSession, an `apiId` that is not a positive integer); nothing is stored.", body = ErrorEnvelope),
         (status = 404, description = "`PROVIDER_NOT_FOUND`: no such provider code in the catalog.", body = ErrorEnvelope),
     )
 )]

@@ -19,7 +19,7 @@ use crate::error::{ApiError, Code, Envelope, ErrorEnvelope, printable, success_t
 use crate::guard::{AccountQuery, AgentAuth, ApiPath, ApiQuery, JsonBody, string_field};
 use crate::render;
 use crate::state::AppState;
-use crate::token::{AuthKind, TokenAnswer};
+use crate::token::{AuthKind, TELEGRAM_SESSION_FIELDS, TokenAnswer};
 
 #[utoipa::path(
     get,
@@ -169,6 +169,10 @@ pub struct FieldInfo {
     pub optional: bool,
     /// Where the token answer carries it: `accessToken`, or its own name.
     pub returned_as: String,
+    /// Other token-answer fields that carry the same value in another format (Telegram's
+    /// session: `sessionTelethon` and `sessionGramjs`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub also_returned_as: Vec<String>,
     pub hint: Option<String>,
 }
 
@@ -346,6 +350,11 @@ pub async fn provider_context(
                         "accessToken".to_string()
                     } else {
                         f.name.clone()
+                    },
+                    also_returned_as: if f.token && p.auth == AuthType::Mtproto {
+                        TELEGRAM_SESSION_FIELDS.map(String::from).to_vec()
+                    } else {
+                        Vec::new()
                     },
                     hint: f.hint.clone(),
                 })

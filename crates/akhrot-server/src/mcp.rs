@@ -916,7 +916,7 @@ pub fn tools() -> Vec<Tool> {
         ),
         Tool::new(
             "get_token",
-            "A fresh access token (or API key) for a connected provider; refreshed first when it has expired. The user may be asked to approve. Prefer call_api, which never shows you the credential.",
+            "A fresh access token (or API key) for a connected provider; refreshed first when it has expired. Telegram: `accessToken` is the session as the user added it, `sessionTelethon` and `sessionGramjs` the same session for each library. The user may be asked to approve. Prefer call_api, which never shows you the credential.",
             schema::<TokenArgs>(),
         ),
         Tool::new(

@@ -473,14 +473,30 @@ fn validate_fields(
                 allowed.join(", ")
             )));
         }
-        if f.name == "apiId" && v.parse::<u64>().is_err() {
+        if f.name == "apiId" && !v.parse::<i32>().is_ok_and(|n| n > 0) {
             return Err(Error::BadRequest(
-                "`apiId` must be the integer API ID from my.telegram.org".into(),
+                "`apiId` must be the positive integer API ID from my.telegram.org".into(),
             ));
         }
         out.insert(f.name.clone(), SecretString::from(v));
     }
+    if provider.auth == AuthType::Mtproto {
+        check_telegram_session(provider, &out)?;
+    }
     Ok(out)
+}
+
+/// An MTProto connection's session must parse as a Telethon or GramJS StringSession, so that
+/// the token answer can give it in both formats. The value is stored as given.
+fn check_telegram_session(provider: &Provider, values: &Credentials) -> Result<()> {
+    let Some(field) = provider.token_field() else {
+        return Ok(());
+    };
+    if let Some(session) = values.get(&field.name) {
+        crate::telegram::StringSession::parse(session.expose())
+            .map_err(|e| Error::BadRequest(format!("`{}`: {e}", field.name)))?;
+    }
+    Ok(())
 }
 
 fn field_list(p: &Provider) -> String {
@@ -575,5 +591,55 @@ mod tests {
         v.delete_connection("openai", None).unwrap();
         assert!(v.require_connection("openai", None).is_err());
         assert!(v.list_connections().is_empty());
+    }
+
+    #[test]
+    fn a_telegram_connection_needs_a_string_session_and_a_positive_api_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Vault::open(&paths(dir.path()), pass("correct horse")).unwrap();
+        let catalog = crate::catalog::Catalog::builtin().unwrap();
+        let tg = catalog.get("telegram").unwrap();
+        let session = crate::telegram::StringSession::new(
+            2,
+            "149.154.167.51".parse().unwrap(),
+            443,
+            &[7; crate::telegram::AUTH_KEY_LEN],
+        )
+        .unwrap()
+        .to_gramjs();
+        let put = |api_id: &str, session: &str| {
+            let vals = BTreeMap::from([
+                ("apiId".to_string(), SecretString::from(api_id)),
+                (
+                    "apiHash".to_string(),
+                    SecretString::from("0123456789abcdef"),
+                ),
+                ("session".to_string(), SecretString::from(session)),
+            ]);
+            v.put_key_connection(tg, "default", vals)
+        };
+        for (api_id, s, want) in [
+            (
+                "123",
+                "1BVtsOK-not-a-session",
+                "`session`: the Telegram session",
+            ),
+            ("0", session.expose(), "positive integer"),
+            ("-5", session.expose(), "positive integer"),
+            ("99999999999", session.expose(), "positive integer"),
+        ] {
+            match put(api_id, s) {
+                Err(Error::BadRequest(m)) => assert!(m.contains(want), "{m}"),
+                other => panic!("{want}: {:?}", other.map(|_| ())),
+            }
+        }
+        assert!(v.list_connections().is_empty(), "nothing stored");
+        put("123", session.expose()).unwrap();
+        let (_, creds) = v.open_connection("telegram", None).unwrap();
+        assert_eq!(
+            creds["session"].expose(),
+            session.expose(),
+            "stored as given"
+        );
     }
 }
