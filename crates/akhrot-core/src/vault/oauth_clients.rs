@@ -208,3 +208,48 @@ fn parse_redirect(s: &str) -> Option<crate::catalog::Redirect> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{pass, paths};
+    use super::*;
+
+    /// A client's settings decide where its tokens and secret are sent, so they are sealed to
+    /// their row: settings moved to another provider's row, or changed in place, fail to open
+    /// instead of sending anything elsewhere.
+    #[test]
+    fn client_settings_are_sealed_to_their_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Vault::open(&paths(dir.path()), pass("correct horse")).unwrap();
+        let gitlab = BTreeMap::from([("host".to_owned(), "https://git.example.com".to_owned())]);
+        v.set_oauth_client("gitlab", "gl", None, None, &gitlab)
+            .unwrap();
+        v.set_oauth_client("microsoft", "ms", None, None, &BTreeMap::new())
+            .unwrap();
+        assert_eq!(v.client_settings("gitlab").unwrap(), gitlab);
+        assert_eq!(v.oauth_client("gitlab").unwrap().unwrap().settings, gitlab);
+        assert!(v.client_settings("microsoft").unwrap().is_empty());
+        assert!(v.client_settings("nobody").unwrap().is_empty());
+
+        // Moved to another row.
+        v.db()
+            .execute(
+                "UPDATE oauth_clients SET settings = (SELECT settings FROM oauth_clients WHERE provider = 'gitlab') WHERE provider = 'microsoft'",
+                [],
+            )
+            .unwrap();
+        let e = v.client_settings("microsoft").unwrap_err().to_string();
+        assert!(e.contains("integrity"), "{e}");
+        assert!(v.oauth_client("microsoft").is_err());
+        assert!(v.oauth_clients_info().is_err());
+
+        // Changed in place (a flipped byte).
+        v.db()
+            .execute(
+                "UPDATE oauth_clients SET settings = CAST(settings AS BLOB) || x'00' WHERE provider = 'gitlab'",
+                [],
+            )
+            .unwrap();
+        assert!(v.client_settings("gitlab").is_err());
+    }
+}
