@@ -54,17 +54,9 @@ fn bot_server(d: &Dirs) -> (Server, String) {
     (s, key)
 }
 
-/// Plays the provider's redirect back to the loopback callback, with `code` and the state of
-/// the session whose authorize URL is `url`.
+/// Plays the provider's redirect back to the loopback callback with `code`.
 fn callback(s: &Server, url: &str, code: &str) -> (u16, String) {
-    let state = param(url, "state").unwrap();
-    let (status, v) = s.get(&format!("/oauth/callback?code={code}&state={state}"), None);
-    (
-        status,
-        v.as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| v.to_string()),
-    )
+    s.oauth_redirect(url, &format!("code={code}"))
 }
 
 #[test]

@@ -9,20 +9,13 @@ use serde_json::{Value, json};
 /// The person's browser at a stand-in authorization endpoint that answers with the query it
 /// would redirect back with (`code=…` or `error=…`); returns Akhrot's callback (status, page).
 fn consent_at_standin(s: &Server, authorize_url: &str) -> (u16, String) {
-    let state = param(authorize_url, "state").unwrap();
     let query = ureq::get(authorize_url)
         .call()
         .unwrap()
         .into_body()
         .read_to_string()
         .unwrap();
-    let (status, v) = s.get(&format!("/oauth/callback?{query}&state={state}"), None);
-    (
-        status,
-        v.as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| v.to_string()),
-    )
+    s.oauth_redirect(authorize_url, &query)
 }
 
 fn clients(s: &Server) -> Vec<Value> {

@@ -23,14 +23,7 @@ fn serve(d: &Dirs, provider: &str, toml: &str) -> (Server, String) {
 
 /// Plays the provider's redirect back to the loopback callback with `code`.
 fn callback(s: &Server, url: &str, code: &str) -> (u16, String) {
-    let state = param(url, "state").unwrap();
-    let (status, v) = s.get(&format!("/oauth/callback?code={code}&state={state}"), None);
-    (
-        status,
-        v.as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| v.to_string()),
-    )
+    s.oauth_redirect(url, &format!("code={code}"))
 }
 
 fn connect(s: &Server, key: &str, provider: &str, code: &str) -> String {

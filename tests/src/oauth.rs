@@ -85,6 +85,20 @@ impl Server {
         (id, status, page)
     }
 
+    /// Plays a stand-in provider's redirect back to the loopback callback: `query` (`code=…` or
+    /// `error=…&error_description=…`) with the state of the session whose authorize URL is
+    /// `authorize_url`; returns (status, the page's text, or the JSON answer as text).
+    pub fn oauth_redirect(&self, authorize_url: &str, query: &str) -> (u16, String) {
+        let state = crate::param(authorize_url, "state").unwrap();
+        let (status, v) = self.get(&format!("/oauth/callback?{query}&state={state}"), None);
+        (
+            status,
+            v.as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| v.to_string()),
+        )
+    }
+
     /// Registers OAuth client `basic-client` (client_secret_basic, a client of `Oidc`) for
     /// provider `idp`.
     pub fn add_basic_client(&self) {

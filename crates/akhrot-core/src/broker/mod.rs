@@ -171,6 +171,28 @@ impl Broker {
         }
     }
 
+    /// Marks a connection `needs_reconnect` after the provider refused its credentials, and
+    /// audits why (`detail`, never a secret).
+    fn mark_needs_reconnect(
+        &self,
+        p: &Provider,
+        info: &ConnectionInfo,
+        detail: String,
+    ) -> Result<(), Error> {
+        self.vault
+            .set_connection_status(&info.id, crate::vault::ConnectionStatus::NeedsReconnect)?;
+        self.record(
+            crate::audit::Entry::new(
+                crate::audit::Action::Refresh,
+                crate::audit::Outcome::NeedsReconnect,
+            )
+            .provider(&p.code)
+            .account(Some(&info.account))
+            .detail(detail),
+        );
+        Ok(())
+    }
+
     /// Writes a token set (the durable commit happens before this returns).
     fn store_tokens(
         &self,

@@ -178,19 +178,11 @@ impl Broker {
                 Ok(out)
             }
             Err(OAuthError::InvalidGrant(d)) => {
-                self.vault.set_connection_status(
-                    &info.id,
-                    crate::vault::ConnectionStatus::NeedsReconnect,
+                self.mark_needs_reconnect(
+                    p,
+                    &info,
+                    "the provider refused the refresh token (invalid_grant)".into(),
                 )?;
-                self.record(
-                    crate::audit::Entry::new(
-                        crate::audit::Action::Refresh,
-                        crate::audit::Outcome::NeedsReconnect,
-                    )
-                    .provider(&p.code)
-                    .account(Some(&info.account))
-                    .detail("the provider refused the refresh token (invalid_grant)"),
-                );
                 tracing::warn!(provider = %p.code, account = %info.account, "refresh token refused (invalid_grant)");
                 Err(BrokerError::TokenExpired(reconnect_message(p, &d)))
             }

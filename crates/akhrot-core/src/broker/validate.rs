@@ -86,24 +86,16 @@ impl Broker {
         if !still_current || info.status == ConnectionStatus::NeedsReconnect {
             return ValidateOutcome::Skipped;
         }
-        if let Err(e) = self
-            .vault
-            .set_connection_status(&info.id, ConnectionStatus::NeedsReconnect)
-        {
-            return ValidateOutcome::Failed(e.to_string());
-        }
-        self.record(
-            crate::audit::Entry::new(
-                crate::audit::Action::Refresh,
-                crate::audit::Outcome::NeedsReconnect,
-            )
-            .provider(&p.code)
-            .account(Some(&info.account))
-            .detail(format!(
+        if let Err(e) = self.mark_needs_reconnect(
+            p,
+            &info,
+            format!(
                 "{} refused the access token at its validation endpoint (HTTP 401): access was revoked or the app disconnected; the user must reconnect",
                 p.name
-            )),
-        );
+            ),
+        ) {
+            return ValidateOutcome::Failed(e.to_string());
+        }
         tracing::warn!(provider = %p.code, account = %info.account, "the provider refused the token at its validation endpoint; the connection needs reconnecting");
         ValidateOutcome::Refused
     }
