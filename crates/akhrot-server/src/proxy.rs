@@ -568,7 +568,10 @@ fn service_headers(
         return Ok(Vec::new());
     }
     let mut known = public.clone();
+    // The OAuth client is read only for a header that names it (Twitch's `Client-Id`), not on
+    // every proxied call of a provider with fixed headers (GitHub's `Accept`).
     if p.auth == AuthType::Oauth2
+        && s.headers.values().any(|v| v.contains("{clientId}"))
         && let Ok(Some(client)) = state.vault.oauth_client_info(&p.code)
     {
         known.insert("clientId".into(), client.client_id);
